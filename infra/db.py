@@ -1,0 +1,249 @@
+"""Database: declarative base, portable column types, engine and tenant-scoped sessions.
+
+Every tenant-owned model mixes in `TenantOwned`. A session carries its scope in `session.info`:
+a tenant id, or the platform scope for operators and relays. Selects on tenant-owned models get the
+tenant filter added by an ORM event, so no query repeats it; a session with no scope refuses such
+queries outright. On PostgreSQL the scope is also set as `mvne.tenant_id` for row-level security.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    MetaData,
+    Numeric,
+    String,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    sessionmaker,
+    with_loader_criteria,
+)
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC one is required")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Amount(TypeDecorator[Decimal]):
+    """Exact decimal money: NUMERIC(20, 6) on PostgreSQL, text on SQLite (whose NUMERIC is a float)."""
+
+    impl = Numeric(20, 6)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(Numeric(20, 6, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"money must be a Decimal, got {type(value).__name__}")
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+JSONValue = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), Decimal: Amount(), dict[str, Any]: JSONValue}
+
+
+class TenantOwned:
+    """Mixin for rows that belong to one tenant; isolation is enforced on them."""
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[str]:  # noqa: N805 (declared_attr is a class-level hook)
+        return mapped_column(String(40), index=True, nullable=False)
+
+
+class UnscopedQuery(RuntimeError):
+    """A query touched tenant-owned rows from a session with no tenant and no platform scope."""
+
+
+def tenant_owned_tables() -> list[str]:
+    return sorted(
+        mapper.local_table.name  # type: ignore[union-attr]
+        for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, TenantOwned)
+    )
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_tenant_queries(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.execution_options.get("all_tenants"):
+        return
+    info = state.session.info
+    tenant_id = info.get("tenant_id")
+    if tenant_id is None:
+        if info.get("platform"):
+            return
+        touched = [m for m in state.all_mappers if issubclass(m.class_, TenantOwned)]
+        if touched:
+            names = ", ".join(sorted(m.class_.__name__ for m in touched))
+            raise UnscopedQuery(f"query on {names} from a session without a tenant scope")
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
+    tenant_id = session.info.get("tenant_id")
+    for obj in session.new:
+        if not isinstance(obj, TenantOwned):
+            continue
+        if obj.tenant_id is None:
+            if tenant_id is None:
+                raise UnscopedQuery(f"new {type(obj).__name__} without a tenant")
+            obj.tenant_id = tenant_id
+        elif tenant_id is not None and obj.tenant_id != tenant_id:
+            raise UnscopedQuery(f"new {type(obj).__name__} for another tenant than the session's")
+
+
+@event.listens_for(Session, "after_begin")
+def _set_rls_scope(session: Session, transaction: Any, connection: Any) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    scope = {
+        "tenant": session.info.get("tenant_id") or "",
+        "platform": "on" if session.info.get("platform") else "off",
+    }
+    connection.execute(
+        text(
+            "SELECT set_config('mvne.tenant_id', :tenant, true),"
+            " set_config('mvne.platform', :platform, true)"
+        ),
+        scope,
+    )
+
+
+def _json_serializer(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def build_engine(url: str, *, pool: bool = True) -> Engine:
+    """An engine with the pragmas SQLite needs to behave like a server database."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            json_serializer=_json_serializer,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=None if pool else NullPool,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
+            # Take control of transactions so BEGIN IMMEDIATE serialises writers.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(
+        url,
+        json_serializer=_json_serializer,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        poolclass=None if pool else NullPool,
+    )
+
+
+class Database:
+    """The engine and the session factory, with scoped-session helpers for requests and jobs."""
+
+    def __init__(self, url: str, *, pool: bool = True) -> None:
+        self.url = url
+        self.engine = build_engine(url, pool=pool)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self, *, tenant_id: str | None = None, platform: bool = False) -> Session:
+        """A new session in one scope: a tenant, or the whole platform."""
+        if tenant_id is not None and platform:
+            raise ValueError("a session is scoped to one tenant or to the platform, not both")
+        session = self._factory()
+        session.info["tenant_id"] = tenant_id
+        session.info["platform"] = platform
+        return session
+
+    @contextlib.contextmanager
+    def transaction(self, *, tenant_id: str | None = None, platform: bool = False) -> Iterator[Session]:
+        """A unit of work: commits when the block ends, rolls back when it raises."""
+        session = self.session(tenant_id=tenant_id, platform=platform)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

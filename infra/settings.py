@@ -1,0 +1,168 @@
+"""Typed settings read from the environment (`MVNE_*`), checked once at start.
+
+A bad value stops the process with an error naming the variable, never a stack trace
+from deep inside a library at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+Mode = Literal["embedded", "production"]
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}: expected a number from {low} to {high}, got {value}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the platform reads from its environment. Field `x` comes from `MVNE_X`."""
+
+    mode: Mode = "embedded"
+    var_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = ""
+    database_url: str = ""
+    migration_database_url: str = ""
+    broker_url: str = "memory://"
+    storage_url: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    secret_key: str = ""
+    jwt_private_key: str = ""
+    token_ttl: int = 900
+    sim_key: str = ""
+    smdp_url: str = ""
+    smdp_address: str = "smdp.sandbox.mvne.dev"
+    smdp_requester_id: str = "mvne"
+    network_url: str = ""
+    embedded_simulators: bool = True
+    worker_threads: int = 4
+    job_max_retries: int = 8
+    relay_interval_ms: int = 200
+    log_level: str = "INFO"
+    log_format: str = "json"
+    demo_client_secret: str = "demo-secret-change-me"  # noqa: S105 (embedded demo only)
+
+    # Values read from the environment, before defaults were derived (for error messages).
+    source: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_production(self) -> bool:
+        return self.mode == "production"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes).derived()
+
+    def derived(self) -> Settings:
+        """Fill the defaults that depend on other settings (embedded mode)."""
+        var_dir = self.var_dir
+        public_url = self.public_url or f"http://{self.host}:{self.port}"
+        changes: dict[str, Any] = {"public_url": public_url.rstrip("/")}
+        if not self.database_url:
+            changes["database_url"] = f"sqlite:///{(var_dir / 'mvne.db').as_posix()}"
+        if not self.storage_url:
+            changes["storage_url"] = f"file://{(var_dir / 'storage').as_posix()}"
+        if not self.smdp_url and self.embedded_simulators:
+            changes["smdp_url"] = f"{public_url}/sim/smdp"
+        if not self.network_url and self.embedded_simulators:
+            changes["network_url"] = f"{public_url}/sim/network"
+        return replace(self, **changes)
+
+    def check(self) -> Settings:
+        """Refuse combinations that cannot run; embedded mode tolerates generated secrets."""
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise SettingsError(
+                f"MVNE_DATABASE_URL: expected sqlite:/// or postgresql+psycopg://, got {self.database_url!r}"
+            )
+        if not self.broker_url.startswith(("memory://", "redis://", "rediss://")):
+            raise SettingsError(
+                f"MVNE_BROKER_URL: expected memory:// or redis://host:port/db, got {self.broker_url!r}"
+            )
+        if not self.storage_url.startswith(("file://", "s3://")):
+            raise SettingsError(
+                f"MVNE_STORAGE_URL: expected file://folder or s3://bucket, got {self.storage_url!r}"
+            )
+        if self.is_production:
+            for name in ("secret_key", "jwt_private_key", "sim_key"):
+                if not getattr(self, name):
+                    raise SettingsError(f"MVNE_{name.upper()}: required in production mode")
+            if not self.is_postgres:
+                raise SettingsError("MVNE_DATABASE_URL: production mode needs PostgreSQL")
+            if not self.broker_url.startswith("redis"):
+                raise SettingsError("MVNE_BROKER_URL: production mode needs Redis")
+            if not self.smdp_url:
+                raise SettingsError("MVNE_SMDP_URL: required in production mode")
+            if not self.network_url:
+                raise SettingsError("MVNE_NETWORK_URL: required in production mode")
+        return self
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "mode": lambda n, v: _choice(n, v, ("embedded", "production")),
+    "var_dir": lambda n, v: Path(v),
+    "port": lambda n, v: _int(n, v, 1, 65535),
+    "token_ttl": lambda n, v: _int(n, v, 60, 86400),
+    "worker_threads": lambda n, v: _int(n, v, 1, 64),
+    "job_max_retries": lambda n, v: _int(n, v, 0, 50),
+    "relay_interval_ms": lambda n, v: _int(n, v, 10, 60000),
+    "embedded_simulators": _bool,
+    "log_format": lambda n, v: _choice(n, v, ("json", "console")),
+    "log_level": lambda n, v: _choice(n, v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read `MVNE_*` variables; raise SettingsError naming the first bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for f in fields(Settings):
+        if f.name == "source":
+            continue
+        key = f"MVNE_{f.name.upper()}"
+        raw = env.get(key)
+        if raw is None:
+            continue
+        seen[key] = raw
+        parser = _PARSERS.get(f.name)
+        values[f.name] = parser(key, raw) if parser else raw
+    if "embedded_simulators" not in values and values.get("mode") == "production":
+        values["embedded_simulators"] = False
+    return Settings(**values, source=seen).derived().check()
