@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     create_engine,
     event,
     text,
@@ -118,7 +119,7 @@ class UnscopedQuery(RuntimeError):
 
 def tenant_owned_tables() -> list[str]:
     return sorted(
-        mapper.local_table.name  # type: ignore[union-attr]
+        cast(Table, mapper.local_table).name
         for mapper in Base.registry.mappers
         if issubclass(mapper.class_, TenantOwned)
     )
@@ -168,10 +169,7 @@ def _set_rls_scope(session: Session, transaction: Any, connection: Any) -> None:
         "platform": "on" if session.info.get("platform") else "off",
     }
     connection.execute(
-        text(
-            "SELECT set_config('mvne.tenant_id', :tenant, true),"
-            " set_config('mvne.platform', :platform, true)"
-        ),
+        text("SELECT set_config('mvne.tenant_id', :tenant, true), set_config('mvne.platform', :platform, true)"),
         scope,
     )
 

@@ -67,6 +67,8 @@ class Settings:
     smdp_url: str = ""
     smdp_address: str = "smdp.sandbox.mvne.dev"
     smdp_requester_id: str = "mvne"
+    # The SM-DP+ is our simulator: profile batches are loaded into it through its admin API.
+    smdp_sandbox: bool = True
     network_url: str = ""
     embedded_simulators: bool = True
     worker_threads: int = 4
@@ -112,13 +114,9 @@ class Settings:
                 f"MVNE_DATABASE_URL: expected sqlite:/// or postgresql+psycopg://, got {self.database_url!r}"
             )
         if not self.broker_url.startswith(("memory://", "redis://", "rediss://")):
-            raise SettingsError(
-                f"MVNE_BROKER_URL: expected memory:// or redis://host:port/db, got {self.broker_url!r}"
-            )
+            raise SettingsError(f"MVNE_BROKER_URL: expected memory:// or redis://host:port/db, got {self.broker_url!r}")
         if not self.storage_url.startswith(("file://", "s3://")):
-            raise SettingsError(
-                f"MVNE_STORAGE_URL: expected file://folder or s3://bucket, got {self.storage_url!r}"
-            )
+            raise SettingsError(f"MVNE_STORAGE_URL: expected file://folder or s3://bucket, got {self.storage_url!r}")
         if self.is_production:
             for name in ("secret_key", "jwt_private_key", "sim_key"):
                 if not getattr(self, name):
@@ -143,6 +141,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "job_max_retries": lambda n, v: _int(n, v, 0, 50),
     "relay_interval_ms": lambda n, v: _int(n, v, 10, 60000),
     "embedded_simulators": _bool,
+    "smdp_sandbox": _bool,
     "log_format": lambda n, v: _choice(n, v, ("json", "console")),
     "log_level": lambda n, v: _choice(n, v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")),
 }

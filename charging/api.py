@@ -1,0 +1,152 @@
+"""Usage records, billing runs and invoices of the calling tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, url_for
+from flask_smorest import Blueprint
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mvne.charging import billing, usage
+from mvne.charging.models import BillingRun, Invoice
+from mvne.charging.rating import Service
+from mvne.charging.schemas import (
+    BillingRunCreateSchema,
+    BillingRunSchema,
+    InvoiceListArgs,
+    InvoiceSchema,
+    UsageBatchResultSchema,
+    UsageBatchSchema,
+    UsageSummaryArgs,
+    UsageSummarySchema,
+)
+from mvne.infra.db import utcnow
+from mvne.platform.auth import require
+from mvne.platform.context import db_session, runtime, tenant_id
+from mvne.platform.pagination import PageArgs, page_schema, paginate
+from mvne.provisioning.service import get_subscription
+from mvne.tenants.service import get_tenant
+
+usage_records = Blueprint("usage", __name__, url_prefix="/v1/usage-records", description="Usage to rate.")
+billing_runs = Blueprint("billing_runs", __name__, url_prefix="/v1/billing-runs", description="Billing runs.")
+invoices = Blueprint("invoices", __name__, url_prefix="/v1/invoices", description="Issued invoices.")
+line_usage = Blueprint(
+    "line_usage", __name__, url_prefix="/v1/subscriptions", description="Rated usage of a line against its allowances."
+)
+
+
+@usage_records.post("")
+@require("usage:write")
+@usage_records.arguments(UsageBatchSchema)
+@usage_records.response(200, UsageBatchResultSchema)
+def post_usage(body: dict[str, Any]) -> usage.IngestResult:
+    """Rate a batch of usage records; a record id already seen is counted once."""
+    session = db_session()
+    records = []
+    for item in body["records"]:
+        service: Service = item["service"]
+        quantity = {
+            Service.DATA: item.get("volume"),
+            Service.VOICE: item.get("duration"),
+            Service.SMS: item.get("count") or 1,
+        }[service]
+        records.append(
+            usage.UsageInput(
+                record_id=item["record_id"],
+                service=service,
+                started_at=item["started_at"],
+                quantity=int(quantity or 0),
+                subscription_id=item.get("subscription"),
+                msisdn=item.get("msisdn"),
+            )
+        )
+    return usage.ingest_usage(session, get_tenant(session, tenant_id()), records, source="api")
+
+
+@billing_runs.post("")
+@require("billing:write")
+@billing_runs.arguments(BillingRunCreateSchema)
+@billing_runs.response(202, BillingRunSchema)
+def create_billing_run(body: dict[str, Any]) -> BillingRun:
+    """Start invoicing every customer for a period; follow it with GET."""
+    return billing.start_billing_run(db_session(), tenant_id=tenant_id(), period=body["period"])
+
+
+@billing_runs.get("")
+@require("billing:read")
+@billing_runs.arguments(PageArgs, location="query")
+@billing_runs.response(200, page_schema(BillingRunSchema, "BillingRunPage"))
+def list_billing_runs(args: dict[str, Any]) -> dict[str, Any]:
+    """List billing runs, oldest first."""
+    return paginate(db_session(), select(BillingRun), BillingRun.id, args)
+
+
+@billing_runs.get("/<billing_run_id>")
+@require("billing:read")
+@billing_runs.response(200, BillingRunSchema)
+def get_billing_run(billing_run_id: str) -> BillingRun:
+    """A billing run's status, counts and progress."""
+    return billing.get_billing_run(db_session(), billing_run_id)
+
+
+def present_invoice(session: Session, invoice: Invoice) -> dict[str, Any]:
+    view = {c.key: getattr(invoice, c.key) for c in Invoice.__table__.columns}
+    view["lines"] = billing.invoice_lines(session, invoice.id)
+    view["pdf_url"] = url_for("invoices.get_invoice_pdf", invoice_id=invoice.id, _external=True)
+    return view
+
+
+@invoices.get("")
+@require("invoices:read")
+@invoices.arguments(InvoiceListArgs, location="query")
+@invoices.response(200, page_schema(InvoiceSchema, "InvoicePage"))
+def list_invoices(args: dict[str, Any]) -> dict[str, Any]:
+    """List invoices, oldest first; filter by customer or period."""
+    session = db_session()
+    stmt = select(Invoice)
+    if args.get("customer"):
+        stmt = stmt.where(Invoice.customer_id == args["customer"])
+    if args.get("period"):
+        stmt = stmt.where(Invoice.period == args["period"])
+    page = paginate(session, stmt, Invoice.id, args)
+    return {"data": [present_invoice(session, i) for i in page["data"]], "has_more": page["has_more"]}
+
+
+@invoices.get("/<invoice_id>")
+@require("invoices:read")
+@invoices.response(200, InvoiceSchema)
+def get_invoice(invoice_id: str) -> dict[str, Any]:
+    """One invoice with its lines and totals."""
+    session = db_session()
+    return present_invoice(session, billing.get_invoice(session, invoice_id))
+
+
+@invoices.get("/<invoice_id>/pdf")
+@require("invoices:read")
+@invoices.response(200, {"type": "string", "format": "binary"}, content_type="application/pdf")
+def get_invoice_pdf(invoice_id: str) -> Response:
+    """The invoice as a PDF document."""
+    # Not the request's session: rendering uses short transactions of its own.
+    number, pdf = billing.invoice_pdf(runtime().db, runtime().storage, tenant_id=tenant_id(), invoice_id=invoice_id)
+    return Response(
+        pdf, mimetype="application/pdf", headers={"Content-Disposition": f'inline; filename="{number}.pdf"'}
+    )
+
+
+@line_usage.get("/<subscription_id>/usage")
+@require("subscriptions:read")
+@line_usage.arguments(UsageSummaryArgs, location="query")
+@line_usage.response(200, UsageSummarySchema)
+def get_line_usage(args: dict[str, Any], subscription_id: str) -> dict[str, Any]:
+    """Usage of a line in a period, per service, with what is left of the allowances and the overage so far."""
+    session = db_session()
+    subscription = get_subscription(session, subscription_id)
+    tenant = get_tenant(session, tenant_id())
+    period = args.get("period") or usage.period_of(utcnow(), tenant.timezone)
+    return {
+        "subscription": subscription.id,
+        "period": period,
+        "services": usage.usage_summary(session, subscription, period),
+    }

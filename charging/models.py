@@ -1,0 +1,122 @@
+"""Usage records and allowance balances; billing runs, invoices and their lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mvne.infra.db import Base, JSONValue, TenantOwned, utcnow
+
+
+class UsageRecord(TenantOwned, Base):
+    """One rated usage event; `record_id` is the sender's id, so a record sent twice counts once."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "record_id"),
+        Index("ix_usage_records_billing", "tenant_id", "subscription_id", "period", "service"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(128))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    msisdn: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(10))
+    started_at: Mapped[dt.datetime] = mapped_column()
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    period: Mapped[str] = mapped_column(String(7))
+    allowance_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    overage_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount: Mapped[Decimal] = mapped_column()
+    source: Mapped[str] = mapped_column(String(300))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AllowanceBalance(TenantOwned, Base):
+    """How much of an allowance a line has used in a period; locked while a record is rated."""
+
+    __tablename__ = "allowance_balances"
+    __table_args__ = (UniqueConstraint("subscription_id", "period", "service"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    period: Mapped[str] = mapped_column(String(7))
+    service: Mapped[str] = mapped_column(String(10))
+    granted: Mapped[int] = mapped_column(BigInteger)
+    used: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageFile(Base):
+    """A usage file from a host network; a platform table (one file holds many tenants' records)."""
+
+    __tablename__ = "usage_files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(500), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any]] = mapped_column(JSONValue, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class BillingRun(TenantOwned, Base):
+    __tablename__ = "billing_runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    customers_total: Mapped[int] = mapped_column(Integer, default=0)
+    customers_done: Mapped[int] = mapped_column(Integer, default=0)
+    invoices_created: Mapped[int] = mapped_column(Integer, default=0)
+    invoices_existing: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    completed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Invoice(TenantOwned, Base):
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("tenant_id", "customer_id", "period"), UniqueConstraint("tenant_id", "number"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    number: Mapped[str] = mapped_column(String(40))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    billing_run_id: Mapped[str | None] = mapped_column(ForeignKey("billing_runs.id"))
+    period: Mapped[str] = mapped_column(String(7))
+    period_start: Mapped[dt.date] = mapped_column(Date)
+    period_end: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="issued")
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[Decimal] = mapped_column()
+    tax: Mapped[Decimal] = mapped_column()
+    tax_rate: Mapped[Decimal] = mapped_column()
+    total: Mapped[Decimal] = mapped_column()
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    pdf_key: Mapped[str | None] = mapped_column(String(300))
+
+
+class InvoiceLine(TenantOwned, Base):
+    __tablename__ = "invoice_lines"
+    __table_args__ = (UniqueConstraint("invoice_id", "position"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(30))
+    description: Mapped[str] = mapped_column(String(300))
+    subscription_id: Mapped[str | None] = mapped_column(String(40))
+    quantity: Mapped[Decimal] = mapped_column()
+    unit: Mapped[str] = mapped_column(String(20))
+    unit_price: Mapped[Decimal | None] = mapped_column()
+    amount: Mapped[Decimal] = mapped_column()

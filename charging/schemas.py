@@ -1,0 +1,145 @@
+"""The HTTP shapes of usage, billing runs and invoices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from mvne.charging.rating import Service
+from mvne.infra.fields import DecimalString
+from mvne.platform.pagination import PageArgs
+
+
+class UsageRecordInSchema(Schema):
+    record_id = fields.String(required=True, validate=validate.Length(1, 128))
+    subscription = fields.String(load_default=None)
+    msisdn = fields.String(load_default=None, validate=validate.Regexp(r"^\+[1-9]\d{6,14}$"))
+    service = fields.Enum(Service, by_value=True, required=True)
+    started_at = fields.AwareDateTime(required=True)
+    volume = fields.Integer(
+        load_default=None,
+        validate=validate.Range(0, 10**13),
+        metadata={"description": "Data volume in bytes (service data)."},
+    )
+    duration = fields.Integer(
+        load_default=None,
+        validate=validate.Range(0, 10**7),
+        metadata={"description": "Call duration in seconds (service voice)."},
+    )
+    count = fields.Integer(
+        load_default=None,
+        validate=validate.Range(0, 10**6),
+        metadata={"description": "Messages (service sms); 1 when absent."},
+    )
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data.get("subscription") and not data.get("msisdn"):
+            raise ValidationError("Give subscription or msisdn.", "subscription")
+        service = data["service"]
+        needed = {Service.DATA: "volume", Service.VOICE: "duration", Service.SMS: None}[service]
+        if needed and data.get(needed) is None:
+            raise ValidationError(f"Required for service {service.value}.", needed)
+
+
+class UsageBatchSchema(Schema):
+    records = fields.List(fields.Nested(UsageRecordInSchema), required=True, validate=validate.Length(1, 5000))
+
+
+class UsageRejectionSchema(Schema):
+    index = fields.Integer()
+    record_id = fields.String()
+    code = fields.String()
+    reason = fields.String()
+
+
+class UsageBatchResultSchema(Schema):
+    accepted = fields.Integer()
+    duplicates = fields.Integer()
+    rejected = fields.List(fields.Nested(UsageRejectionSchema))
+
+
+class BillingRunCreateSchema(Schema):
+    period = fields.String(
+        required=True, validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="Must be YYYY-MM.")
+    )
+
+
+class BillingRunSchema(Schema):
+    id = fields.String()
+    period = fields.String()
+    status = fields.String()
+    customers_total = fields.Integer()
+    customers_done = fields.Integer()
+    invoices_created = fields.Integer()
+    invoices_existing = fields.Integer()
+    failures = fields.Integer()
+    progress = fields.Method("_progress", metadata={"type": "number"})
+    created_at = fields.AwareDateTime()
+    started_at = fields.AwareDateTime(allow_none=True)
+    completed_at = fields.AwareDateTime(allow_none=True)
+
+    def _progress(self, run: Any) -> float:
+        if run.status == "completed":
+            return 1.0
+        return round(run.customers_done / run.customers_total, 4) if run.customers_total else 0.0
+
+
+class InvoiceLineSchema(Schema):
+    kind = fields.String()
+    description = fields.String()
+    quantity = DecimalString()
+    unit = fields.String()
+    unit_price = DecimalString(allow_none=True)
+    amount = DecimalString()
+
+
+class InvoiceSchema(Schema):
+    id = fields.String()
+    number = fields.String()
+    customer = fields.String(attribute="customer_id")
+    billing_run = fields.String(attribute="billing_run_id", allow_none=True)
+    period = fields.String()
+    period_start = fields.Date()
+    period_end = fields.Date()
+    status = fields.String()
+    currency = fields.String()
+    lines = fields.List(fields.Nested(InvoiceLineSchema))
+    subtotal = DecimalString()
+    tax = DecimalString()
+    tax_rate = DecimalString()
+    total = DecimalString()
+    issued_at = fields.AwareDateTime()
+    due_date = fields.Date()
+    pdf_url = fields.String()
+
+
+class InvoiceListArgs(PageArgs):
+    customer = fields.String(load_default=None)
+    period = fields.String(load_default=None)
+
+
+class ServiceUsageSchema(Schema):
+    service = fields.String()
+    unit = fields.String()
+    allowance = fields.Integer()
+    quantity = fields.Integer()
+    allowance_used = fields.Integer()
+    overage_quantity = fields.Integer()
+    overage_amount = DecimalString()
+    records = fields.Integer()
+
+
+class UsageSummarySchema(Schema):
+    subscription = fields.String()
+    period = fields.String()
+    services = fields.List(fields.Nested(ServiceUsageSchema))
+
+
+class UsageSummaryArgs(Schema):
+    period = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"),
+        metadata={"description": "YYYY-MM; the current period when absent."},
+    )

@@ -1,0 +1,124 @@
+"""SIM inventory: profile pools for tenants, reservation, and ordering an eSIM from the SM-DP+."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mvne.esim.adapters import SmdpPlus
+from mvne.esim.crypto import SecretBox
+from mvne.esim.errors import SimNotFound, SimPoolExhausted
+from mvne.esim.identifiers import ActivationCode, make_iccid, make_imsi
+from mvne.esim.models import Sim, SimBatch
+from mvne.esim.qr import activation_qr_svg
+from mvne.infra.ids import new_id
+from mvne.infra.storage import Storage
+
+# Test-network identities: ICCIDs under 89 882 (international, test issuer), IMSIs under MCC 001/MNC 01.
+ICCID_PREFIX = "8988201"
+TEST_MCC, TEST_MNC = "001", "01"
+DEFAULT_PROFILE_TYPE = "mvne-standard"
+
+
+@dataclass(frozen=True)
+class PoolSummary:
+    available: int
+    reserved: int
+    in_use: int
+
+
+def create_profile_pool(
+    session: Session, *, tenant_id: str, size: int, box: SecretBox, profile_type: str = DEFAULT_PROFILE_TYPE
+) -> SimBatch:
+    """Give a tenant `size` new eSIM profiles with fresh serials and encrypted keys.
+
+    `session` must be platform-scoped: serials are allocated across all tenants.
+    """
+    next_serial = session.scalar(select(func.coalesce(func.max(SimBatch.first_serial + SimBatch.size), 1)))
+    batch = SimBatch(
+        id=new_id("sbt"), tenant_id=tenant_id, profile_type=profile_type, first_serial=int(next_serial or 1), size=size
+    )
+    session.add(batch)
+    for serial in range(batch.first_serial, batch.first_serial + size):
+        iccid = make_iccid(ICCID_PREFIX, serial)
+        session.add(
+            Sim(
+                id=new_id("sim"),
+                tenant_id=tenant_id,
+                batch_id=batch.id,
+                kind="esim",
+                iccid=iccid,
+                imsi=make_imsi(TEST_MCC, TEST_MNC, serial),
+                profile_type=profile_type,
+                ki_encrypted=box.encrypt(secrets.token_bytes(16), iccid.encode()),
+                opc_encrypted=box.encrypt(secrets.token_bytes(16), iccid.encode()),
+            )
+        )
+    session.flush()
+    return batch
+
+
+def pool_summary(session: Session) -> PoolSummary:
+    counts = dict(session.execute(select(Sim.status, func.count()).group_by(Sim.status)).all())
+    return PoolSummary(counts.get("available", 0), counts.get("reserved", 0), counts.get("in_use", 0))
+
+
+def reserve_sim(session: Session, *, kind: str = "esim") -> Sim:
+    """Take an available profile out of the tenant's pool (skipping rows other workers hold)."""
+    sim = session.scalar(
+        select(Sim)
+        .where(Sim.status == "available", Sim.kind == kind)
+        .order_by(Sim.iccid)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if sim is None:
+        raise SimPoolExhausted("The tenant has no available eSIM profile left.")
+    sim.status = "reserved"
+    return sim
+
+
+def get_sim(session: Session, sim_id: str) -> Sim:
+    sim = session.get(Sim, sim_id)
+    if sim is None:
+        raise SimNotFound(f"No SIM {sim_id}.")
+    return sim
+
+
+def sim_keys(sim: Sim, box: SecretBox) -> tuple[str, str]:
+    """Ki and OPc in hex, for the one component that provisions them on the network."""
+    aad = sim.iccid.encode()
+    return box.decrypt(sim.ki_encrypted, aad).hex(), box.decrypt(sim.opc_encrypted, aad).hex()
+
+
+@dataclass(frozen=True)
+class ReleasedProfile:
+    code: ActivationCode
+    qr_key: str
+
+
+def download_order(smdp: SmdpPlus, *, iccid: str, profile_type: str, call_id: str) -> None:
+    """ES2+ DownloadOrder: the SM-DP+ reserves this profile for us (call outside any transaction)."""
+    smdp.download_order(iccid=iccid, profile_type=profile_type, call_id=call_id)
+
+
+def confirm_and_release(
+    smdp: SmdpPlus, storage: Storage, *, tenant_id: str, iccid: str, call_id: str
+) -> ReleasedProfile:
+    """ES2+ ConfirmOrder with release: the profile becomes downloadable; its QR code is stored."""
+    result = smdp.confirm_order(iccid=iccid, release_flag=True, call_id=call_id)
+    code = ActivationCode(smdp_address=result.smdp_address or "", matching_id=result.matching_id)
+    key = f"tenants/{tenant_id}/esim/{iccid}.svg"
+    storage.put(key, activation_qr_svg(str(code)), "image/svg+xml")
+    return ReleasedProfile(code, key)
+
+
+def mark_released(sim: Sim, released: ReleasedProfile) -> None:
+    sim.matching_id = released.code.matching_id
+    sim.activation_code = str(released.code)
+    sim.qr_key = released.qr_key
+    sim.smdp_state = "released"
+    sim.status = "in_use"

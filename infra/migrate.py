@@ -1,0 +1,64 @@
+"""Schema migrations (Alembic) and the database roles the application runs as."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from mvne.infra.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def owner_url(settings: Settings) -> str:
+    return settings.migration_database_url or settings.database_url
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Migrate as the schema owner, then let the application's role use the tables (not own them)."""
+    if settings.database_url.startswith("sqlite"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(owner_url(settings)), revision)
+    grant_application_role(settings)
+
+
+def check(settings: Settings) -> None:
+    """Raise if autogenerate would find a difference between the models and the migrated schema."""
+    command.check(alembic_config(owner_url(settings)))
+
+
+def grant_application_role(settings: Settings) -> None:
+    """On PostgreSQL with a separate application role: DML rights only, so row-level security binds it."""
+    app_url, migration_url = make_url(settings.database_url), make_url(owner_url(settings))
+    if app_url.get_backend_name() != "postgresql" or app_url.username == migration_url.username:
+        return
+    role = app_url.username
+    engine = create_engine(owner_url(settings))
+    try:
+        with engine.begin() as conn:
+            quoted = conn.dialect.identifier_preparer.quote(role or "")
+            conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
+            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}"))
+            conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
+    finally:
+        engine.dispose()
+
+
+def tenant_isolation_sql(table: str) -> list[str]:
+    """Row-level security for a tenant-owned table: rows of the session's tenant, or all for the platform."""
+    scope = "tenant_id = current_setting('mvne.tenant_id', true) OR current_setting('mvne.platform', true) = 'on'"
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"CREATE POLICY tenant_isolation ON {table} USING ({scope}) WITH CHECK ({scope})",
+    ]

@@ -1,0 +1,37 @@
+"""The request's runtime and database session, scoped to the authenticated caller."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from mvne.infra.runtime import Runtime
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["mvne.runtime"]
+    return rt
+
+
+def db_session() -> Session:
+    """The request's unit of work, scoped to the caller's tenant (or the platform for operators).
+
+    It is committed after the view succeeds and rolled back on any error response.
+    """
+    session: Session | None = g.get("db_session")
+    if session is None:
+        from mvne.platform.auth import current_principal
+
+        principal = current_principal()
+        session = runtime().db.session(tenant_id=principal.tenant_id, platform=principal.is_operator)
+        g.db_session = session
+    return session
+
+
+def tenant_id() -> str:
+    from mvne.platform.auth import current_principal
+
+    tid = current_principal().tenant_id
+    if tid is None:
+        raise RuntimeError("tenant route reached without a tenant principal")
+    return tid

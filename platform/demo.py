@@ -1,0 +1,205 @@
+"""The demo tenant: a live-looking MVNO seeded through the same services the API uses.
+
+Seeding is idempotent: every object is looked up by its natural key (slug, code, email, record id)
+before it is made, so running it again completes what is missing and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from mvne.catalog.service import OfferTerms, create_offer, get_offer_by_code, publish_offer
+from mvne.charging import billing, usage
+from mvne.charging.models import BillingRun, Invoice
+from mvne.charging.rating import Service
+from mvne.infra.db import utcnow
+from mvne.infra.runtime import Runtime
+from mvne.infra.settings import Settings
+from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
+from mvne.provisioning.actors import secret_box
+from mvne.provisioning.models import Subscription
+from mvne.provisioning.service import onboard_tenant, request_subscription
+from mvne.tenants.models import ApiClient, Customer
+from mvne.tenants.service import create_customer, get_tenant_by_slug, issue_api_client
+
+log = logging.getLogger("mvne.demo")
+
+DEMO_SLUG = "demo"
+DEMO_CLIENT_ID = "cli_demo"
+DEMO_OPERATOR_ID = "cli_demo_operator"
+
+OFFERS = (
+    ("FLEX-5", "Flex 5 GB", "9.99", 5_000, 120, 100, "0.010", "0.20", "0.10"),
+    ("FLEX-50", "Flex 50 GB", "19.99", 50_000, 600, 500, "0.005", "0.15", "0.08"),
+    ("UNLIMITED", "Unlimited Talk + 150 GB", "29.99", 150_000, 100_000, 100_000, "0.002", "0.00", "0.00"),
+)
+CUSTOMERS = (
+    ("Camille Martin", "camille.martin@example.com", "FLEX-5", "12 rue de la Paix", "75002", "Paris"),
+    ("Hugo Bernard", "hugo.bernard@example.com", "FLEX-50", "4 quai Saint-Antoine", "69002", "Lyon"),
+    ("Léa Dubois", "lea.dubois@example.com", "UNLIMITED", "9 cours Mirabeau", "13100", "Aix-en-Provence"),
+)
+
+
+def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
+    """Create or complete the demo tenant; the runtime's worker must be consuming jobs."""
+    settings = rt.settings
+    with rt.db.transaction(platform=True) as session:
+        tenant = get_tenant_by_slug(session, DEMO_SLUG)
+        if tenant is None:
+            tenant = onboard_tenant(
+                session,
+                name="Demo Mobile",
+                slug=DEMO_SLUG,
+                country="FR",
+                currency="EUR",
+                timezone="Europe/Paris",
+                box=secret_box(settings),
+            )
+        tenant_id = tenant.id
+        if session.get(ApiClient, DEMO_CLIENT_ID) is None:
+            issue_api_client(
+                session,
+                tenant_id=tenant_id,
+                name="Demo back end",
+                scopes=list(TENANT_SCOPES),
+                allowed=TENANT_SCOPES,
+                secret=settings.demo_client_secret,
+                client_id=DEMO_CLIENT_ID,
+            )
+        if session.get(ApiClient, DEMO_OPERATOR_ID) is None:
+            issue_api_client(
+                session,
+                tenant_id=None,
+                name="Demo operator",
+                scopes=list(OPERATOR_SCOPES),
+                allowed=OPERATOR_SCOPES,
+                secret=settings.demo_client_secret,
+                client_id=DEMO_OPERATOR_ID,
+            )
+
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        offer_ids = {}
+        for code, name, price, data_mb, minutes, sms, per_mb, per_min, per_sms in OFFERS:
+            offer = get_offer_by_code(session, code)
+            if offer is None:
+                offer = create_offer(
+                    session,
+                    code=code,
+                    name=name,
+                    currency="EUR",
+                    terms=OfferTerms(
+                        price=Decimal(price),
+                        data_mb=data_mb,
+                        voice_minutes=minutes,
+                        sms=sms,
+                        overage_data_per_mb=Decimal(per_mb),
+                        overage_voice_per_minute=Decimal(per_min),
+                        overage_sms_per_message=Decimal(per_sms),
+                    ),
+                )
+            publish_offer(session, offer.id)
+            offer_ids[code] = offer.id
+        for name, email, offer_code, line1, postal_code, city in CUSTOMERS:
+            customer = session.scalar(select(Customer).where(Customer.email == email))
+            if customer is None:
+                customer = create_customer(
+                    session,
+                    name=name,
+                    email=email,
+                    address={"line1": line1, "postal_code": postal_code, "city": city, "country": "FR"},
+                )
+            has_line = session.scalar(
+                select(Subscription.id).where(Subscription.customer_id == customer.id, Subscription.status != "failed")
+            )
+            if has_line is None:
+                request_subscription(
+                    session,
+                    tenant_id=tenant_id,
+                    customer_id=customer.id,
+                    offer_id=offer_ids[offer_code],
+                    sim_type="esim",
+                )
+    rt.poke_relay()
+    _wait(lambda: _pending_lines(rt, tenant_id) == 0, wait_s, "demo lines to activate")
+
+    period = utcnow().astimezone(dt.UTC).strftime("%Y-%m")
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        tenant = get_tenant_by_slug(session, DEMO_SLUG)
+        assert tenant is not None
+        lines = session.scalars(
+            select(Subscription).where(Subscription.status == "active").order_by(Subscription.id)
+        ).all()
+        records = []
+        for n, line in enumerate(lines):
+            moment = max(line.activated_at or utcnow(), utcnow() - dt.timedelta(minutes=30))
+            # The first line overruns its data allowance, so the demo invoice shows an overage line.
+            data_bytes = (5_750 if n == 0 else 2_300 + 700 * n) * 1_000_000
+            records += [
+                usage.UsageInput(f"demo-{line.id}-data", Service.DATA, moment, data_bytes, subscription_id=line.id),
+                usage.UsageInput(
+                    f"demo-{line.id}-voice", Service.VOICE, moment, 1_860 + 300 * n, subscription_id=line.id
+                ),
+                usage.UsageInput(f"demo-{line.id}-sms", Service.SMS, moment, 1, subscription_id=line.id),
+            ]
+        usage.ingest_usage(session, tenant, records, source="demo")
+        has_invoice = session.scalar(select(Invoice.id).where(Invoice.period == period))
+        running = session.scalar(
+            select(BillingRun.id).where(BillingRun.period == period, BillingRun.status.in_(("pending", "running")))
+        )
+        if has_invoice is None and running is None and lines:
+            billing.start_billing_run(session, tenant_id=tenant_id, period=period)
+    rt.poke_relay()
+    _wait(lambda: _invoice_count(rt, tenant_id, period) > 0 or not lines, wait_s, "the demo invoice")
+    return {
+        "tenant_id": tenant_id,
+        "tenant_client": {"client_id": DEMO_CLIENT_ID, "client_secret": settings.demo_client_secret},
+        "operator_client": {"client_id": DEMO_OPERATOR_ID, "client_secret": settings.demo_client_secret},
+        "active_lines": len(lines),
+        "period": period,
+    }
+
+
+def _pending_lines(rt: Runtime, tenant_id: str) -> int:
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        return len(session.scalars(select(Subscription.id).where(Subscription.status == "pending")).all())
+
+
+def _invoice_count(rt: Runtime, tenant_id: str, period: str) -> int:
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        return len(session.scalars(select(Invoice.id).where(Invoice.period == period)).all())
+
+
+def _wait(done: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+def seed_standalone(settings: Settings) -> dict[str, Any]:
+    """`mvne demo seed`: use the running platform if it is up, else run one briefly to seed."""
+    from mvne.infra.migrate import upgrade
+    from mvne.platform.embedded import EmbeddedServer
+
+    upgrade(settings)
+    if _port_in_use(settings.host, settings.port):
+        rt = Runtime.build(settings)
+        try:
+            return seed_demo(rt)
+        finally:
+            rt.stop()
+    with EmbeddedServer(settings) as server:
+        return seed_demo(server.runtime)

@@ -1,0 +1,131 @@
+"""Platform operators: tenants, their API clients, and dead-lettered jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mvne.esim.models import Sim
+from mvne.infra.errors import NotFound
+from mvne.infra.jobs import DeadLetter, replay_dead_letter
+from mvne.platform.auth import TENANT_SCOPES, require
+from mvne.platform.context import db_session, runtime
+from mvne.platform.pagination import PageArgs, page_schema, paginate
+from mvne.provisioning.actors import secret_box
+from mvne.provisioning.service import number_block_of, onboard_tenant
+from mvne.tenants import service as tenants
+from mvne.tenants.models import Tenant
+from mvne.tenants.schemas import ApiClientCreateSchema, CredentialsSchema, TenantCreateSchema, TenantSchema
+
+tenants_blp = Blueprint("tenants", __name__, url_prefix="/v1/tenants", description="Operators: tenants.")
+operations = Blueprint(
+    "operations",
+    __name__,
+    url_prefix="/v1/dead-letters",
+    description="Operators: jobs that failed past their last retry.",
+)
+
+
+def present_tenant(session: Session, tenant: Tenant) -> dict[str, Any]:
+    block = number_block_of(session, tenant.id)
+    counts: dict[str, int] = {}
+    for status in session.scalars(select(Sim.status).where(Sim.tenant_id == tenant.id)):
+        counts[status] = counts.get(status, 0) + 1
+    view = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
+    view["number_range"] = (
+        None
+        if block is None
+        else {
+            "first": f"{block.prefix}{1:0{len(str(block.size))}d}",
+            "last": f"{block.prefix}{block.size}",
+            "size": block.size,
+        }
+    )
+    view["esim_pool"] = counts
+    return view
+
+
+@tenants_blp.post("")
+@require("tenants:write", tenant=False)
+@tenants_blp.arguments(TenantCreateSchema)
+@tenants_blp.response(201, TenantSchema)
+def create_tenant(body: dict[str, Any]) -> dict[str, Any]:
+    """Onboard a brand: a tenant with its own number range and eSIM profile pool."""
+    session = db_session()
+    tenant = onboard_tenant(session, box=secret_box(runtime().settings), **body)
+    return present_tenant(session, tenant)
+
+
+@tenants_blp.get("")
+@require("tenants:read", tenant=False)
+@tenants_blp.arguments(PageArgs, location="query")
+@tenants_blp.response(200, page_schema(TenantSchema, "TenantPage"))
+def list_tenants(args: dict[str, Any]) -> dict[str, Any]:
+    """List tenants, oldest first."""
+    session = db_session()
+    page = paginate(session, select(Tenant), Tenant.id, args)
+    return {"data": [present_tenant(session, t) for t in page["data"]], "has_more": page["has_more"]}
+
+
+@tenants_blp.get("/<tenant_id>")
+@require("tenants:read", tenant=False)
+@tenants_blp.response(200, TenantSchema)
+def get_tenant(tenant_id: str) -> dict[str, Any]:
+    """One tenant with its number range and eSIM pool counts."""
+    session = db_session()
+    return present_tenant(session, tenants.get_tenant(session, tenant_id))
+
+
+@tenants_blp.post("/<tenant_id>/api-clients")
+@require("tenants:write", tenant=False)
+@tenants_blp.arguments(ApiClientCreateSchema)
+@tenants_blp.response(201, CredentialsSchema)
+def create_api_client(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    """Issue client credentials for a tenant's back end; the secret is shown only here."""
+    session = db_session()
+    tenant = tenants.get_tenant(session, tenant_id)
+    issued = tenants.issue_api_client(
+        session, tenant_id=tenant.id, name=body["name"], scopes=body["scopes"], allowed=TENANT_SCOPES
+    )
+    return {
+        "client_id": issued.client_id,
+        "client_secret": issued.client_secret,
+        "scopes": list(issued.scopes),
+        "tenant_id": tenant.id,
+    }
+
+
+class DeadLetterSchema(Schema):
+    id = fields.String()
+    tenant_id = fields.String(allow_none=True)
+    actor = fields.String()
+    queue = fields.String()
+    payload = fields.Dict()
+    attempts = fields.Integer()
+    error = fields.String()
+    failed_at = fields.AwareDateTime()
+    replayed_at = fields.AwareDateTime(allow_none=True)
+
+
+@operations.get("")
+@require("operations:read", tenant=False)
+@operations.arguments(PageArgs, location="query")
+@operations.response(200, page_schema(DeadLetterSchema, "DeadLetterPage"))
+def list_dead_letters(args: dict[str, Any]) -> dict[str, Any]:
+    """Jobs that failed for good, oldest first."""
+    return paginate(db_session(), select(DeadLetter), DeadLetter.id, args)
+
+
+@operations.post("/<dead_letter_id>/replay")
+@require("operations:write", tenant=False)
+@operations.response(202, DeadLetterSchema)
+def replay(dead_letter_id: str) -> DeadLetter:
+    """Queue a dead-lettered job again (once)."""
+    letter = replay_dead_letter(db_session(), dead_letter_id)
+    if letter is None:
+        raise NotFound(f"No dead letter {dead_letter_id}.")
+    return letter

@@ -1,0 +1,27 @@
+"""Every API blueprint, registered in one place."""
+
+from __future__ import annotations
+
+from flask_smorest import Api
+
+
+def register_api(api: Api) -> None:
+    from mvne.catalog.api import offers
+    from mvne.charging.api import billing_runs, invoices, line_usage, usage_records
+    from mvne.platform.operator_api import operations, tenants_blp
+    from mvne.provisioning.api import subscriptions
+    from mvne.tenants.api import customers, events
+
+    for blueprint in (
+        tenants_blp,
+        operations,
+        offers,
+        customers,
+        subscriptions,
+        usage_records,
+        line_usage,
+        billing_runs,
+        invoices,
+        events,
+    ):
+        api.register_blueprint(blueprint)

@@ -1,0 +1,93 @@
+"""The HTTP shapes of tenants, API clients and customers."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from mvne.infra.fields import Country
+
+SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+SUPPORTED_CURRENCIES = ("EUR", "GBP", "USD", "CHF", "SEK", "PLN", "DKK", "NOK")
+
+
+class TenantCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    slug = fields.String(required=True, validate=validate.Regexp(SLUG, error="Lowercase letters, digits and -."))
+    country = Country(required=True)
+    currency = fields.String(required=True, validate=validate.OneOf(SUPPORTED_CURRENCIES))
+    timezone = fields.String(required=True, metadata={"example": "Europe/Paris"})
+
+    @validates("timezone")
+    def _timezone(self, value: str, **kwargs: Any) -> None:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValidationError("Unknown IANA time zone.") from None
+
+
+class NumberRangeSchema(Schema):
+    first = fields.String()
+    last = fields.String()
+    size = fields.Integer()
+
+
+class TenantSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    slug = fields.String()
+    country = fields.String()
+    currency = fields.String()
+    timezone = fields.String()
+    status = fields.String()
+    created_at = fields.AwareDateTime()
+    number_range = fields.Nested(NumberRangeSchema, allow_none=True)
+    esim_pool = fields.Dict(keys=fields.String(), values=fields.Integer(), allow_none=True)
+
+
+class ApiClientCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    scopes = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+
+
+class OperatorClientCreateSchema(ApiClientCreateSchema):
+    pass
+
+
+class CredentialsSchema(Schema):
+    client_id = fields.String()
+    client_secret = fields.String()
+    scopes = fields.List(fields.String())
+    tenant_id = fields.String(allow_none=True)
+
+
+class AddressSchema(Schema):
+    line1 = fields.String(required=True, validate=validate.Length(1, 200))
+    line2 = fields.String(validate=validate.Length(max=200))
+    postal_code = fields.String(required=True, validate=validate.Length(1, 20))
+    city = fields.String(required=True, validate=validate.Length(1, 100))
+    country = Country(required=True)
+
+
+class CustomerCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    email = fields.Email(required=True)
+    address = fields.Nested(AddressSchema, required=True)
+
+
+class CustomerSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    email = fields.String()
+    address = fields.Nested(AddressSchema)
+    created_at = fields.AwareDateTime()
+
+
+class EventSchema(Schema):
+    id = fields.String()
+    type = fields.String()
+    object_id = fields.String()
+    data = fields.Dict()
+    created_at = fields.AwareDateTime()

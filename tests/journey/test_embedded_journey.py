@@ -1,0 +1,11 @@
+"""The whole journey against the embedded platform: app, worker, scheduler and simulators in-process."""
+
+from __future__ import annotations
+
+from tests.journey.scenario import run_journey
+from tests.support.api import Operator
+
+
+def test_an_mvno_goes_from_tenant_to_paid_up_invoice_in_embedded_mode(live_url: str, operator: Operator) -> None:
+    invoice = run_journey(live_url, f"{live_url}/sim/network", operator.client_id, operator.secret)
+    assert invoice["total"] == "33.84"
