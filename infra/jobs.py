@@ -242,6 +242,7 @@ def build_broker(
     db_getter: Callable[[], Database],
     *,
     max_retries: int,
+    namespace: str = "mvne",
     min_backoff_ms: int = 1000,
     max_backoff_ms: int = 5 * 60 * 1000,
 ) -> dramatiq.Broker:
@@ -258,7 +259,7 @@ def build_broker(
     ]
     broker: dramatiq.Broker
     if broker_url.startswith(("redis://", "rediss://")):
-        broker = RedisBroker(url=broker_url, middleware=middleware)
+        broker = RedisBroker(url=broker_url, middleware=middleware, namespace=namespace)
     else:
         broker = StubBroker(middleware=middleware)
         broker.emit_after("process_boot")

@@ -74,7 +74,12 @@ class Runtime:
             settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url or None, s3_region=settings.s3_region
         )
         holder: dict[str, Database] = {"db": db}
-        broker = build_broker(settings.broker_url, lambda: holder["db"], max_retries=settings.job_max_retries)
+        broker = build_broker(
+            settings.broker_url,
+            lambda: holder["db"],
+            max_retries=settings.job_max_retries,
+            namespace=settings.broker_namespace,
+        )
         rt = cls(settings=settings, db=db, storage=storage, broker=broker)
         set_runtime(rt)
         return rt

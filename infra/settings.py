@@ -57,6 +57,7 @@ class Settings:
     database_url: str = ""
     migration_database_url: str = ""
     broker_url: str = "memory://"
+    broker_namespace: str = "mvne"
     storage_url: str = ""
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
