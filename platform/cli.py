@@ -103,7 +103,7 @@ def worker(processes: int, threads: int) -> None:
         "--queues",
         *QUEUES,
     ]
-    os.execvp(args[0], [sys.executable, "-m", *args])  # noqa: S606 (replaces this process by design)
+    os.execv(sys.executable, [sys.executable, "-m", *args])  # noqa: S606 (replaces this process by design)
 
 
 @main.command()

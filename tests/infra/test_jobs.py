@@ -1,0 +1,549 @@
+"""Jobs are never lost: outbox in the asking transaction, relay, idempotent actors, retries, dead letters.
+
+Most tests run on a runtime of this module's own (its own database, one worker thread, no relay
+thread), so they decide when rows are relayed and when jobs run. The tests of the real actors run on
+the suite-wide runtime, through the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import delete, func, select
+
+import mvne.charging.actors as charging_actors
+import mvne.provisioning.actors as provisioning_actors
+from mvne.charging import billing
+from mvne.charging.models import Invoice
+from mvne.charging.usage import period_of
+from mvne.esim.models import Sim
+from mvne.infra.db import Database, utcnow
+from mvne.infra.jobs import (
+    JOBS,
+    QUEUE_DEFAULT,
+    QUEUES,
+    DeadLetter,
+    OutboxMessage,
+    PermanentJobError,
+    enqueue,
+    job,
+    load_actor_modules,
+    relay_once,
+    replay_dead_letter,
+)
+from mvne.infra.migrate import upgrade
+from mvne.infra.runtime import Runtime, current_runtime
+from mvne.infra.settings import Settings
+from mvne.platform.app import create_app
+from mvne.platform.auth import OPERATOR_SCOPES
+from mvne.platform.cli import main as mvne_cli
+from mvne.provisioning import service as provisioning
+from mvne.provisioning.models import PhoneNumber, Subscription
+from mvne.tenants.models import Event
+from mvne.tenants.service import issue_api_client
+from tests.conftest import create_postgres_database, drop_postgres_database, postgres_server_url
+from tests.support.api import (
+    ApiCaller,
+    TenantHandle,
+    active_subscription,
+    customer,
+    published_offer,
+    token_for,
+    wait_for,
+)
+from tests.support.runtimes import side_runtime
+
+# Test-only jobs, registered before any broker is built so every broker binds them -----------------
+
+CALLS: list[dict[str, Any]] = []
+FAILURES: list[str] = []
+BROKEN: set[str] = set()
+
+
+@job("tests.record_call")
+def record_call(token: str, **values: Any) -> None:
+    CALLS.append({"token": token, **values})
+
+
+@job("tests.always_fail")
+def always_fail(token: str) -> None:
+    FAILURES.append(token)
+    raise RuntimeError(f"boom {token}")
+
+
+@job("tests.refuse_while_broken")
+def refuse_while_broken(token: str, tenant_id: str | None = None) -> None:
+    """Refuses for good while its token is in BROKEN; records a call once repaired."""
+    if token in BROKEN:
+        FAILURES.append(token)
+        raise PermanentJobError(f"cannot do {token}")
+    CALLS.append({"token": token, "tenant_id": tenant_id})
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """This module's runtime: its own database, one worker thread, retries after about a second."""
+    values: dict[str, Any] = {
+        "var_dir": tmp_path_factory.mktemp("jobs-var"),
+        "port": _free_port(),
+        "job_max_retries": 1,
+        "log_format": "console",
+        "log_level": "WARNING",
+    }
+    server = postgres_server_url()
+    database_name = None
+    if server:
+        app_url, owner_url, database_name = create_postgres_database(server)
+        values.update(database_url=app_url, migration_database_url=owner_url)
+    settings = Settings(**values).derived().check()
+    upgrade(settings)
+    try:
+        with side_runtime(settings) as runtime:
+            runtime.start_worker(threads=1)
+            yield runtime
+    finally:
+        if server and database_name:
+            drop_postgres_database(server, database_name)
+
+
+def _token() -> str:
+    return secrets.token_hex(6)
+
+
+def _outbox_rows(db: Database, actor: str, token: str) -> list[OutboxMessage]:
+    with db.transaction(platform=True) as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.actor == actor)).all()
+        return [row for row in rows if row.payload.get("token") == token]
+
+
+def _dead_letters(db: Database, token: str) -> list[DeadLetter]:
+    with db.transaction(platform=True) as session:
+        rows = session.scalars(select(DeadLetter).order_by(DeadLetter.id)).all()
+        return [row for row in rows if row.payload.get("token") == token]
+
+
+def _calls(token: str) -> list[dict[str, Any]]:
+    return [call for call in CALLS if call["token"] == token]
+
+
+# The outbox ---------------------------------------------------------------------------------------
+
+
+def test_a_job_asked_for_in_a_transaction_that_rolls_back_is_never_sent_nor_run(rt: Runtime) -> None:
+    token = _token()
+
+    with pytest.raises(RuntimeError, match="the change failed"), rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token)
+        raise RuntimeError("the change failed")
+
+    assert _outbox_rows(rt.db, "tests.record_call", token) == []
+    rt.drain(timeout=10)
+    assert _calls(token) == []
+
+
+def test_a_committed_job_is_relayed_and_run_once_with_its_values(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token, amount="9.99", lines=["a", "b"])
+    assert _calls(token) == []
+
+    assert relay_once(rt.db, rt.broker) >= 1
+    rt.drain(timeout=10)
+
+    assert _calls(token) == [{"token": token, "amount": "9.99", "lines": ["a", "b"]}]
+
+
+def test_a_tenant_job_carries_its_tenant_in_the_row_and_in_the_values(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", tenant_id="ten_jobs_test", token=token)
+
+    [row] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert row.tenant_id == "ten_jobs_test"
+    assert row.queue == QUEUE_DEFAULT
+    rt.drain(timeout=10)
+    assert _calls(token) == [{"token": token, "tenant_id": "ten_jobs_test"}]
+
+
+def test_asking_twice_with_the_same_key_keeps_one_outbox_row_and_runs_once(rt: Runtime) -> None:
+    token = _token()
+    for _ in range(2):
+        with rt.db.transaction(platform=True) as session:
+            enqueue(session, "tests.record_call", key=f"record-{token}", token=token)
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", key=f"record-{token}", token=token)
+        enqueue(session, "tests.record_call", key=f"record-{token}", token=token)
+
+    assert len(_outbox_rows(rt.db, "tests.record_call", token)) == 1
+    rt.drain(timeout=10)
+    assert len(_calls(token)) == 1
+
+    with rt.db.transaction(platform=True) as session:  # asked again after it ran: still nothing new
+        enqueue(session, "tests.record_call", key=f"record-{token}", token=token)
+    rt.drain(timeout=10)
+    assert len(_calls(token)) == 1
+
+
+def test_a_relayed_row_is_marked_sent_and_never_relayed_again(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token)
+    [before] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert before.sent_at is None
+
+    relay_once(rt.db, rt.broker)
+    rt.drain(timeout=10)
+
+    [after] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert after.sent_at is not None
+    assert after.sent_at >= before.created_at
+    assert relay_once(rt.db, rt.broker) == 0
+    rt.drain(timeout=10)
+    assert len(_calls(token)) == 1
+
+
+def test_a_job_due_later_stays_in_the_outbox_until_its_time(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token, delay=dt.timedelta(hours=1))
+    [row] = _outbox_rows(rt.db, "tests.record_call", token)
+    try:
+        relay_once(rt.db, rt.broker)
+
+        [row] = _outbox_rows(rt.db, "tests.record_call", token)
+        assert row.sent_at is None
+        assert row.available_at >= utcnow() + dt.timedelta(minutes=59)
+        assert _calls(token) == []
+    finally:  # a row due in an hour would keep `drain()` waiting in the tests after this one
+        with rt.db.transaction(platform=True) as session:
+            session.execute(delete(OutboxMessage).where(OutboxMessage.id == row.id))
+
+
+def test_asking_for_a_job_nobody_registered_is_refused_before_anything_is_written(rt: Runtime) -> None:
+    with rt.db.transaction(platform=True) as session:
+        with pytest.raises(ValueError, match="unknown job"):
+            enqueue(session, "tests.no_such_job", token="x")
+        assert session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.actor == "x")) == 0
+
+
+# Retries and dead letters -------------------------------------------------------------------------
+
+
+def test_a_job_that_keeps_failing_is_dead_lettered_after_its_retries_with_the_error(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.always_fail", token=token)
+
+    rt.drain(timeout=15)
+
+    assert FAILURES.count(token) == 2  # the first attempt and job_max_retries=1 retry
+    [letter] = _dead_letters(rt.db, token)
+    assert letter.actor == "tests.always_fail"
+    assert letter.queue == QUEUE_DEFAULT
+    assert letter.payload == {"token": token}
+    assert letter.error == f"RuntimeError: boom {token}"
+    assert f"boom {token}" in letter.traceback
+    assert letter.attempts == 2
+    assert letter.replayed_at is None
+    [row] = _outbox_rows(rt.db, "tests.always_fail", token)
+    assert letter.message_id == row.id
+
+
+def test_a_permanent_error_is_dead_lettered_at_once_without_a_retry(rt: Runtime) -> None:
+    token = _token()
+    BROKEN.add(token)
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.refuse_while_broken", token=token)
+
+    rt.drain(timeout=15)
+
+    assert FAILURES.count(token) == 1
+    [letter] = _dead_letters(rt.db, token)
+    assert letter.error == f"PermanentJobError: cannot do {token}"
+    assert letter.attempts == 1
+
+
+def test_replaying_a_dead_letter_queues_its_job_again_once_with_its_tenant(rt: Runtime) -> None:
+    token = _token()
+    BROKEN.add(token)
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.refuse_while_broken", tenant_id="ten_replay", token=token)
+    rt.drain(timeout=15)
+    [letter] = _dead_letters(rt.db, token)
+    assert letter.tenant_id == "ten_replay"
+    BROKEN.discard(token)  # the cause is fixed; the operator replays
+
+    with rt.db.transaction(platform=True) as session:
+        replayed = replay_dead_letter(session, letter.id)
+        assert replayed is not None
+        first_replay = replayed.replayed_at
+    with rt.db.transaction(platform=True) as session:
+        again = replay_dead_letter(session, letter.id)
+        assert again is not None
+        assert again.replayed_at == first_replay
+
+    assert first_replay is not None
+    rows = _outbox_rows(rt.db, "tests.refuse_while_broken", token)
+    assert len(rows) == 2
+    assert {row.tenant_id for row in rows} == {"ten_replay"}
+    rt.drain(timeout=15)
+    assert _calls(token) == [{"token": token, "tenant_id": "ten_replay"}]
+    assert len(_dead_letters(rt.db, token)) == 1
+
+
+def test_replaying_a_dead_letter_that_does_not_exist_gives_nothing(rt: Runtime) -> None:
+    with rt.db.transaction(platform=True) as session:
+        assert replay_dead_letter(session, "dlq_does_not_exist") is None
+
+
+# The dead-letter API ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jobs_app(rt: Runtime) -> Flask:
+    return create_app(rt=rt)
+
+
+def _operator_api(app: Flask, rt: Runtime, scopes: tuple[str, ...]) -> ApiCaller:
+    client: FlaskClient = app.test_client()
+    with rt.db.transaction(platform=True) as session:
+        issued = issue_api_client(
+            session, tenant_id=None, name="jobs operator", scopes=list(scopes), allowed=OPERATOR_SCOPES
+        )
+    return ApiCaller(client, token_for(client, issued.client_id, issued.client_secret))
+
+
+def _listed(api: ApiCaller) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    after = None
+    while True:
+        params: dict[str, Any] = {"limit": 100} | ({"starting_after": after} if after else {})
+        response = api.get("/v1/dead-letters", **params)
+        assert response.status_code == 200, response.json
+        items += response.json["data"]
+        if not response.json["has_more"]:
+            return items
+        after = items[-1]["id"]
+
+
+def test_an_operator_lists_dead_letters_and_replays_one_once_over_the_api(rt: Runtime, jobs_app: Flask) -> None:
+    api = _operator_api(jobs_app, rt, OPERATOR_SCOPES)
+    token = _token()
+    BROKEN.add(token)
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.refuse_while_broken", token=token)
+    rt.drain(timeout=15)
+
+    [shown] = [item for item in _listed(api) if item["payload"].get("token") == token]
+    assert shown["actor"] == "tests.refuse_while_broken"
+    assert shown["queue"] == QUEUE_DEFAULT
+    assert shown["error"] == f"PermanentJobError: cannot do {token}"
+    assert shown["replayed_at"] is None
+    assert shown["failed_at"].endswith(("Z", "+00:00"))
+    assert "traceback" not in shown
+
+    BROKEN.discard(token)
+    replayed = api.post(f"/v1/dead-letters/{shown['id']}/replay")
+    assert replayed.status_code == 202, replayed.json
+    assert replayed.json["id"] == shown["id"]
+    assert replayed.json["replayed_at"] is not None
+    again = api.post(f"/v1/dead-letters/{shown['id']}/replay")
+    assert again.status_code == 202, again.json
+    assert again.json["replayed_at"] == replayed.json["replayed_at"]
+
+    assert len(_outbox_rows(rt.db, "tests.refuse_while_broken", token)) == 2
+    rt.drain(timeout=15)
+    assert len(_calls(token)) == 1
+    [listed] = [item for item in _listed(api) if item["payload"].get("token") == token]
+    assert listed["replayed_at"] == replayed.json["replayed_at"]
+
+
+def test_replaying_an_unknown_dead_letter_over_the_api_is_a_404_problem(rt: Runtime, jobs_app: Flask) -> None:
+    api = _operator_api(jobs_app, rt, OPERATOR_SCOPES)
+
+    response = api.post("/v1/dead-letters/dlq_nope/replay")
+
+    assert response.status_code == 404
+    assert response.content_type.startswith("application/problem+json")
+
+
+def test_dead_letters_are_closed_to_callers_without_the_operations_scopes(rt: Runtime, jobs_app: Flask) -> None:
+    reader = _operator_api(jobs_app, rt, ("tenants:read",))
+    anonymous = ApiCaller(jobs_app.test_client())
+
+    assert reader.get("/v1/dead-letters").status_code == 403
+    assert reader.post("/v1/dead-letters/dlq_x/replay").status_code == 403
+    assert anonymous.get("/v1/dead-letters").status_code == 401
+
+
+# Queues and the worker command --------------------------------------------------------------------
+
+
+def test_every_queue_is_used_by_a_job_and_every_job_uses_a_known_queue() -> None:
+    load_actor_modules()
+    application_jobs = {name: spec for name, spec in JOBS.items() if not name.startswith("tests.")}
+
+    assert {spec.queue for spec in application_jobs.values()} <= set(QUEUES)
+    # `default` is where a job lands when it names no queue; every other queue exists for its jobs.
+    assert {spec.queue for spec in application_jobs.values()} >= set(QUEUES) - {QUEUE_DEFAULT}
+    assert {spec.queue for spec in JOBS.values()} == set(QUEUES)
+    with pytest.raises(ValueError, match="unknown queue"):
+        job("tests.nowhere", queue="no-such-queue")
+
+
+def test_mvne_worker_runs_dramatiq_on_the_worker_module_consuming_every_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    launched: list[tuple[str, list[str]]] = []
+    # The command replaces its process with dramatiq; record what it would exec instead.
+    monkeypatch.setattr(os, "execvp", lambda file, args: launched.append((file, list(args))))
+
+    result = CliRunner().invoke(mvne_cli, ["worker", "--processes", "3", "--threads", "5"])
+
+    assert result.exit_code == 0, result.output
+    [(_, argv)] = launched
+    assert argv[:4] == [sys.executable, "-m", "dramatiq", "mvne.platform.worker"]
+    assert argv[argv.index("--processes") + 1] == "3"
+    assert argv[argv.index("--threads") + 1] == "5"
+    consumed = argv[argv.index("--queues") + 1 :]
+    load_actor_modules()
+    assert set(consumed) == set(QUEUES)
+    assert {spec.queue for spec in JOBS.values()} <= set(consumed)
+
+
+# The real actors are safe to run twice (suite-wide runtime, through the API) ---------------------
+
+
+def _billed(tenant: TenantHandle) -> tuple[dict[str, Any], dict[str, Any]]:
+    offer = published_offer(tenant.api)
+    buyer = customer(tenant.api)
+    active_subscription(tenant.api, buyer["id"], offer["id"])
+    period = period_of(utcnow(), "Europe/Paris")
+    started = tenant.api.post("/v1/billing-runs", {"period": period})
+    assert started.status_code == 202, started.json
+
+    def finished() -> dict[str, Any] | None:
+        run = tenant.api.get(f"/v1/billing-runs/{started.json['id']}").json
+        return run if run["status"] not in ("pending", "running") else None
+
+    run = wait_for(finished, what="the billing run")
+    assert (run["status"], run["customers_total"], run["invoices_created"]) == ("completed", 1, 1), run
+    return run, buyer
+
+
+def _invoices(tenant: TenantHandle) -> list[dict[str, Any]]:
+    response = tenant.api.get("/v1/invoices", limit=100)
+    assert response.status_code == 200, response.json
+    return list(response.json["data"])
+
+
+def test_executing_a_billing_run_again_leaves_one_invoice_and_the_same_counts(
+    tenant: TenantHandle, runtime: Runtime
+) -> None:
+    assert current_runtime() is runtime
+    run, buyer = _billed(tenant)
+    [invoice] = _invoices(tenant)
+
+    billing.execute_billing_run(runtime.db, tenant_id=tenant.id, billing_run_id=run["id"])
+    charging_actors.execute_billing_run(tenant_id=tenant.id, billing_run_id=run["id"])
+
+    assert [(i["id"], i["number"], i["total"]) for i in _invoices(tenant)] == [
+        (invoice["id"], invoice["number"], invoice["total"])
+    ]
+    again = tenant.api.get(f"/v1/billing-runs/{run['id']}").json
+    for field in ("status", "customers_total", "customers_done", "invoices_created", "invoices_existing", "failures"):
+        assert again[field] == run[field], field
+    assert again["completed_at"] == run["completed_at"]
+
+    second = tenant.api.post("/v1/billing-runs", {"period": run["period"]})
+    assert second.status_code == 202, second.json
+    finished = wait_for(
+        lambda: (r := tenant.api.get(f"/v1/billing-runs/{second.json['id']}").json)["status"] == "completed" and r,
+        what="the second billing run",
+    )
+    assert (finished["invoices_created"], finished["invoices_existing"]) == (0, 1)
+    assert [i["customer"] for i in _invoices(tenant)] == [buyer["id"]]
+
+
+def test_rendering_an_invoice_pdf_again_keeps_the_one_stored_document(tenant: TenantHandle, runtime: Runtime) -> None:
+    _billed(tenant)
+    [shown] = _invoices(tenant)
+
+    def stored_key() -> str | None:
+        with runtime.db.transaction(tenant_id=tenant.id) as session:
+            invoice = session.get(Invoice, shown["id"])
+            assert invoice is not None
+            return invoice.pdf_key
+
+    key = wait_for(stored_key, what="the invoice PDF job")
+    prefix = f"tenants/{tenant.id}/invoices/"
+    first = runtime.storage.get(key)
+
+    charging_actors.render_invoice_pdf(tenant_id=tenant.id, invoice_id=shown["id"])
+    charging_actors.render_invoice_pdf(tenant_id=tenant.id, invoice_id=shown["id"])
+
+    assert stored_key() == key
+    assert runtime.storage.list(prefix) == [key]
+    assert runtime.storage.get(key) == first
+    assert first.startswith(b"%PDF")
+
+
+def test_activating_an_already_active_line_again_changes_nothing(tenant: TenantHandle, runtime: Runtime) -> None:
+    offer = published_offer(tenant.api)
+    buyer = customer(tenant.api)
+    line = active_subscription(tenant.api, buyer["id"], offer["id"])
+
+    def snapshot() -> dict[str, Any]:
+        with runtime.db.transaction(tenant_id=tenant.id) as session:
+            sub = session.get(Subscription, line["id"])
+            assert sub is not None
+            sim = session.get(Sim, sub.sim_id)
+            assert sim is not None
+            events = session.scalars(select(Event.type).where(Event.object_id == sub.id).order_by(Event.id)).all()
+            numbers = session.scalars(select(PhoneNumber.msisdn).where(PhoneNumber.subscription_id == sub.id)).all()
+            network = httpx.get(f"{runtime.settings.network_url}/subscribers/{sim.imsi}", timeout=10)
+            assert network.status_code == 200, network.text
+            return {
+                "line": (sub.status, sub.msisdn, sub.sim_id, sub.activated_at, sub.network_provisioned_at),
+                "sim": (sim.status, sim.smdp_state, sim.matching_id, sim.activation_code, sim.updated_at),
+                "events": list(events),
+                "numbers": list(numbers),
+                "network": network.json(),
+                "api": tenant.api.get(f"/v1/subscriptions/{sub.id}").json,
+            }
+
+    before = snapshot()
+    assert before["events"].count("subscription.activated") == 1
+    settings = runtime.settings
+
+    status = provisioning.activate_subscription(
+        runtime.db,
+        tenant_id=tenant.id,
+        subscription_id=line["id"],
+        smdp=provisioning_actors.smdp_client(settings),
+        network=provisioning_actors.network_client(settings),
+        storage=runtime.storage,
+        box=provisioning_actors.secret_box(settings),
+    )
+    provisioning_actors.activate_subscription(tenant_id=tenant.id, subscription_id=line["id"])
+
+    assert status == "active"
+    assert snapshot() == before

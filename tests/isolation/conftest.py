@@ -1,0 +1,164 @@
+"""Two tenants with one object of every kind, built once through the public API and shared by the folder.
+
+Each tenant gets a published offer, a customer, an active eSIM line, rated usage, a completed billing
+run for the current period and its invoice, so every tenant-owned table holds rows of both tenants.
+Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+
+from mvne.infra.ids import new_id
+from mvne.infra.jobs import DeadLetter
+from mvne.infra.runtime import Runtime
+from tests.support.api import (
+    Operator,
+    TenantHandle,
+    active_subscription,
+    customer,
+    make_tenant,
+    published_offer,
+    wait_for,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@dataclass(frozen=True)
+class World:
+    """One tenant and the ids of the objects it owns, one of each kind."""
+
+    tenant: TenantHandle
+    offer_id: str
+    offer_code: str
+    customer_id: str
+    customer_email: str
+    subscription_id: str
+    msisdn: str
+    period: str
+    billing_run_id: str
+    invoice_id: str
+    dead_letter_id: str
+
+    def object_ids(self) -> dict[str, str]:
+        """Every id of this tenant that another tenant must never see."""
+        return {
+            "tenant": self.tenant.id,
+            "offer": self.offer_id,
+            "customer": self.customer_id,
+            "subscription": self.subscription_id,
+            "billing_run": self.billing_run_id,
+            "invoice": self.invoice_id,
+            "dead_letter": self.dead_letter_id,
+        }
+
+
+@dataclass(frozen=True)
+class TwoTenants:
+    a: World
+    b: World
+
+
+def _completed_run(handle: TenantHandle, period: str) -> dict[str, Any]:
+    started = handle.api.post("/v1/billing-runs", {"period": period})
+    assert started.status_code == 202, started.json
+    run_id = started.json["id"]
+
+    def done() -> dict[str, Any] | None:
+        run = handle.api.get(f"/v1/billing-runs/{run_id}").json
+        return run if run["status"] not in ("pending", "running") else None
+
+    run: dict[str, Any] = wait_for(done, what=f"billing run {run_id}")
+    assert run["status"] == "completed", run
+    return run
+
+
+def _dead_letter(runtime: Runtime, tenant_id: str, invoice_id: str) -> str:
+    """A dead-lettered job of the tenant, already replayed, so replaying it again would do nothing."""
+    letter_id = new_id("dlq")
+    with runtime.db.transaction(platform=True) as session:
+        session.add(
+            DeadLetter(
+                id=letter_id,
+                tenant_id=tenant_id,
+                message_id=new_id("msg"),
+                actor="charging.render_invoice_pdf",
+                queue="default",
+                payload={"tenant_id": tenant_id, "invoice_id": invoice_id},
+                attempts=3,
+                error="RuntimeError: isolation test fixture",
+                traceback="",
+                replayed_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    return letter_id
+
+
+def _build_worlds(app: Flask, runtime: Runtime, operator: Operator) -> TwoTenants:
+    handles = [make_tenant(app.test_client(), operator) for _ in range(2)]
+    offers = [published_offer(h.api, code=f"ISO-{secrets.token_hex(3)}") for h in handles]
+    customers = [customer(h.api, name=f"Customer of {h.slug}") for h in handles]
+    subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]
+
+    periods = []
+    for handle, sub in zip(handles, subs, strict=True):
+        started_at = dt.datetime.fromisoformat(sub["activated_at"]) + dt.timedelta(seconds=1)
+        batch = {
+            "records": [
+                {
+                    "record_id": f"iso-{secrets.token_hex(4)}",
+                    "subscription": sub["id"],
+                    "service": "data",
+                    "started_at": started_at.isoformat(),
+                    "volume": 5_000_000,
+                }
+            ]
+        }
+        rated = handle.api.post("/v1/usage-records", batch)
+        assert rated.status_code == 200, rated.json
+        assert rated.json["accepted"] == 1, rated.json
+        # The period the usage fell in (the tenants' Europe/Paris month), so the run is for a begun period.
+        periods.append(started_at.astimezone(PARIS).strftime("%Y-%m"))
+
+    runs = [_completed_run(h, p) for h, p in zip(handles, periods, strict=True)]
+    worlds = []
+    for handle, offer, cust, sub, period, run in zip(handles, offers, customers, subs, periods, runs, strict=True):
+        assert run["invoices_created"] == 1, run
+        listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
+        assert len(listed) == 1, listed
+        invoice_id = listed[0]["id"]
+        worlds.append(
+            World(
+                tenant=handle,
+                offer_id=offer["id"],
+                offer_code=offer["code"],
+                customer_id=cust["id"],
+                customer_email=cust["email"],
+                subscription_id=sub["id"],
+                msisdn=sub["msisdn"],
+                period=period,
+                billing_run_id=run["id"],
+                invoice_id=invoice_id,
+                dead_letter_id=_dead_letter(runtime, handle.id, invoice_id),
+            )
+        )
+    return TwoTenants(worlds[0], worlds[1])
+
+
+@pytest.fixture(scope="session")
+def two_tenants(app: Flask, runtime: Runtime, operator: Operator, live_url: str) -> TwoTenants:
+    """Tenants A and B, each with one object of every kind (the live server runs the activations)."""
+    return _build_worlds(app, runtime, operator)
+
+
+def contains_any(text: str, ids: dict[str, str]) -> list[str]:
+    """The names of the ids that occur in `text`."""
+    return sorted(name for name, value in ids.items() if value in text)

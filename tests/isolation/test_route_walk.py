@@ -1,0 +1,324 @@
+"""Every route under /v1, called by tenant B on tenant A's objects: 404 or 403, never data, never a 500.
+
+The walk reads the app's `url_map`, so a new route is covered the day it is added; a route whose path
+parameter is not in the map below, or a new POST without a plausible body, fails the walk until the map
+says what the parameter names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from werkzeug.routing import Rule
+
+from mvne.infra.ids import new_id
+from tests.isolation.conftest import TwoTenants, World, contains_any
+from tests.support.api import ApiCaller, Operator, wait_for
+
+# Path parameters that name an object a tenant owns: tenant B gets 404 for tenant A's.
+TENANT_OBJECT_PARAMS = {
+    "offer_id": "offer",
+    "customer_id": "customer",
+    "subscription_id": "subscription",
+    "billing_run_id": "billing_run",
+    "invoice_id": "invoice",
+}
+# Path parameters of operator-only routes (they answer 403 to any tenant token).
+OPERATOR_PARAMS = {
+    "tenant_id": "tenant",
+    "dead_letter_id": "dead_letter",
+}
+# Path parameters of public routes that hold no tenant data.
+PUBLIC_PARAMS = {
+    "name": "swagger-ui.css",
+}
+OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters")
+PUBLIC_RULES = {"/v1/openapi.json", "/v1/docs", "/v1/docs/assets/<path:name>"}
+PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
+# Id prefixes, to make up ids of objects that exist nowhere (B's answer must not tell them apart).
+ID_PREFIXES = {"offer": "off", "customer": "cus", "subscription": "sub", "billing_run": "brn", "invoice": "inv"}
+
+# A list route and the kind of B's own object it must show (proof that it lists something).
+LIST_OWN_OBJECT = {
+    "/v1/offers": "offer",
+    "/v1/customers": "customer",
+    "/v1/subscriptions": "subscription",
+    "/v1/invoices": "invoice",
+    "/v1/billing-runs": "billing_run",
+    "/v1/events": "customer",
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How tenant B calls a POST route that has no path parameter, aiming at tenant A's objects."""
+
+    body: Callable[[World, World], dict[str, Any]]
+    status: int
+    check: Callable[[Any, World, World], None] | None = None
+
+
+def _offer_body(a: World, b: World) -> dict[str, Any]:
+    # A's offer code: codes are unique per tenant, so B may use it too (a 409 would reveal A's catalogue).
+    return {
+        "code": a.offer_code,
+        "name": "B's offer",
+        "price": "9.99",
+        "allowances": {"data_mb": 100, "voice_minutes": 10, "sms": 10},
+        "overage": {"data_per_mb": "0.01", "voice_per_minute": "0.20", "sms_per_message": "0.10"},
+    }
+
+
+def _customer_body(a: World, b: World) -> dict[str, Any]:
+    # A's customer's email: B must be able to use it, or a 409 would tell B that A has such a customer.
+    return {
+        "name": "Same email, other brand",
+        "email": a.customer_email,
+        "address": {"line1": "2 rue de Rivoli", "postal_code": "75001", "city": "Paris", "country": "FR"},
+    }
+
+
+def _usage_body(a: World, b: World) -> dict[str, Any]:
+    started = "2020-01-01T00:00:00+00:00"
+    return {
+        "records": [
+            {"record_id": f"b-{secrets.token_hex(4)}", "subscription": a.subscription_id, "service": "sms",
+             "started_at": started},
+            {"record_id": f"b-{secrets.token_hex(4)}", "msisdn": a.msisdn, "service": "sms", "started_at": started},
+        ]
+    }  # fmt: skip
+
+
+def _usage_rejected(response: Any, a: World, b: World) -> None:
+    result = response.json
+    assert result["accepted"] == 0, result
+    assert [r["code"] for r in result["rejected"]] == ["unknown_subscription", "unknown_subscription"], result
+
+
+def _run_sees_only_b(response: Any, a: World, b: World) -> None:
+    run_id = response.json["id"]
+
+    def finished() -> dict[str, Any] | None:
+        run = b.tenant.api.get(f"/v1/billing-runs/{run_id}").json
+        return run if run["status"] not in ("pending", "running") else None
+
+    run = wait_for(finished, what=f"B's billing run {run_id}")
+    # B has one billed customer, already invoiced for the period: A's customer must not be counted.
+    assert (run["status"], run["customers_total"], run["invoices_created"]) == ("completed", 1, 0), run
+
+
+POST_PROBES: dict[str, Probe] = {
+    "/v1/offers": Probe(_offer_body, 201),
+    "/v1/customers": Probe(_customer_body, 201),
+    "/v1/subscriptions": Probe(
+        lambda a, b: {"customer": a.customer_id, "offer": a.offer_id, "sim_type": "esim"}, 404
+    ),
+    "/v1/usage-records": Probe(_usage_body, 200, _usage_rejected),
+    "/v1/billing-runs": Probe(lambda a, b: {"period": a.period}, 202, _run_sees_only_b),
+}
+# Plausible bodies for POSTs with a path parameter (so B's call is not refused for its body instead).
+PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
+    "/v1/tenants/<tenant_id>/api-clients": {"name": "stolen", "scopes": ["offers:read"]},
+}
+
+
+def _api_rules(app: Flask) -> list[Rule]:
+    return sorted(
+        (r for r in app.url_map.iter_rules() if r.rule == "/v1" or r.rule.startswith("/v1/")),
+        key=lambda r: r.rule,
+    )
+
+
+def _methods(rule: Rule) -> list[str]:
+    return sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+
+
+def _path(rule: Rule, values: dict[str, str]) -> str:
+    """The rule with its parameters (`<name>` or `<converter:name>`) filled in."""
+    return PARAMETER.sub(lambda match: values[match[1]], rule.rule)
+
+
+def _call(api: ApiCaller, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    return api.request(method, path, body if method in ("POST", "PUT", "PATCH") else None)
+
+
+def _described(method: str, path: str, response: Any) -> str:
+    return f"{method} {path} -> {response.status_code}: {response.get_data(as_text=True)[:300]}"
+
+
+def _assert_no_leak(method: str, path: str, body: Any, response: Any, a_ids: dict[str, str]) -> None:
+    """None of A's ids in B's answer, except those B itself sent (a 404 may name the id it was given)."""
+    sent = path + json.dumps(body or {})
+    unsent = {name: value for name, value in a_ids.items() if value not in sent}
+    leaked = contains_any(response.get_data(as_text=True), unsent)
+    assert not leaked, f"tenant A's {', '.join(leaked)} id(s) in tenant B's answer: {_described(method, path, response)}"
+
+
+def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
+    app: Flask, two_tenants: TwoTenants, operator: Operator
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    a_ids = a.object_ids()
+    b_ids = b.object_ids()
+    known = {**TENANT_OBJECT_PARAMS, **OPERATOR_PARAMS}
+    rules = _api_rules(app)
+    assert len(rules) > 10, [r.rule for r in rules]
+
+    unknown = sorted(
+        f"<{name}> in {rule.rule}"
+        for rule in rules
+        for name in rule.arguments
+        if name not in known and name not in PUBLIC_PARAMS
+    )
+    assert not unknown, (
+        "route parameters the isolation walk does not know: "
+        f"{', '.join(unknown)}. Add each to TENANT_OBJECT_PARAMS (an object a tenant owns, with tenant A's id), "
+        "OPERATOR_PARAMS or PUBLIC_PARAMS in tests/isolation/test_route_walk.py."
+    )
+    missing_probes = sorted(
+        rule.rule
+        for rule in rules
+        if "POST" in _methods(rule)
+        and not rule.arguments
+        and not rule.rule.startswith(OPERATOR_PREFIXES)
+        and rule.rule not in POST_PROBES
+    )
+    assert not missing_probes, (
+        f"POST routes without a probe: {', '.join(missing_probes)}. Add a Probe to POST_PROBES in "
+        "tests/isolation/test_route_walk.py: a body aimed at tenant A's objects and the status tenant B must get."
+    )
+
+    failures: list[str] = []
+    called = 0
+    for rule in rules:
+        values = {name: a_ids.get(known.get(name, ""), PUBLIC_PARAMS.get(name, "")) for name in rule.arguments}
+        path = _path(rule, values)
+        operator_only = rule.rule.startswith(OPERATOR_PREFIXES)
+        names_tenant_object = any(name in TENANT_OBJECT_PARAMS for name in rule.arguments)
+        for method in _methods(rule):
+            probe = POST_PROBES.get(rule.rule) if method == "POST" and not rule.arguments else None
+            body = probe.body(a, b) if probe else PARAMETER_POST_BODIES.get(rule.rule, {})
+            is_list = method == "GET" and not rule.arguments and not operator_only and rule.rule not in PUBLIC_RULES
+            target = path + ("?limit=100" if is_list else "")
+            response = _call(b.tenant.api, method, target, body)
+            called += 1
+            status = response.status_code
+            try:
+                assert status < 500, f"server error: {_described(method, target, response)}"
+                _assert_no_leak(method, target, body, response, a_ids)
+                if operator_only:
+                    assert status == 403, f"operator route answered a tenant: {_described(method, target, response)}"
+                elif names_tenant_object:
+                    assert status == 404, f"expected 404: {_described(method, target, response)}"
+                    _assert_same_as_missing(b.tenant.api, rule, method, values, body, response)
+                elif rule.rule in PUBLIC_RULES:
+                    assert status in (200, 301, 302, 304, 308), _described(method, target, response)
+                elif probe is not None:
+                    assert status == probe.status, f"expected {probe.status}: {_described(method, target, response)}"
+                    if probe.check:
+                        probe.check(response, a, b)
+                else:  # a list of the caller's own objects
+                    assert status == 200, _described(method, target, response)
+                    own = LIST_OWN_OBJECT.get(rule.rule)
+                    if own:
+                        assert b_ids[own] in response.get_data(as_text=True), (
+                            f"tenant B's own {own} missing from {method} {target}: the list may show nothing at all"
+                        )
+            except AssertionError as error:
+                failures.append(str(error).split("\nassert ")[0])
+    assert not failures, f"{len(failures)} isolation failure(s):\n" + "\n".join(failures)
+    assert called >= 20, called
+
+    # Positive controls: the same routes serve A (and operators), so B's 404s are about tenancy.
+    for rule in rules:
+        if "GET" not in _methods(rule) or not rule.arguments:
+            continue
+        values = {name: a_ids.get(known.get(name, ""), PUBLIC_PARAMS.get(name, "")) for name in rule.arguments}
+        owner = operator.api if rule.rule.startswith(OPERATOR_PREFIXES) else a.tenant.api
+        if rule.rule in PUBLIC_RULES:
+            continue
+        response = owner.get(_path(rule, values))
+        assert response.status_code == 200, f"owner cannot read it: {_described('GET', _path(rule, values), response)}"
+
+    # Nothing B did changed A's objects.
+    assert a.tenant.api.get(f"/v1/offers/{a.offer_id}").json["status"] == "published"
+    assert a.tenant.api.get(f"/v1/customers/{a.customer_id}").json["email"] == a.customer_email
+    assert a.tenant.api.get(f"/v1/subscriptions/{a.subscription_id}").json["status"] == "active"
+    a_usage = a.tenant.api.get(f"/v1/subscriptions/{a.subscription_id}/usage", period=a.period).json
+    assert {s["service"]: s["records"] for s in a_usage["services"]} == {"data": 1, "voice": 0, "sms": 0}, a_usage
+    a_invoices = a.tenant.api.get("/v1/invoices", limit=100).json["data"]
+    assert [i["id"] for i in a_invoices] == [a.invoice_id]
+    a_runs = a.tenant.api.get("/v1/billing-runs", limit=100).json["data"]
+    assert [r["id"] for r in a_runs] == [a.billing_run_id]
+
+
+def _assert_same_as_missing(
+    api: ApiCaller, rule: Rule, method: str, values: dict[str, str], body: dict[str, Any], seen: Any
+) -> None:
+    """A's object must look exactly like one that does not exist: same status, same problem code."""
+    missing = {
+        name: new_id(ID_PREFIXES[TENANT_OBJECT_PARAMS[name]]) if name in TENANT_OBJECT_PARAMS else value
+        for name, value in values.items()
+    }
+    path = _path(rule, missing)
+    response = _call(api, method, path, body)
+    assert (response.status_code, (response.json or {}).get("code")) == (
+        seen.status_code,
+        (seen.json or {}).get("code"),
+    ), f"A's object and a missing one answer differently: {_described(method, path, response)}"
+
+
+def test_query_filters_do_not_reach_another_tenant(two_tenants: TwoTenants) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    for path in ("/v1/invoices", "/v1/subscriptions"):
+        response = b.tenant.api.get(path, customer=a.customer_id)
+        assert response.status_code == 200, response.json
+        assert response.json["data"] == [], response.json
+    by_period = b.tenant.api.get("/v1/invoices", period=a.period, limit=100)
+    assert by_period.status_code == 200, by_period.json
+    assert a.invoice_id not in by_period.get_data(as_text=True)
+    assert b.invoice_id in by_period.get_data(as_text=True)
+    # A cursor at A's id pages B's own rows; it never reveals A's.
+    after = b.tenant.api.get("/v1/customers", starting_after=a.customer_id, limit=100)
+    assert after.status_code == 200
+    assert not contains_any(after.get_data(as_text=True), a.object_ids())
+
+
+def test_a_subscription_cannot_be_ordered_on_another_tenant_customer_or_offer(two_tenants: TwoTenants) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    before = b.tenant.api.get("/v1/subscriptions", limit=100).json["data"]
+    for customer_id, offer_id in (
+        (a.customer_id, a.offer_id),
+        (a.customer_id, b.offer_id),
+        (b.customer_id, a.offer_id),
+    ):
+        response = b.tenant.api.post(
+            "/v1/subscriptions", {"customer": customer_id, "offer": offer_id, "sim_type": "esim"}
+        )
+        assert response.status_code == 404, (customer_id, offer_id, response.json)
+    assert b.tenant.api.get("/v1/subscriptions", limit=100).json["data"] == before
+    a_subs = a.tenant.api.get("/v1/subscriptions", limit=100).json["data"]
+    assert [s["id"] for s in a_subs] == [a.subscription_id]
+
+
+def test_an_idempotency_key_replays_only_to_the_client_that_used_it(two_tenants: TwoTenants) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    key = f"iso-{secrets.token_hex(6)}"
+    body = {
+        "name": "Keyed",
+        "email": f"keyed-{secrets.token_hex(4)}@example.com",
+        "address": {"line1": "3 rue de Rivoli", "postal_code": "75001", "city": "Paris", "country": "FR"},
+    }
+    first = a.tenant.api.post("/v1/customers", body, key=key)
+    assert first.status_code == 201, first.json
+    second = b.tenant.api.post("/v1/customers", body, key=key)
+    assert second.status_code == 201, second.json
+    assert second.headers.get("Idempotent-Replayed") is None
+    assert second.json["id"] != first.json["id"]
+    assert b.tenant.api.get(f"/v1/customers/{first.json['id']}").status_code == 404

@@ -1,0 +1,162 @@
+"""The journey in production mode: every part a separate process, on PostgreSQL, Redis and S3.
+
+gunicorn serves the app, `mvne worker` runs Dramatiq worker processes consuming Redis, `mvne scheduler`
+relays the outbox and finds usage files, and the simulators run alone; objects go to moto's S3 server.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from mvne.infra.secrets import generate_rsa_pem
+from tests.conftest import create_postgres_database, drop_postgres_database, free_port, postgres_server_url
+from tests.journey.scenario import run_journey
+from tests.support.s3 import moto_s3_server
+
+BIN = Path(sys.executable).parent
+
+
+class Processes:
+    """Child processes with their logs, stopped together."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        child = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append((name, child))
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def check_alive(self) -> None:
+        for name, child in self.children:
+            if child.poll() is not None:
+                raise AssertionError(f"{name} exited with {child.returncode}:\n{self.tail(name)}")
+
+    def tail(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        for _, child in reversed(self.children):
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for _, child in self.children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait(timeout=5)
+
+
+def wait_http(url: str, processes: Processes, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    server = postgres_server_url()
+    if server is None:
+        from tests.conftest import skip_or_fail
+
+        skip_or_fail("needs PostgreSQL: set MVNE_TEST_DATABASE_URL")
+    assert server is not None
+    app_url, owner_url, database = create_postgres_database(server)
+    logs = tmp_path_factory.mktemp("production-logs")
+    with moto_s3_server() as s3_endpoint:
+        bucket = f"mvne-{secrets.token_hex(4)}"
+        boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        web, smdp, network = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "MVNE_MODE": "production",
+            "MVNE_DATABASE_URL": app_url,
+            "MVNE_MIGRATION_DATABASE_URL": owner_url,
+            "MVNE_BROKER_URL": redis_server_url,
+            "MVNE_BROKER_NAMESPACE": f"mvne-test-{secrets.token_hex(4)}",
+            "MVNE_STORAGE_URL": f"s3://{bucket}",
+            "MVNE_S3_ENDPOINT_URL": s3_endpoint,
+            "MVNE_PUBLIC_URL": f"http://127.0.0.1:{web}",
+            "MVNE_SECRET_KEY": secrets.token_urlsafe(32),
+            "MVNE_JWT_PRIVATE_KEY": generate_rsa_pem(),
+            "MVNE_SIM_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            "MVNE_SMDP_URL": f"http://127.0.0.1:{smdp}",
+            "MVNE_NETWORK_URL": f"http://127.0.0.1:{network}",
+            "MVNE_LOG_LEVEL": "WARNING",
+        }
+        processes = Processes(env, logs)
+        try:
+            processes.run(str(BIN / "mvne"), "db", "upgrade")
+            processes.start("smdp", str(BIN / "mvne"), "sim", "smdp", "--port", str(smdp))
+            processes.start("network", str(BIN / "mvne"), "sim", "network", "--port", str(network))
+            processes.start(
+                "web",
+                str(BIN / "gunicorn"),
+                "-w",
+                "2",
+                "-k",
+                "gthread",
+                "--threads",
+                "4",
+                "-b",
+                f"127.0.0.1:{web}",
+                "mvne.platform.wsgi:app",
+            )
+            processes.start("worker", str(BIN / "mvne"), "worker", "--processes", "1", "--threads", "4")
+            processes.start("scheduler", str(BIN / "mvne"), "scheduler")
+            wait_http(f"http://127.0.0.1:{smdp}/healthz", processes)
+            wait_http(f"http://127.0.0.1:{network}/healthz", processes)
+            wait_http(f"http://127.0.0.1:{web}/readyz", processes)
+            creds = processes.run(str(BIN / "mvne"), "operator", "create-client", "--name", "journey")
+            yield {
+                "base": f"http://127.0.0.1:{web}",
+                "network": f"http://127.0.0.1:{network}",
+                "creds": creds,
+                "logs": str(logs),
+            }
+            processes.check_alive()
+        finally:
+            processes.stop()
+            drop_postgres_database(server, database)
+
+
+def test_an_mvno_goes_from_tenant_to_invoice_on_postgres_redis_and_s3_with_separate_workers(
+    production: dict[str, str],
+) -> None:
+    import json
+
+    creds = json.loads(production["creds"])
+    readiness = httpx.get(f"{production['base']}/readyz", timeout=5).json()
+    assert readiness == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "storage": "ok"}}
+    invoice = run_journey(
+        production["base"], production["network"], creds["client_id"], creds["client_secret"], timeout=90
+    )
+    assert invoice["total"] == "33.84"
