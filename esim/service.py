@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mvne.esim.adapters import SmdpPlus
+from mvne.esim.adapters import DownloadProgress, SmdpPlus
 from mvne.esim.crypto import SecretBox
 from mvne.esim.errors import SimNotFound, SimPoolExhausted
-from mvne.esim.identifiers import ActivationCode, make_iccid, make_imsi
+from mvne.esim.identifiers import ActivationCode, make_iccid, make_imsi, normalize_iccid
 from mvne.esim.models import Sim, SimBatch
 from mvne.esim.qr import activation_qr_svg
 from mvne.infra.ids import new_id
 from mvne.infra.storage import Storage
+from mvne.tenants.service import record_event
 
 # Test-network identities: ICCIDs under 89 882 (international, test issuer), IMSIs under MCC 001/MNC 01.
 ICCID_PREFIX = "8988201"
@@ -122,3 +123,39 @@ def mark_released(sim: Sim, released: ReleasedProfile) -> None:
     sim.qr_key = released.qr_key
     sim.smdp_state = "released"
     sim.status = "in_use"
+
+
+# What each notification point tells about the profile (SGP.22 5.3.5); other points change nothing.
+_POINT_STATES = {3: ("downloaded", "esim.downloaded"), 4: ("installed", "esim.installed")}
+
+
+def record_download_progress(session: Session, progress: DownloadProgress) -> Sim | None:
+    """Apply an SM-DP+ download notification to our SIM (platform-scoped session); None if unknown.
+
+    A failure at any point marks the profile `error`; a late, older notification never moves a profile back.
+    """
+    sim = session.scalar(select(Sim).where(Sim.iccid == normalize_iccid(progress.iccid)))
+    if sim is None:
+        return None
+    if progress.eid and not sim.eid:
+        sim.eid = progress.eid
+    if not progress.succeeded:
+        sim.smdp_state = "error"
+        event, data = (
+            "esim.download_failed",
+            {
+                "point": progress.point_name,
+                "subject_code": progress.subject_code,
+                "reason_code": progress.reason_code,
+            },
+        )
+    elif progress.notification_point_id in _POINT_STATES:
+        state, event = _POINT_STATES[progress.notification_point_id]
+        order = ("released", "downloaded", "installed")
+        if sim.smdp_state in order and order.index(state) > order.index(sim.smdp_state):
+            sim.smdp_state = state
+        data = {"point": progress.point_name}
+    else:
+        return sim
+    record_event(session, event, sim.id, {"iccid": sim.iccid, "eid": sim.eid, **data}, tenant_id=sim.tenant_id)
+    return sim

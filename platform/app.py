@@ -71,10 +71,12 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     _register_health(app, rt)
     _register_docs_assets(app)
 
+    from mvne.esim.api import es2plus
     from mvne.platform.files import blueprint as files_blueprint
     from mvne.platform.routes import register_api
 
     app.register_blueprint(files_blueprint)
+    app.register_blueprint(es2plus)
     register_api(api)
 
     if settings.embedded_simulators:
@@ -164,7 +166,7 @@ def _mount_simulators(app: Flask, rt: Runtime) -> None:
         "/sim/smdp": create_smdp_simulator(
             smdp_address=rt.settings.smdp_address,
             state_path=sim_dir / "smdp.json",
-            notification_url=f"{rt.settings.public_url}/es2plus/handleDownloadProgressInfo",
+            notification_url=f"{rt.settings.public_url}/gsma/rsp2/es2plus/handleDownloadProgressInfo",
         ),
         "/sim/network": create_network_simulator(storage=rt.storage, state_path=sim_dir / "network.json"),
     }

@@ -37,7 +37,13 @@ def token(http: httpx.Client, client_id: str, secret: str) -> str:
 
 
 def run_journey(
-    base_url: str, network_url: str, operator_id: str, operator_secret: str, *, timeout: float = 60.0
+    base_url: str,
+    network_url: str,
+    smdp_url: str,
+    operator_id: str,
+    operator_secret: str,
+    *,
+    timeout: float = 60.0,
 ) -> dict[str, Any]:
     """Drive the whole journey; assert each step; return the invoice."""
     with httpx.Client(base_url=base_url, timeout=30) as http:
@@ -130,6 +136,17 @@ def run_journey(
         qr = httpx.get(sub["esim"]["qr_code_url"], timeout=10)
         assert qr.status_code == 200
         assert b"<svg" in qr.content
+
+        # The subscriber scans the code: the SM-DP+ reports download and installation back to us (ES2+).
+        device = httpx.post(f"{smdp_url}/sim-admin/profiles/{sub['iccid']}/download", json={}, timeout=30)
+        assert device.status_code == 200, device.text
+        installed = _wait(
+            lambda: http.get(f"/v1/subscriptions/{sub_id}", headers=h).json()["esim"]["state"],
+            lambda state: state == "installed",
+            timeout=timeout,
+            what="the installation notification",
+        )
+        assert installed == "installed"
 
         # Usage over the API: 1,200 MB of data, sent twice; the second time counts nothing.
         activated = dt.datetime.fromisoformat(sub["activated_at"])

@@ -7,5 +7,7 @@ from tests.support.api import Operator
 
 
 def test_an_mvno_goes_from_tenant_to_paid_up_invoice_in_embedded_mode(live_url: str, operator: Operator) -> None:
-    invoice = run_journey(live_url, f"{live_url}/sim/network", operator.client_id, operator.secret)
+    invoice = run_journey(
+        live_url, f"{live_url}/sim/network", f"{live_url}/sim/smdp", operator.client_id, operator.secret
+    )
     assert invoice["total"] == "33.84"

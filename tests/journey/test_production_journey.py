@@ -115,7 +115,16 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
         processes = Processes(env, logs)
         try:
             processes.run(str(BIN / "mvne"), "db", "upgrade")
-            processes.start("smdp", str(BIN / "mvne"), "sim", "smdp", "--port", str(smdp))
+            processes.start(
+                "smdp",
+                str(BIN / "mvne"),
+                "sim",
+                "smdp",
+                "--port",
+                str(smdp),
+                "--notify",
+                f"http://127.0.0.1:{web}/gsma/rsp2/es2plus/handleDownloadProgressInfo",
+            )
             processes.start("network", str(BIN / "mvne"), "sim", "network", "--port", str(network))
             processes.start(
                 "web",
@@ -139,6 +148,7 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
             yield {
                 "base": f"http://127.0.0.1:{web}",
                 "network": f"http://127.0.0.1:{network}",
+                "smdp": f"http://127.0.0.1:{smdp}",
                 "creds": creds,
                 "logs": str(logs),
             }
@@ -157,6 +167,11 @@ def test_an_mvno_goes_from_tenant_to_invoice_on_postgres_redis_and_s3_with_separ
     readiness = httpx.get(f"{production['base']}/readyz", timeout=5).json()
     assert readiness == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "storage": "ok"}}
     invoice = run_journey(
-        production["base"], production["network"], creds["client_id"], creds["client_secret"], timeout=90
+        production["base"],
+        production["network"],
+        production["smdp"],
+        creds["client_id"],
+        creds["client_secret"],
+        timeout=90,
     )
     assert invoice["total"] == "33.84"
