@@ -39,6 +39,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mvne.infra.db import Base, Database, JSONValue, utcnow
 from mvne.infra.ids import new_id
+from mvne.infra.logging import bind_context, clear_context
+from mvne.infra.metrics import JOBS_DONE
 
 log = logging.getLogger("mvne.jobs")
 
@@ -191,6 +193,21 @@ def pending_count(db: Database) -> int:
         return len(session.scalars(select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None))).all())
 
 
+class LogContextMiddleware(Middleware):
+    """Every log line of a job carries its actor, message id and tenant; outcomes are counted."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        clear_context()
+        bind_context(job=message.actor_name, message_id=message.message_id, tenant_id=message.kwargs.get("tenant_id"))
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        outcome = "ok" if exception is None else ("dead" if message.failed else "retry")
+        JOBS_DONE.labels(message.actor_name, outcome).inc()
+        clear_context()
+
+
 class DeadLetterMiddleware(Middleware):
     """Record messages that failed for good, so operators can see and replay them."""
 
@@ -255,6 +272,7 @@ def build_broker(
         Pipelines(),
         Retries(max_retries=max_retries, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms),
         DeadLetterMiddleware(db_getter),
+        LogContextMiddleware(),
         CurrentMessage(),
     ]
     broker: dramatiq.Broker
