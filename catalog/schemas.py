@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, fields, pre_dump, validate
 
 from mvne.infra.fields import DecimalString
 
@@ -34,18 +36,22 @@ class OfferSchema(Schema):
     status = fields.String()
     currency = fields.String()
     price = DecimalString()
-    allowances = fields.Method("_allowances")
-    overage = fields.Method("_overage")
+    allowances = fields.Nested(AllowancesSchema)
+    overage = fields.Nested(OveragePricesSchema)
     created_at = fields.AwareDateTime()
     published_at = fields.AwareDateTime(allow_none=True)
 
-    def _allowances(self, offer: object) -> dict[str, int]:
-        return {k: getattr(offer, k) for k in ("data_mb", "voice_minutes", "sms")}
-
-    def _overage(self, offer: object) -> dict[str, str]:
-        field = DecimalString()
-        return {
-            "data_per_mb": field._serialize(offer.overage_data_per_mb, None, offer),  # type: ignore[attr-defined,dict-item]
-            "voice_per_minute": field._serialize(offer.overage_voice_per_minute, None, offer),  # type: ignore[attr-defined,dict-item]
-            "sms_per_message": field._serialize(offer.overage_sms_per_message, None, offer),  # type: ignore[attr-defined,dict-item]
+    @pre_dump
+    def _group(self, offer: Any, **kwargs: Any) -> dict[str, Any]:
+        # The model keeps flat columns; the API groups allowances and overage prices.
+        view = {
+            k: getattr(offer, k)
+            for k in ("id", "code", "name", "status", "currency", "price", "created_at", "published_at")
         }
+        view["allowances"] = {k: getattr(offer, k) for k in ("data_mb", "voice_minutes", "sms")}
+        view["overage"] = {
+            "data_per_mb": offer.overage_data_per_mb,
+            "voice_per_minute": offer.overage_voice_per_minute,
+            "sms_per_message": offer.overage_sms_per_message,
+        }
+        return view
