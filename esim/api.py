@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
@@ -19,7 +20,7 @@ es2plus = Blueprint("es2plus", __name__, url_prefix="/gsma/rsp2/es2plus")
 def handle_download_progress_info() -> Response:
     """Record how a profile's download and installation went; answers 204 as ES2+ requires."""
     rt = current_app.extensions["mvne.runtime"]
-    payload = request.get_json(silent=True)
+    payload: Any = request.get_json(silent=True)
     try:
         progress = parse_download_progress(payload)
     except InvalidNotification as exc:

@@ -40,8 +40,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler._mvne = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("werkzeug", "botocore", "urllib3", "httpx", "waitress", "fontTools", "weasyprint"):
+    for noisy in ("werkzeug", "botocore", "urllib3", "httpx", "waitress", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # WeasyPrint warns on every render where HarfBuzz-Subset is missing; the PDF is right either way.
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
     if not _configured:
         structlog.configure(
             processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

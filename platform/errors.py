@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http
 import logging
 from typing import Any
 
 from flask import Flask, Response, g, json
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from mvne.infra.errors import DomainError
@@ -14,6 +17,7 @@ from mvne.infra.errors import DomainError
 log = logging.getLogger("mvne.http")
 
 PROBLEM_TYPE = "urn:mvne:problem:"
+PROBLEM_JSON = "application/problem+json"
 
 # Codes for HTTP errors raised by the framework rather than by our services.
 HTTP_CODES = {
@@ -51,7 +55,7 @@ def problem(
     request_id = getattr(g, "request_id", None)
     if request_id:
         body["request_id"] = request_id
-    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -83,15 +87,42 @@ def _flatten_webargs(messages: Any) -> dict[str, Any]:
         for part in messages.values():
             if isinstance(part, dict):
                 merged.update(part)
+            elif isinstance(part, list):  # about the body as a whole, e.g. "Invalid JSON body."
+                merged.setdefault("_body", []).extend(part)
         return merged
     return messages if isinstance(messages, dict) else {"_schema": messages}
 
 
+class ProblemSchema(Schema):
+    """An RFC 9457 problem, as every error of the API is answered."""
+
+    type = fields.String(required=True, metadata={"example": "urn:mvne:problem:validation_failed"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    code = fields.String(required=True, metadata={"description": "Stable, machine-readable reason."})
+    detail = fields.String()
+    errors = fields.Dict(keys=fields.String(), metadata={"description": "Messages per invalid field."})
+    request_id = fields.String()
+
+
 class ProblemApi(Api):
-    """flask-smorest's Api, answering with problems instead of its own JSON errors."""
+    """flask-smorest's Api, answering with problems instead of its own JSON errors, and documenting them."""
+
+    ERROR_SCHEMA = ProblemSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return http_exception_to_problem(error)
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        default: dict[str, Any] = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
 
 
 def http_exception_to_problem(error: HTTPException) -> Response:
@@ -104,10 +135,11 @@ def http_exception_to_problem(error: HTTPException) -> Response:
     errors = None
     if "messages" in data:
         errors = _flatten_webargs(data["messages"])
+    code = HTTP_CODES.get(status, f"http_{status}")
     detail = error.description if status != 422 else "The request has invalid fields; see errors."
-    return problem(
-        status, HTTP_CODES.get(status, f"http_{status}"), _title(status), detail, errors=errors, headers=headers
-    )
+    if status == 400 and errors and "_body" in errors:
+        code, detail = "malformed_body", "The request body is not valid JSON: " + " ".join(errors.pop("_body"))
+    return problem(status, code, _title(status), detail, errors=errors or None, headers=headers)
 
 
 def _title(status: int) -> str:

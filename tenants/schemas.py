@@ -73,7 +73,7 @@ class AddressSchema(Schema):
 
 class CustomerCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(1, 200))
-    email = fields.Email(required=True)
+    email = fields.Email(required=True, validate=validate.Length(max=254))
     address = fields.Nested(AddressSchema, required=True)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -43,17 +42,20 @@ def test_a_malformed_json_body_is_a_400_problem_that_says_the_json_is_invalid(te
         headers=tenant.api.headers({"Content-Type": "application/json"}),
     )
 
-    body = assert_problem(response, 400, "bad_request")
+    body = assert_problem(response, 400, "malformed_body")
     # The design asks for "a clear reason": the client must learn that its JSON did not parse.
     reason = f"{body['detail']} {body.get('errors', '')}".lower()
     assert "json" in reason, body
 
 
 def test_a_body_with_several_bad_fields_is_a_422_problem_with_an_error_per_field(tenant: TenantHandle) -> None:
-    body = copy.deepcopy(OFFER)
-    body["price"] = 20.0  # money is a decimal string, never a float
-    body["allowances"]["data_mb"] = -1
-    del body["overage"]
+    body = {
+        "code": "S20",
+        "name": "Simple 20",
+        "price": 20.0,  # money is a decimal string, never a float
+        "allowances": {"data_mb": -1, "voice_minutes": 60, "sms": 10},
+        # no "overage", which is required
+    }
 
     problem = assert_problem(tenant.api.post("/v1/offers", body), 422, "validation_failed")
 
@@ -149,3 +151,19 @@ def test_a_refused_post_writes_no_object_and_no_event(tenant: TenantHandle) -> N
     assert ids_of(tenant.api, "/v1/offers") == offers_before
     assert ids_of(tenant.api, "/v1/customers") == [first["id"]]
     assert events_of(tenant.api) == events_before
+
+
+def test_an_email_longer_than_254_characters_is_a_422_problem_and_writes_nothing(tenant: TenantHandle) -> None:
+    # 254 characters is the longest address SMTP carries (RFC 5321) and the width of the email column:
+    # a longer one must be refused as bad input, not stored (SQLite) or crash the insert (PostgreSQL).
+    email = f"{'a' * 250}@example.com"
+    body = {
+        "name": "Long Address",
+        "email": email,
+        "address": {"line1": "1 rue de Rivoli", "postal_code": "75001", "city": "Paris", "country": "FR"},
+    }
+
+    problem = assert_problem(tenant.api.post("/v1/customers", body), 422, "validation_failed")
+
+    assert set(problem["errors"]) == {"email"}
+    assert ids_of(tenant.api, "/v1/customers") == []
