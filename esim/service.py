@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mvne.esim.adapters import DownloadProgress, SmdpPlus
-from mvne.esim.crypto import SecretBox
+from mvne.infra.crypto import SecretBox
 from mvne.esim.errors import SimNotFound, SimPoolExhausted
 from mvne.esim.identifiers import ActivationCode, make_iccid, make_imsi, normalize_iccid
 from mvne.esim.models import Sim, SimBatch

@@ -91,7 +91,8 @@ def load_actor_modules() -> None:
     """Import every module that declares jobs, so the registry is complete in any process."""
     import mvne.charging.actors
     import mvne.esim.actors
-    import mvne.provisioning.actors  # noqa: F401
+    import mvne.provisioning.actors
+    import mvne.tenants.actors  # noqa: F401
 
 
 class OutboxMessage(Base):

@@ -72,6 +72,8 @@ class Settings:
     smdp_sandbox: bool = True
     network_url: str = ""
     embedded_simulators: bool = True
+    # Webhook endpoints may be on private or loopback addresses (sandboxes); never in production.
+    webhook_allow_private: bool = True
     worker_threads: int = 4
     job_max_retries: int = 8
     relay_interval_ms: int = 200
@@ -143,6 +145,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "relay_interval_ms": lambda n, v: _int(n, v, 10, 60000),
     "embedded_simulators": _bool,
     "smdp_sandbox": _bool,
+    "webhook_allow_private": _bool,
     "log_format": lambda n, v: _choice(n, v, ("json", "console")),
     "log_level": lambda n, v: _choice(n, v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")),
 }
@@ -163,6 +166,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         seen[key] = raw
         parser = _PARSERS.get(f.name)
         values[f.name] = parser(key, raw) if parser else raw
-    if "embedded_simulators" not in values and values.get("mode") == "production":
-        values["embedded_simulators"] = False
+    if values.get("mode") == "production":
+        values.setdefault("embedded_simulators", False)
+        values.setdefault("webhook_allow_private", False)
     return Settings(**values, source=seen).derived().check()

@@ -37,6 +37,8 @@ TENANT_SCOPES = (
     "billing:write",
     "invoices:read",
     "events:read",
+    "webhooks:read",
+    "webhooks:write",
 )
 OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write")
 

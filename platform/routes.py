@@ -10,7 +10,7 @@ def register_api(api: Api) -> None:
     from mvne.charging.api import billing_runs, invoices, line_usage, usage_records
     from mvne.platform.operator_api import operations, tenants_blp
     from mvne.provisioning.api import subscriptions
-    from mvne.tenants.api import customers, events
+    from mvne.tenants.api import customers, events, webhook_deliveries, webhook_endpoints
 
     for blueprint in (
         tenants_blp,
@@ -23,5 +23,7 @@ def register_api(api: Api) -> None:
         billing_runs,
         invoices,
         events,
+        webhook_endpoints,
+        webhook_deliveries,
     ):
         api.register_blueprint(blueprint)

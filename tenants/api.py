@@ -7,12 +7,21 @@ from typing import Any
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
+from mvne.infra.crypto import SecretBox
 from mvne.platform.auth import require
-from mvne.platform.context import db_session
+from mvne.platform.context import db_session, runtime, tenant_id
 from mvne.platform.pagination import PageArgs, page_schema, paginate
-from mvne.tenants import service
-from mvne.tenants.models import Customer, Event
-from mvne.tenants.schemas import CustomerCreateSchema, CustomerSchema, EventSchema
+from mvne.tenants import service, webhooks
+from mvne.tenants.models import Customer, Event, WebhookDelivery, WebhookEndpoint
+from mvne.tenants.schemas import (
+    CustomerCreateSchema,
+    CustomerSchema,
+    EventSchema,
+    WebhookDeliverySchema,
+    WebhookEndpointCreatedSchema,
+    WebhookEndpointCreateSchema,
+    WebhookEndpointSchema,
+)
 
 customers = Blueprint("customers", __name__, url_prefix="/v1/customers", description="Subscriber accounts.")
 events = Blueprint("events", __name__, url_prefix="/v1/events", description="The tenant's event log.")
@@ -51,3 +60,80 @@ def get_customer(customer_id: str) -> Customer:
 def list_events(args: dict[str, Any]) -> dict[str, Any]:
     """The tenant's event log, oldest first."""
     return paginate(db_session(), select(Event), Event.id, args)
+
+
+webhook_endpoints = Blueprint(
+    "webhook_endpoints",
+    __name__,
+    url_prefix="/v1/webhook-endpoints",
+    description="Where the tenant's events are POSTed, signed with HMAC-SHA256.",
+)
+webhook_deliveries = Blueprint(
+    "webhook_deliveries", __name__, url_prefix="/v1/webhook-deliveries", description="Attempts to send an event."
+)
+
+
+@webhook_endpoints.post("")
+@require("webhooks:write")
+@webhook_endpoints.arguments(WebhookEndpointCreateSchema)
+@webhook_endpoints.response(201, WebhookEndpointCreatedSchema)
+def create_webhook_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+    """Register an endpoint; the signing secret is in this response only."""
+    settings = runtime().settings
+    created = webhooks.create_endpoint(
+        db_session(),
+        tenant_id=tenant_id(),
+        url=body["url"],
+        event_types=body["event_types"],
+        box=SecretBox.from_setting(settings.sim_key),
+        allow_private=settings.webhook_allow_private,
+    )
+    endpoint = created.endpoint
+    view = {k: getattr(endpoint, k) for k in ("id", "url", "event_types", "status", "created_at")}
+    return {**view, "secret": created.secret}
+
+
+@webhook_endpoints.get("")
+@require("webhooks:read")
+@webhook_endpoints.arguments(PageArgs, location="query")
+@webhook_endpoints.response(200, page_schema(WebhookEndpointSchema, "WebhookEndpointPage"))
+def list_webhook_endpoints(args: dict[str, Any]) -> dict[str, Any]:
+    """The tenant's endpoints, oldest first."""
+    stmt = select(WebhookEndpoint).where(WebhookEndpoint.status != "deleted")
+    return paginate(db_session(), stmt, WebhookEndpoint.id, args)
+
+
+@webhook_endpoints.get("/<webhook_endpoint_id>")
+@require("webhooks:read")
+@webhook_endpoints.response(200, WebhookEndpointSchema)
+def get_webhook_endpoint(webhook_endpoint_id: str) -> WebhookEndpoint:
+    """One endpoint."""
+    return webhooks.get_endpoint(db_session(), webhook_endpoint_id)
+
+
+@webhook_endpoints.delete("/<webhook_endpoint_id>")
+@require("webhooks:write")
+@webhook_endpoints.response(204)
+def delete_webhook_endpoint(webhook_endpoint_id: str) -> None:
+    """Stop sending events to an endpoint; its deliveries stay readable."""
+    webhooks.delete_endpoint(db_session(), webhook_endpoint_id)
+
+
+@webhook_endpoints.get("/<webhook_endpoint_id>/deliveries")
+@require("webhooks:read")
+@webhook_endpoints.arguments(PageArgs, location="query")
+@webhook_endpoints.response(200, page_schema(WebhookDeliverySchema, "WebhookDeliveryPage"))
+def list_webhook_deliveries(args: dict[str, Any], webhook_endpoint_id: str) -> dict[str, Any]:
+    """Deliveries to an endpoint, oldest first, with their attempts and last outcome."""
+    session = db_session()
+    webhooks.get_endpoint(session, webhook_endpoint_id)
+    stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == webhook_endpoint_id)
+    return paginate(session, stmt, WebhookDelivery.id, args)
+
+
+@webhook_deliveries.post("/<webhook_delivery_id>/replay")
+@require("webhooks:write")
+@webhook_deliveries.response(202, WebhookDeliverySchema)
+def replay_webhook_delivery(webhook_delivery_id: str) -> WebhookDelivery:
+    """Send a delivery again with a fresh set of attempts."""
+    return webhooks.replay_delivery(db_session(), tenant_id(), webhook_delivery_id)

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mvne.infra.db import Base, JSONValue, TenantOwned, utcnow
@@ -131,3 +131,38 @@ class IdempotencyKey(Base):
     body: Mapped[str] = mapped_column(Text)
     location: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(TenantOwned, Base):
+    """Where a tenant wants its events POSTed; the signing secret is encrypted at rest."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]] = mapped_column(JSONValue)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), default="enabled")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.event_types or event_type in self.event_types
+
+
+class WebhookDelivery(TenantOwned, Base):
+    """One event for one endpoint: attempted until it succeeds or runs out of attempts; replayable."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
+    event_type: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    delivered_at: Mapped[dt.datetime | None] = mapped_column()

@@ -91,3 +91,38 @@ class EventSchema(Schema):
     object_id = fields.String()
     data = fields.Dict()
     created_at = fields.AwareDateTime()
+
+
+class WebhookEndpointCreateSchema(Schema):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2000))
+    event_types = fields.List(
+        fields.String(validate=validate.Regexp(r"^(\*|[a-z_]+\.[a-z_]+)$")),
+        load_default=["*"],
+        metadata={"description": 'Event types to receive, e.g. ["invoice.issued"]; "*" for all.'},
+    )
+
+
+class WebhookEndpointSchema(Schema):
+    id = fields.String()
+    url = fields.String()
+    event_types = fields.List(fields.String())
+    status = fields.String()
+    created_at = fields.AwareDateTime()
+
+
+class WebhookEndpointCreatedSchema(WebhookEndpointSchema):
+    secret = fields.String(metadata={"description": "Signing secret; shown only once."})
+
+
+class WebhookDeliverySchema(Schema):
+    id = fields.String()
+    endpoint = fields.String(attribute="endpoint_id")
+    event = fields.String(attribute="event_id")
+    event_type = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    last_attempt_at = fields.AwareDateTime(allow_none=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)

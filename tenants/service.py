@@ -11,7 +11,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from mvne.infra.db import utcnow
 from mvne.infra.ids import new_id
+from mvne.tenants import webhooks
 from mvne.tenants.errors import (
     CustomerEmailTaken,
     CustomerNotFound,
@@ -103,10 +105,12 @@ def record_event(
     session: Session, type_: str, object_id: str, data: dict[str, Any], *, tenant_id: str | None = None
 ) -> Event:
     """Append to the tenant's event log, in the transaction of the change it reports."""
-    event = Event(id=new_id("evt"), type=type_, object_id=object_id, data=data)
-    if tenant_id is not None:
-        event.tenant_id = tenant_id
+    owner = tenant_id or session.info.get("tenant_id")
+    if owner is None:
+        raise ValueError(f"event {type_} needs a tenant")
+    event = Event(id=new_id("evt"), tenant_id=owner, type=type_, object_id=object_id, data=data, created_at=utcnow())
     session.add(event)
+    webhooks.fan_out(session, owner, event)
     return event
 
 

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from mvne.esim.crypto import SecretBox, SecretBoxError, generate_key
+from mvne.infra.crypto import SecretBox, SecretBoxError, generate_key
 
 AAD = b"sim_01HZX:ki"
 KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")

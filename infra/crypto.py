@@ -1,4 +1,4 @@
-"""Encryption at rest for SIM secrets (Ki, OPc): AES-256-GCM with a versioned blob format."""
+"""Encryption at rest for secrets (SIM Ki and OPc, webhook signing secrets): AES-256-GCM, versioned blobs."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class SecretBox:
         """Build a box from a urlsafe-base64 32-byte key, as stored in settings."""
         text = value.strip() if isinstance(value, str) else ""
         if not text:
-            raise ValueError("SIM secrets key setting is empty; generate one with mvne.esim.crypto.generate_key()")
+            raise ValueError("SIM secrets key setting is empty; generate one with mvne.infra.crypto.generate_key()")
         if not _URLSAFE_B64.fullmatch(text):
             raise ValueError("SIM secrets key setting is not urlsafe base64 (allowed: A-Z a-z 0-9 - _ =)")
         try:
