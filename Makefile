@@ -49,5 +49,8 @@ migration: install  ## make migration m="what changed"
 	from mvne.infra.settings import load_settings; command.revision(alembic_config(owner_url(load_settings())), \
 	message='$(m)', autogenerate=True)"
 
+bench: install  ## activations, usage rating and billing throughput on this machine
+	$(BIN)/mvne bench
+
 clean:
 	rm -rf $(VENV) build var .pytest_cache .mypy_cache .ruff_cache

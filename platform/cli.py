@@ -215,3 +215,12 @@ def run(seed: bool) -> None:
     from mvne.platform.embedded import run_embedded
 
     run_embedded(_settings(), seed=seed)
+
+
+def _register_bench() -> None:
+    from mvne.platform.bench import bench
+
+    main.add_command(bench)
+
+
+_register_bench()
