@@ -139,9 +139,10 @@ def run_bench(settings: Settings, *, lines: int, records: int, batch: int) -> di
         started = time.perf_counter()
         run = client.post("/v1/billing-runs", headers=h, json={"period": period}).json
         assert run is not None
+        run_id = str(run["id"])
 
         def run_done() -> bool:
-            current = client.get(f"/v1/billing-runs/{run['id']}", headers=h).json
+            current = client.get(f"/v1/billing-runs/{run_id}", headers=h).json
             return bool(current) and current["status"] not in ("pending", "running")
 
         _wait(run_done, timeout=600)
