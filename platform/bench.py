@@ -143,7 +143,7 @@ def run_bench(settings: Settings, *, lines: int, records: int, batch: int) -> di
 
         def run_done() -> bool:
             current = client.get(f"/v1/billing-runs/{run_id}", headers=h).json
-            return bool(current) and current["status"] not in ("pending", "running")
+            return current is not None and current["status"] not in ("pending", "running")
 
         _wait(run_done, timeout=600)
         figures["invoices_issued_per_s"] = lines / (time.perf_counter() - started)
