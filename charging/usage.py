@@ -11,11 +11,12 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from mvne.provisioning.usage_files import parse_usage_file
 from mvne.tenants.models import Tenant
 
 log = logging.getLogger("mvne.usage")
+T = TypeVar("T")
 
 INCOMING_PREFIX = "usage/incoming/"
 PROCESSED_PREFIX = "usage/processed/"
@@ -70,7 +72,12 @@ def _offer_allowance(offer: Offer, service: Service) -> tuple[int, Decimal]:
 
 
 def ingest_usage(session: Session, tenant: Tenant, records: list[UsageInput], *, source: str) -> IngestResult:
-    """Store and rate a batch for the session's tenant; unknown lines are rejected one by one."""
+    """Store and rate a batch for the session's tenant; unknown lines are rejected one by one.
+
+    The batch is rated in memory under row locks on the allowance balances it touches, taken in a
+    fixed order; duplicates are looked for after the locks are held, so two batches carrying the same
+    record (they touch the same balance) cannot both count it. Records are then written in one insert.
+    """
     result = IngestResult()
     by_id = {r.subscription_id for r in records if r.subscription_id}
     by_msisdn = {r.msisdn for r in records if r.msisdn and not r.subscription_id}
@@ -82,100 +89,122 @@ def ingest_usage(session: Session, tenant: Tenant, records: list[UsageInput], *,
     }
     subs_by_msisdn = {s.msisdn: s for s in subs.values() if s.msisdn}
     offers = {o.id: o for o in session.scalars(select(Offer).where(Offer.id.in_({s.offer_id for s in subs.values()})))}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
+    candidates: list[tuple[UsageInput, Subscription, str]] = []
+    seen_in_batch: set[str] = set()
     for index, record in enumerate(records):
         sub = subs.get(record.subscription_id) if record.subscription_id else subs_by_msisdn.get(record.msisdn or "")
         if sub is None:
-            result.rejected.append(
-                {
-                    "index": index,
-                    "record_id": record.record_id,
-                    "code": "unknown_subscription",
-                    "reason": "No line with that subscription id or MSISDN.",
-                }
-            )
-            continue
-        if sub.status not in RATEABLE_STATUSES or (sub.activated_at and record.started_at < sub.activated_at):
-            result.rejected.append(
-                {
-                    "index": index,
-                    "record_id": record.record_id,
-                    "code": "line_not_active",
-                    "reason": f"The line was not active at {record.started_at.isoformat()}.",
-                }
-            )
-            continue
-        period = period_of(record.started_at, tenant.timezone)
-        usage_id = new_id("usg")
-        inserted = session.scalar(
-            insert(UsageRecord)
-            .values(
-                id=usage_id,
-                tenant_id=tenant.id,
-                record_id=record.record_id,
-                subscription_id=sub.id,
-                msisdn=sub.msisdn or "",
-                service=record.service.value,
-                started_at=record.started_at,
-                quantity=record.quantity,
-                period=period,
-                amount=Decimal(0),
-                source=source[:300],
-                received_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "record_id"])
-            .returning(UsageRecord.id)
-        )
-        if inserted is None:
+            result.rejected.append(_rejection(index, record, "unknown_subscription", "No line with that id or MSISDN."))
+        elif sub.status not in RATEABLE_STATUSES or (sub.activated_at and record.started_at < sub.activated_at):
+            reason = f"The line was not active at {record.started_at.isoformat()}."
+            result.rejected.append(_rejection(index, record, "line_not_active", reason))
+        elif record.record_id in seen_in_batch:
+            result.duplicates += 1
+        else:
+            seen_in_batch.add(record.record_id)
+            candidates.append((record, sub, period_of(record.started_at, tenant.timezone)))
+    if not candidates:
+        return _counted(result)
+
+    keys = sorted({(sub.id, period, record.service.value) for record, sub, period in candidates})
+    balances = _locked_balances(session, tenant.id, keys, offers, {sub.id: sub for _, sub, _ in candidates})
+    known: set[str] = set()
+    ids = [record.record_id for record, _, _ in candidates]
+    for id_chunk in _chunks(ids, 1000):
+        known.update(session.scalars(select(UsageRecord.record_id).where(UsageRecord.record_id.in_(id_chunk))))
+
+    received = utcnow()
+    rows: list[dict[str, Any]] = []
+    for record, sub, period in candidates:
+        if record.record_id in known:
             result.duplicates += 1
             continue
-        granted, price = _offer_allowance(offers[sub.offer_id], record.service)
-        balance = _locked_balance(session, tenant.id, sub.id, period=period, service=record.service, granted=granted)
+        balance = balances[(sub.id, period, record.service.value)]
+        price = _offer_allowance(offers[sub.offer_id], record.service)[1]
         rated = rate_usage(record.service, record.quantity, max(balance.granted - balance.used, 0), price)
         balance.used += rated.allowance_used
-        usage = session.get(UsageRecord, usage_id)
-        assert usage is not None
-        usage.allowance_used = rated.allowance_used
-        usage.overage_quantity = rated.overage_quantity
-        usage.amount = rated.amount
-        result.accepted += 1
+        rows.append(
+            {
+                "id": new_id("usg"),
+                "tenant_id": tenant.id,
+                "record_id": record.record_id,
+                "subscription_id": sub.id,
+                "msisdn": sub.msisdn or "",
+                "service": record.service.value,
+                "started_at": record.started_at,
+                "quantity": record.quantity,
+                "period": period,
+                "allowance_used": rated.allowance_used,
+                "overage_quantity": rated.overage_quantity,
+                "amount": rated.amount,
+                "source": source[:300],
+                "received_at": received,
+            }
+        )
+    for row_chunk in _chunks(rows, 500):
+        session.execute(insert(UsageRecord), row_chunk)
+    result.accepted += len(rows)
     session.flush()
+    return _counted(result)
+
+
+def _rejection(index: int, record: UsageInput, code: str, reason: str) -> dict[str, Any]:
+    return {"index": index, "record_id": record.record_id, "code": code, "reason": reason}
+
+
+def _counted(result: IngestResult) -> IngestResult:
     USAGE_RECORDS.labels("accepted").inc(result.accepted)
     USAGE_RECORDS.labels("duplicate").inc(result.duplicates)
     USAGE_RECORDS.labels("rejected").inc(len(result.rejected))
     return result
 
 
-def _locked_balance(
-    session: Session, tenant_id: str, subscription_id: str, *, period: str, service: Service, granted: int
-) -> AllowanceBalance:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(AllowanceBalance)
-        .values(
-            id=new_id("bal"),
-            tenant_id=tenant_id,
-            subscription_id=subscription_id,
-            period=period,
-            service=service.value,
-            granted=granted,
-            used=0,
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _locked_balances(
+    session: Session,
+    tenant_id: str,
+    keys: list[tuple[str, str, str]],
+    offers: dict[str, Offer],
+    subs: dict[str, Subscription],
+) -> dict[tuple[str, str, str], AllowanceBalance]:
+    """The balances of (line, period, service), created when missing, locked in key order."""
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = [
+        {
+            "id": new_id("bal"),
+            "tenant_id": tenant_id,
+            "subscription_id": sub_id,
+            "period": period,
+            "service": service,
+            "granted": _offer_allowance(offers[subs[sub_id].offer_id], Service(service))[0],
+            "used": 0,
+        }
+        for sub_id, period, service in keys
+    ]
+    for chunk in _chunks(values, 500):
+        session.execute(
+            upsert(AllowanceBalance)
+            .values(chunk)
+            .on_conflict_do_nothing(index_elements=["subscription_id", "period", "service"])
         )
-        .on_conflict_do_nothing(index_elements=["subscription_id", "period", "service"])
-    )
-    balance = session.scalar(
-        select(AllowanceBalance)
-        .where(
-            AllowanceBalance.subscription_id == subscription_id,
-            AllowanceBalance.period == period,
-            AllowanceBalance.service == service.value,
+    locked: dict[tuple[str, str, str], AllowanceBalance] = {}
+    sub_ids = sorted({k[0] for k in keys})
+    for sub_chunk in _chunks(sub_ids, 500):
+        rows = session.scalars(
+            select(AllowanceBalance)
+            .where(AllowanceBalance.subscription_id.in_(sub_chunk))
+            .order_by(AllowanceBalance.subscription_id, AllowanceBalance.period, AllowanceBalance.service)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert balance is not None
-    return balance
+        for balance in rows:
+            locked[(balance.subscription_id, balance.period, balance.service)] = balance
+    return {key: locked[key] for key in keys}
 
 
 def discover_usage_files(db: Database, storage: Storage) -> int:
@@ -186,13 +215,13 @@ def discover_usage_files(db: Database, storage: Storage) -> int:
     found = 0
     with db.transaction(platform=True) as session:
         known = set(session.scalars(select(UsageFile.key).where(UsageFile.key.in_(keys))))
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         for key in keys:
             if key in known:
                 continue
             file_id = new_id("ufl")
             session.execute(
-                insert(UsageFile)
+                upsert(UsageFile)
                 .values(id=file_id, key=key, status="pending", errors=[], created_at=utcnow())
                 .on_conflict_do_nothing()
             )

@@ -6,17 +6,20 @@ names one) and drives it through the API: activations, usage rating, a billing r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 import tempfile
 import time
 import zoneinfo
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from mvne.charging.models import Invoice
 from mvne.infra.migrate import upgrade
@@ -158,6 +161,25 @@ def run_bench(settings: Settings, *, lines: int, records: int, batch: int) -> di
     return figures
 
 
+@contextlib.contextmanager
+def _scratch_database(base: Settings, scratch: Path) -> Iterator[str]:
+    """A throwaway database: a SQLite file, or a new database on the PostgreSQL server of the settings."""
+    if not base.is_postgres:
+        yield f"sqlite:///{scratch}/bench.db"
+        return
+    server = make_url(base.migration_database_url or base.database_url)
+    name = f"mvne_bench_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @click.command("bench")
 @click.option("--lines", default=100, show_default=True, help="Subscriptions to activate and bill.")
 @click.option("--records", default=20_000, show_default=True, help="Usage records to rate.")
@@ -165,12 +187,17 @@ def run_bench(settings: Settings, *, lines: int, records: int, batch: int) -> di
 def bench(lines: int, records: int, batch: int) -> None:
     """Measure activations, rating and billing throughput; prints the figures."""
     base = load_settings()
-    with tempfile.TemporaryDirectory() as scratch:
-        settings = base.with_overrides(var_dir=Path(scratch), log_level="WARNING", port=base.port + 17)
-        if base.database_url.startswith("sqlite"):
-            settings = settings.with_overrides(database_url=f"sqlite:///{scratch}/bench.db")
-        settings = settings.with_overrides(
-            storage_url=f"file://{scratch}/storage", smdp_url="", network_url="", public_url=""
+    with tempfile.TemporaryDirectory() as scratch, _scratch_database(base, Path(scratch)) as database_url:
+        settings = base.with_overrides(
+            var_dir=Path(scratch),
+            log_level="WARNING",
+            port=base.port + 17,
+            database_url=database_url,
+            migration_database_url="",
+            storage_url=f"file://{scratch}/storage",
+            smdp_url="",
+            network_url="",
+            public_url="",
         )
         figures = run_bench(settings, lines=lines, records=records, batch=batch)
     backend = "PostgreSQL" if settings.is_postgres else "SQLite"
