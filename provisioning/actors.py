@@ -6,7 +6,7 @@ import functools
 
 from mvne.esim import sandbox
 from mvne.esim.adapters import Es2PlusClient
-from mvne.esim.crypto import SecretBox
+from mvne.infra.crypto import SecretBox
 from mvne.infra.jobs import QUEUE_PROVISIONING, job
 from mvne.infra.runtime import current_runtime
 from mvne.infra.settings import Settings

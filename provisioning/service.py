@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from mvne.catalog.service import sellable_offer
 from mvne.esim import service as esim
 from mvne.esim.adapters import Es2PlusError, SmdpPlus, SmdpUnavailable
-from mvne.esim.crypto import SecretBox
 from mvne.esim.errors import SimPoolExhausted
 from mvne.esim.models import Sim
+from mvne.infra.crypto import SecretBox
 from mvne.infra.db import Database, utcnow
 from mvne.infra.errors import DomainError
 from mvne.infra.ids import new_id
