@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mvne.esim.adapters import DownloadProgress, SmdpPlus
-from mvne.infra.crypto import SecretBox
 from mvne.esim.errors import SimNotFound, SimPoolExhausted
 from mvne.esim.identifiers import ActivationCode, make_iccid, make_imsi, normalize_iccid
 from mvne.esim.models import Sim, SimBatch
 from mvne.esim.qr import activation_qr_svg
+from mvne.infra.crypto import SecretBox
 from mvne.infra.ids import new_id
 from mvne.infra.storage import Storage
 from mvne.tenants.service import record_event
@@ -62,8 +62,11 @@ def create_profile_pool(
     return batch
 
 
-def pool_summary(session: Session) -> PoolSummary:
-    counts = dict(session.execute(select(Sim.status, func.count()).group_by(Sim.status)).all())
+def pool_summary(session: Session, tenant_id: str) -> PoolSummary:
+    """How many of the tenant's profiles are available, reserved and in use."""
+    counts: dict[str, int] = dict(
+        session.execute(select(Sim.status, func.count()).where(Sim.tenant_id == tenant_id).group_by(Sim.status))
+    )
     return PoolSummary(counts.get("available", 0), counts.get("reserved", 0), counts.get("in_use", 0))
 
 

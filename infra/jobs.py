@@ -32,7 +32,7 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
-from sqlalchemy import Index, Integer, String, Text, delete, select
+from sqlalchemy import Index, Integer, String, Text, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -191,7 +191,8 @@ def purge_sent(db: Database, *, older_than: dt.timedelta = dt.timedelta(days=3))
 
 def pending_count(db: Database) -> int:
     with db.transaction(platform=True) as session:
-        return len(session.scalars(select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None))).all())
+        count = session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None)))
+        return int(count or 0)
 
 
 class LogContextMiddleware(Middleware):

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mvne.esim.models import Sim
+from mvne.esim.service import pool_summary
 from mvne.infra.errors import NotFound
 from mvne.infra.jobs import DeadLetter, replay_dead_letter
 from mvne.platform.auth import TENANT_SCOPES, require
@@ -32,9 +32,7 @@ operations = Blueprint(
 
 def present_tenant(session: Session, tenant: Tenant) -> dict[str, Any]:
     block = number_block_of(session, tenant.id)
-    counts: dict[str, int] = {}
-    for status in session.scalars(select(Sim.status).where(Sim.tenant_id == tenant.id)):
-        counts[status] = counts.get(status, 0) + 1
+    pool = pool_summary(session, tenant.id)
     view = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
     view["number_range"] = (
         None
@@ -45,7 +43,7 @@ def present_tenant(session: Session, tenant: Tenant) -> dict[str, Any]:
             "size": block.size,
         }
     )
-    view["esim_pool"] = counts
+    view["esim_pool"] = {"available": pool.available, "reserved": pool.reserved, "in_use": pool.in_use}
     return view
 
 
