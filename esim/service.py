@@ -65,7 +65,7 @@ def create_profile_pool(
 def pool_summary(session: Session, tenant_id: str) -> PoolSummary:
     """How many of the tenant's profiles are available, reserved and in use."""
     counts: dict[str, int] = dict(
-        session.execute(select(Sim.status, func.count()).where(Sim.tenant_id == tenant_id).group_by(Sim.status))
+        session.execute(select(Sim.status, func.count()).where(Sim.tenant_id == tenant_id).group_by(Sim.status)).all()
     )
     return PoolSummary(counts.get("available", 0), counts.get("reserved", 0), counts.get("in_use", 0))
 

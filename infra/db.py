@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -40,6 +41,7 @@ from sqlalchemy.orm import (
     with_loader_criteria,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import visitors
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -125,6 +127,14 @@ def tenant_owned_tables() -> list[str]:
     )
 
 
+@functools.cache
+def _tenant_table_names() -> frozenset[str]:
+    from mvne.infra.models import load_models
+
+    load_models()  # the whole schema, whatever this process happened to import so far
+    return frozenset(tenant_owned_tables())
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _scope_tenant_queries(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
@@ -136,10 +146,15 @@ def _scope_tenant_queries(state: ORMExecuteState) -> None:
     if tenant_id is None:
         if info.get("platform"):
             return
-        touched = [m for m in state.all_mappers if issubclass(m.class_, TenantOwned)]
+        # Any mention counts: a count, an EXISTS, a join or a subquery reads tenant rows as surely as a select.
+        owned = _tenant_table_names()
+        touched = {
+            element.name
+            for element in visitors.iterate(cast(Any, state.statement))
+            if isinstance(element, Table) and element.name in owned
+        }
         if touched:
-            names = ", ".join(sorted(m.class_.__name__ for m in touched))
-            raise UnscopedQuery(f"query on {names} from a session without a tenant scope")
+            raise UnscopedQuery(f"query on {', '.join(sorted(touched))} from a session without a tenant scope")
         return
     state.statement = state.statement.options(
         with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)

@@ -32,7 +32,7 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
-from sqlalchemy import Index, Integer, String, Text, delete, func, select
+from sqlalchemy import Index, Integer, String, Text, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -108,6 +108,8 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     available_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
+    # Set when the job ran to the end (or was dead-lettered): sent but unfinished rows are in flight.
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class DeadLetter(Base):
@@ -183,9 +185,24 @@ def relay_once(db: Database, broker: dramatiq.Broker, *, batch: int = 200) -> in
 
 
 def purge_sent(db: Database, *, older_than: dt.timedelta = dt.timedelta(days=3)) -> int:
-    """Delete relayed outbox rows past their retention."""
+    """Delete finished outbox rows past their retention."""
     with db.transaction(platform=True) as session:
-        result = session.execute(delete(OutboxMessage).where(OutboxMessage.sent_at < utcnow() - older_than))
+        result = session.execute(delete(OutboxMessage).where(OutboxMessage.finished_at < utcnow() - older_than))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def requeue_unfinished(db: Database) -> int:
+    """Hand jobs that were sent but never finished back to the relay (after an in-memory broker restarts).
+
+    An in-memory broker loses what it held when its process stops; actors are idempotent, so sending
+    such a job again is safe where losing it is not.
+    """
+    with db.transaction(platform=True) as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_not(None), OutboxMessage.finished_at.is_(None))
+            .values(sent_at=None)
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -210,8 +227,12 @@ class LogContextMiddleware(Middleware):
         clear_context()
 
 
-class DeadLetterMiddleware(Middleware):
-    """Record messages that failed for good, so operators can see and replay them."""
+class JobLedgerMiddleware(Middleware):
+    """Mark outbox rows finished, and record messages that failed for good so operators can replay them.
+
+    Listed before Retries: Dramatiq runs `after_*` hooks in reverse order, so this one sees the message
+    once Retries has decided whether it failed for good.
+    """
 
     def __init__(self, db_getter: Callable[[], Database]) -> None:
         self._db_getter = db_getter
@@ -219,27 +240,44 @@ class DeadLetterMiddleware(Middleware):
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        if exception is None or not message.failed:
-            return
-        payload = dict(message.kwargs)
+        if exception is not None and not message.failed:
+            return  # a retry is scheduled: the job is still in flight
         with self._db_getter().transaction(platform=True) as session:
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            if exception is not None:
+                self._dead_letter(session, message, exception)
             session.execute(
-                insert(DeadLetter)
-                .values(
-                    id=new_id("dlq"),
-                    tenant_id=payload.get("tenant_id"),
-                    message_id=message.message_id,
-                    actor=message.actor_name,
-                    queue=message.queue_name,
-                    payload=payload,
-                    attempts=int(message.options.get("retries", 0)),
-                    error=f"{type(exception).__name__}: {exception}"[:2000],
-                    traceback="".join(traceback.format_exception(exception))[-8000:],
-                )
-                .on_conflict_do_nothing()
+                update(OutboxMessage).where(OutboxMessage.id == message.message_id).values(finished_at=utcnow())
             )
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self._db_getter().transaction(platform=True) as session:
+            session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == message.message_id).values(finished_at=utcnow())
+            )
+
+    @staticmethod
+    def _dead_letter(session: Session, message: Any, exception: BaseException) -> None:
+        payload = dict(message.kwargs)
+        retries = int(message.options.get("retries", 0))
+        # Retries counts failed runs, except for errors it does not retry: those ran once.
+        attempts = retries + 1 if isinstance(exception, PermanentJobError) else max(retries, 1)
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(DeadLetter)
+            .values(
+                id=new_id("dlq"),
+                tenant_id=payload.get("tenant_id"),
+                message_id=message.message_id,
+                actor=message.actor_name,
+                queue=message.queue_name,
+                payload=payload,
+                attempts=attempts,
+                error=f"{type(exception).__name__}: {exception}"[:2000],
+                traceback="".join(traceback.format_exception(exception))[-8000:],
+            )
+            .on_conflict_do_nothing()
+        )
         log.error("job dead-lettered", extra={"actor": message.actor_name, "message_id": message.message_id})
 
 
@@ -272,9 +310,10 @@ def build_broker(
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        Retries(max_retries=max_retries, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms),
-        DeadLetterMiddleware(db_getter),
+        # After-hooks run in reverse: Retries first, then the ledger, then the log context is cleared.
         LogContextMiddleware(),
+        JobLedgerMiddleware(db_getter),
+        Retries(max_retries=max_retries, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms),
         CurrentMessage(),
     ]
     broker: dramatiq.Broker

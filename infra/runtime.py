@@ -15,10 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import text
 
 from mvne.infra.db import Database
-from mvne.infra.jobs import QUEUES, Relay, build_broker, pending_count, purge_sent, relay_once
+from mvne.infra.jobs import (
+    QUEUES,
+    Relay,
+    build_broker,
+    pending_count,
+    purge_sent,
+    relay_once,
+    requeue_unfinished,
+)
 from mvne.infra.secrets import with_embedded_secrets
 from mvne.infra.settings import Settings
 from mvne.infra.storage import Storage, build_storage
@@ -94,6 +103,11 @@ class Runtime:
         self.worker.start()
 
     def start_relay(self) -> None:
+        """Relay the outbox; with an in-memory broker, first resend what the last process left in flight."""
+        if isinstance(self.broker, StubBroker):
+            resent = requeue_unfinished(self.db)
+            if resent:
+                log.warning("resending jobs left unfinished by the last run", extra={"jobs": resent})
         self.relay = Relay(self.db, self.broker, interval_s=self.settings.relay_interval_ms / 1000)
         self.relay.start()
 
@@ -136,14 +150,21 @@ class Runtime:
         if self.relay is not None:
             self.relay.poke()
 
-    def stop(self) -> None:
+    def stop_background(self) -> None:
+        """Stop the scheduler, the relay and the worker (letting running jobs finish, up to 10 s)."""
         self._scheduler_stop.set()
         if self._scheduler_thread is not None:
             self._scheduler_thread.join(timeout=10)
+            self._scheduler_thread = None
         if self.relay is not None:
             self.relay.stop()
+            self.relay = None
         if self.worker is not None:
             self.worker.stop(timeout=10_000)
+            self.worker = None
+
+    def stop(self) -> None:
+        self.stop_background()
         self.db.dispose()
         if current_runtime_or_none() is self:
             set_runtime(None)

@@ -98,8 +98,8 @@ class Settings:
     def derived(self) -> Settings:
         """Fill the defaults that depend on other settings (embedded mode)."""
         var_dir = self.var_dir
-        public_url = self.public_url or f"http://{self.host}:{self.port}"
-        changes: dict[str, Any] = {"public_url": public_url.rstrip("/")}
+        public_url = (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        changes: dict[str, Any] = {"public_url": public_url}
         if not self.database_url:
             changes["database_url"] = f"sqlite:///{(var_dir / 'mvne.db').as_posix()}"
         if not self.storage_url:

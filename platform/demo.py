@@ -129,10 +129,10 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
     rt.poke_relay()
     _wait(lambda: _pending_lines(rt, tenant_id) == 0, wait_s, "demo lines to activate")
 
-    period = utcnow().astimezone(dt.UTC).strftime("%Y-%m")
     with rt.db.transaction(tenant_id=tenant_id) as session:
         tenant = get_tenant_by_slug(session, DEMO_SLUG)
         assert tenant is not None
+        period = usage.period_of(utcnow(), tenant.timezone)
         lines = session.scalars(
             select(Subscription).where(Subscription.status == "active").order_by(Subscription.id)
         ).all()

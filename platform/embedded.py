@@ -39,6 +39,8 @@ class EmbeddedServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # Jobs first, while the simulators they call (served here) still answer; then the web.
+        self.runtime.stop_background()
         self._server.close()
         self._thread.join(timeout=5)
         self.runtime.stop()

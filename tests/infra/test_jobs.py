@@ -13,7 +13,6 @@ import secrets
 import socket
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, func, select
 
 import mvne.charging.actors as charging_actors
@@ -150,9 +150,13 @@ def _calls(token: str) -> list[dict[str, Any]]:
 def test_a_job_asked_for_in_a_transaction_that_rolls_back_is_never_sent_nor_run(rt: Runtime) -> None:
     token = _token()
 
-    with pytest.raises(RuntimeError, match="the change failed"), rt.db.transaction(platform=True) as session:
-        enqueue(session, "tests.record_call", token=token)
-        raise RuntimeError("the change failed")
+    def change_that_fails() -> None:
+        with rt.db.transaction(platform=True) as session:
+            enqueue(session, "tests.record_call", token=token)
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError, match="the change failed"):
+        change_that_fails()
 
     assert _outbox_rows(rt.db, "tests.record_call", token) == []
     rt.drain(timeout=10)
@@ -281,6 +285,20 @@ def test_a_permanent_error_is_dead_lettered_at_once_without_a_retry(rt: Runtime)
     assert letter.attempts == 1
 
 
+def test_a_job_that_failed_for_good_is_counted_as_dead_in_the_job_metrics(rt: Runtime) -> None:
+    labels = {"actor": "tests.refuse_while_broken", "outcome": "dead"}
+    before = REGISTRY.get_sample_value("mvne_jobs_total", labels) or 0.0
+    token = _token()
+    BROKEN.add(token)
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.refuse_while_broken", token=token)
+
+    rt.drain(timeout=15)
+
+    assert FAILURES.count(token) == 1
+    assert REGISTRY.get_sample_value("mvne_jobs_total", labels) == before + 1
+
+
 def test_replaying_a_dead_letter_queues_its_job_again_once_with_its_tenant(rt: Runtime) -> None:
     token = _token()
     BROKEN.add(token)
@@ -401,10 +419,7 @@ def test_every_queue_is_used_by_a_job_and_every_job_uses_a_known_queue() -> None
     load_actor_modules()
     application_jobs = {name: spec for name, spec in JOBS.items() if not name.startswith("tests.")}
 
-    assert {spec.queue for spec in application_jobs.values()} <= set(QUEUES)
-    # `default` is where a job lands when it names no queue; every other queue exists for its jobs.
-    assert {spec.queue for spec in application_jobs.values()} >= set(QUEUES) - {QUEUE_DEFAULT}
-    assert {spec.queue for spec in JOBS.values()} == set(QUEUES)
+    assert {spec.queue for spec in application_jobs.values()} == set(QUEUES)
     with pytest.raises(ValueError, match="unknown queue"):
         job("tests.nowhere", queue="no-such-queue")
 
@@ -414,7 +429,8 @@ def test_mvne_worker_runs_dramatiq_on_the_worker_module_consuming_every_queue(
 ) -> None:
     launched: list[tuple[str, list[str]]] = []
     # The command replaces its process with dramatiq; record what it would exec instead.
-    monkeypatch.setattr(os, "execvp", lambda file, args: launched.append((file, list(args))))
+    for name in ("execv", "execve", "execvp", "execvpe"):
+        monkeypatch.setattr(os, name, lambda file, args, *_: launched.append((file, list(args))))
 
     result = CliRunner().invoke(mvne_cli, ["worker", "--processes", "3", "--threads", "5"])
 
@@ -519,16 +535,19 @@ def test_activating_an_already_active_line_again_changes_nothing(tenant: TenantH
             assert sim is not None
             events = session.scalars(select(Event.type).where(Event.object_id == sub.id).order_by(Event.id)).all()
             numbers = session.scalars(select(PhoneNumber.msisdn).where(PhoneNumber.subscription_id == sub.id)).all()
-            network = httpx.get(f"{runtime.settings.network_url}/subscribers/{sim.imsi}", timeout=10)
-            assert network.status_code == 200, network.text
-            return {
+            stored = {
                 "line": (sub.status, sub.msisdn, sub.sim_id, sub.activated_at, sub.network_provisioned_at),
                 "sim": (sim.status, sim.smdp_state, sim.matching_id, sim.activation_code, sim.updated_at),
                 "events": list(events),
                 "numbers": list(numbers),
-                "network": network.json(),
-                "api": tenant.api.get(f"/v1/subscriptions/{sub.id}").json,
             }
+            imsi = sim.imsi
+        # Outside the transaction: on SQLite it holds the write lock the app would wait for.
+        network = httpx.get(f"{runtime.settings.network_url}/subscribers/{imsi}", timeout=10)
+        assert network.status_code == 200, network.text
+        shown = tenant.api.get(f"/v1/subscriptions/{line['id']}")
+        assert shown.status_code == 200, shown.json
+        return {**stored, "network": network.json(), "api": shown.json}
 
     before = snapshot()
     assert before["events"].count("subscription.activated") == 1

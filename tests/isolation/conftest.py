@@ -1,7 +1,8 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
-Each tenant gets a published offer, a customer, an active eSIM line, rated usage, a completed billing
-run for the current period and its invoice, so every tenant-owned table holds rows of both tenants.
+Each tenant gets a webhook endpoint (with deliveries to a local receiver), a published offer, a customer,
+an active eSIM line, rated usage, a completed billing run for the current period and its invoice, so every
+tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +30,7 @@ from tests.support.api import (
     published_offer,
     wait_for,
 )
+from tests.support.servers import live_server
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -43,13 +46,17 @@ class World:
     customer_email: str
     subscription_id: str
     msisdn: str
+    iccid: str
     period: str
     billing_run_id: str
     invoice_id: str
+    webhook_endpoint_id: str
+    webhook_url: str
+    webhook_delivery_id: str
     dead_letter_id: str
 
     def object_ids(self) -> dict[str, str]:
-        """Every id of this tenant that another tenant must never see."""
+        """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
         return {
             "tenant": self.tenant.id,
             "offer": self.offer_id,
@@ -57,7 +64,11 @@ class World:
             "subscription": self.subscription_id,
             "billing_run": self.billing_run_id,
             "invoice": self.invoice_id,
+            "webhook_endpoint": self.webhook_endpoint_id,
+            "webhook_delivery": self.webhook_delivery_id,
             "dead_letter": self.dead_letter_id,
+            "msisdn": self.msisdn,
+            "iccid": self.iccid,
         }
 
 
@@ -102,8 +113,23 @@ def _dead_letter(runtime: Runtime, tenant_id: str, invoice_id: str) -> str:
     return letter_id
 
 
-def _build_worlds(app: Flask, runtime: Runtime, operator: Operator) -> TwoTenants:
+def _webhook_endpoint(handle: TenantHandle, receiver_url: str) -> dict[str, Any]:
+    created = handle.api.post("/v1/webhook-endpoints", {"url": f"{receiver_url}/{handle.slug}"})
+    assert created.status_code == 201, created.json
+    return dict(created.json)
+
+
+def _first_delivery(handle: TenantHandle, endpoint_id: str) -> str:
+    listed = handle.api.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries", limit=1)
+    assert listed.status_code == 200, listed.json
+    assert listed.json["data"], f"no webhook delivery for {endpoint_id}"
+    return str(listed.json["data"][0]["id"])
+
+
+def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url: str) -> TwoTenants:
     handles = [make_tenant(app.test_client(), operator) for _ in range(2)]
+    # First, so every event that follows is delivered to it (deliveries are written with the events).
+    endpoints = [_webhook_endpoint(h, receiver_url) for h in handles]
     offers = [published_offer(h.api, code=f"ISO-{secrets.token_hex(3)}") for h in handles]
     customers = [customer(h.api, name=f"Customer of {h.slug}") for h in handles]
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]
@@ -130,7 +156,9 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator) -> TwoTenant
 
     runs = [_completed_run(h, p) for h, p in zip(handles, periods, strict=True)]
     worlds = []
-    for handle, offer, cust, sub, period, run in zip(handles, offers, customers, subs, periods, runs, strict=True):
+    for handle, offer, cust, sub, period, run, endpoint in zip(
+        handles, offers, customers, subs, periods, runs, endpoints, strict=True
+    ):
         assert run["invoices_created"] == 1, run
         listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
         assert len(listed) == 1, listed
@@ -144,9 +172,13 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator) -> TwoTenant
                 customer_email=cust["email"],
                 subscription_id=sub["id"],
                 msisdn=sub["msisdn"],
+                iccid=sub["iccid"],
                 period=period,
                 billing_run_id=run["id"],
                 invoice_id=invoice_id,
+                webhook_endpoint_id=endpoint["id"],
+                webhook_url=endpoint["url"],
+                webhook_delivery_id=_first_delivery(handle, endpoint["id"]),
                 dead_letter_id=_dead_letter(runtime, handle.id, invoice_id),
             )
         )
@@ -154,9 +186,22 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator) -> TwoTenant
 
 
 @pytest.fixture(scope="session")
-def two_tenants(app: Flask, runtime: Runtime, operator: Operator, live_url: str) -> TwoTenants:
+def webhook_receiver() -> Iterator[str]:
+    """A local endpoint that accepts every webhook (so deliveries succeed and leave no retries behind)."""
+    receiver = Flask("isolation-webhook-receiver")
+
+    @receiver.post("/hook/<slug>")
+    def hook(slug: str) -> tuple[str, int]:
+        return "", 204
+
+    with live_server(receiver) as url:
+        yield f"{url}/hook"
+
+
+@pytest.fixture(scope="session")
+def two_tenants(app: Flask, runtime: Runtime, operator: Operator, live_url: str, webhook_receiver: str) -> TwoTenants:
     """Tenants A and B, each with one object of every kind (the live server runs the activations)."""
-    return _build_worlds(app, runtime, operator)
+    return _build_worlds(app, runtime, operator, webhook_receiver)
 
 
 def contains_any(text: str, ids: dict[str, str]) -> list[str]:

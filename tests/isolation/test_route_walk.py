@@ -28,6 +28,8 @@ TENANT_OBJECT_PARAMS = {
     "subscription_id": "subscription",
     "billing_run_id": "billing_run",
     "invoice_id": "invoice",
+    "webhook_endpoint_id": "webhook_endpoint",
+    "webhook_delivery_id": "webhook_delivery",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -42,7 +44,15 @@ OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters")
 PUBLIC_RULES = {"/v1/openapi.json", "/v1/docs", "/v1/docs/assets/<path:name>"}
 PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
 # Id prefixes, to make up ids of objects that exist nowhere (B's answer must not tell them apart).
-ID_PREFIXES = {"offer": "off", "customer": "cus", "subscription": "sub", "billing_run": "brn", "invoice": "inv"}
+ID_PREFIXES = {
+    "offer": "off",
+    "customer": "cus",
+    "subscription": "sub",
+    "billing_run": "brn",
+    "invoice": "inv",
+    "webhook_endpoint": "whe",
+    "webhook_delivery": "whd",
+}
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
 LIST_OWN_OBJECT = {
@@ -52,12 +62,13 @@ LIST_OWN_OBJECT = {
     "/v1/invoices": "invoice",
     "/v1/billing-runs": "billing_run",
     "/v1/events": "customer",
+    "/v1/webhook-endpoints": "webhook_endpoint",
 }
 
 
 @dataclass(frozen=True)
 class Probe:
-    """How tenant B calls a POST route that has no path parameter, aiming at tenant A's objects."""
+    """How tenant B calls a write route that has no path parameter, aiming at tenant A's objects."""
 
     body: Callable[[World, World], dict[str, Any]]
     status: int
@@ -113,16 +124,25 @@ def _run_sees_only_b(response: Any, a: World, b: World) -> None:
     assert (run["status"], run["customers_total"], run["invoices_created"]) == ("completed", 1, 0), run
 
 
-POST_PROBES: dict[str, Probe] = {
-    "/v1/offers": Probe(_offer_body, 201),
-    "/v1/customers": Probe(_customer_body, 201),
-    "/v1/subscriptions": Probe(
+def _endpoint_is_b_only(response: Any, a: World, b: World) -> None:
+    endpoint_id = response.json["id"]
+    assert b.tenant.api.get(f"/v1/webhook-endpoints/{endpoint_id}").status_code == 200
+    assert a.tenant.api.get(f"/v1/webhook-endpoints/{endpoint_id}").status_code == 404
+
+
+# Keyed "METHOD rule"; each answer is about B's own objects, so a success here is no leak.
+WRITE_PROBES: dict[str, Probe] = {
+    "POST /v1/offers": Probe(_offer_body, 201),
+    "POST /v1/customers": Probe(_customer_body, 201),
+    "POST /v1/subscriptions": Probe(
         lambda a, b: {"customer": a.customer_id, "offer": a.offer_id, "sim_type": "esim"}, 404
     ),
-    "/v1/usage-records": Probe(_usage_body, 200, _usage_rejected),
-    "/v1/billing-runs": Probe(lambda a, b: {"period": a.period}, 202, _run_sees_only_b),
+    "POST /v1/usage-records": Probe(_usage_body, 200, _usage_rejected),
+    "POST /v1/billing-runs": Probe(lambda a, b: {"period": a.period}, 202, _run_sees_only_b),
+    # A's receiver URL: tenants may share one; the endpoint made is B's alone.
+    "POST /v1/webhook-endpoints": Probe(lambda a, b: {"url": a.webhook_url}, 201, _endpoint_is_b_only),
 }
-# Plausible bodies for POSTs with a path parameter (so B's call is not refused for its body instead).
+# Plausible bodies for writes with a path parameter (so B's call is not refused for its body instead).
 PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     "/v1/tenants/<tenant_id>/api-clients": {"name": "stolen", "scopes": ["offers:read"]},
 }
@@ -157,121 +177,149 @@ def _assert_no_leak(method: str, path: str, body: Any, response: Any, a_ids: dic
     sent = path + json.dumps(body or {})
     unsent = {name: value for name, value in a_ids.items() if value not in sent}
     leaked = contains_any(response.get_data(as_text=True), unsent)
-    assert not leaked, f"tenant A's {', '.join(leaked)} id(s) in tenant B's answer: {_described(method, path, response)}"
-
-
-def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
-    app: Flask, two_tenants: TwoTenants, operator: Operator
-) -> None:
-    a, b = two_tenants.a, two_tenants.b
-    a_ids = a.object_ids()
-    b_ids = b.object_ids()
-    known = {**TENANT_OBJECT_PARAMS, **OPERATOR_PARAMS}
-    rules = _api_rules(app)
-    assert len(rules) > 10, [r.rule for r in rules]
-
-    unknown = sorted(
-        f"<{name}> in {rule.rule}"
-        for rule in rules
-        for name in rule.arguments
-        if name not in known and name not in PUBLIC_PARAMS
+    assert not leaked, (
+        f"tenant A's {', '.join(leaked)} id(s) in tenant B's answer: {_described(method, path, response)}"
     )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of the walk: tenant B on one method of one rule, with tenant A's ids in the path."""
+
+    rule: Rule
+    method: str
+    values: dict[str, str]
+    target: str
+    body: dict[str, Any]
+    probe: Probe | None
+
+    def describe(self, response: Any) -> str:
+        return _described(self.method, self.target, response)
+
+
+def _values(rule: Rule, a_ids: dict[str, str]) -> dict[str, str]:
+    known = {**TENANT_OBJECT_PARAMS, **OPERATOR_PARAMS}
+    return {name: a_ids[known[name]] if name in known else PUBLIC_PARAMS[name] for name in rule.arguments}
+
+
+def _calls(rules: list[Rule], a: World, b: World) -> list[Call]:
+    calls = []
+    for rule in rules:
+        values = _values(rule, a.object_ids())
+        path = _path(rule, values)
+        for method in _methods(rule):
+            probe = WRITE_PROBES.get(f"{method} {rule.rule}")
+            body = probe.body(a, b) if probe else PARAMETER_POST_BODIES.get(rule.rule, {})
+            listing = (
+                method == "GET"
+                and not rule.arguments
+                and not rule.rule.startswith(OPERATOR_PREFIXES)
+                and rule.rule not in PUBLIC_RULES
+            )
+            calls.append(Call(rule, method, values, path + ("?limit=100" if listing else ""), body, probe))
+    return calls
+
+
+def _check(call: Call, response: Any, api: ApiCaller, a: World, b: World) -> None:
+    """What tenant B must get from one call; raises AssertionError with the call and the answer."""
+    status = response.status_code
+    assert status < 500, f"server error: {call.describe(response)}"
+    _assert_no_leak(call.method, call.target, call.body, response, a.object_ids())
+    if call.rule.rule.startswith(OPERATOR_PREFIXES):
+        assert status == 403, f"operator route answered a tenant: {call.describe(response)}"
+    elif any(name in TENANT_OBJECT_PARAMS for name in call.rule.arguments):
+        assert status == 404, f"expected 404: {call.describe(response)}"
+        _assert_same_as_missing(api, call, response)
+    elif call.rule.rule in PUBLIC_RULES:
+        assert status in (200, 301, 302, 304, 308), call.describe(response)
+    elif call.probe is not None:
+        assert status == call.probe.status, f"expected {call.probe.status}: {call.describe(response)}"
+        if call.probe.check:
+            call.probe.check(response, a, b)
+    else:  # a list of the caller's own objects
+        assert status == 200, call.describe(response)
+        own = LIST_OWN_OBJECT.get(call.rule.rule)
+        if own:
+            assert b.object_ids()[own] in response.get_data(as_text=True), (
+                f"tenant B's own {own} missing from {call.method} {call.target}: the list may show nothing at all"
+            )
+
+
+def _assert_same_as_missing(api: ApiCaller, call: Call, seen: Any) -> None:
+    """A's object must look exactly like one that does not exist: same status, same problem code."""
+    missing = {
+        name: new_id(ID_PREFIXES[TENANT_OBJECT_PARAMS[name]]) if name in TENANT_OBJECT_PARAMS else value
+        for name, value in call.values.items()
+    }
+    path = _path(call.rule, missing)
+    response = _call(api, call.method, path, call.body)
+    assert (response.status_code, (response.json or {}).get("code")) == (
+        seen.status_code,
+        (seen.json or {}).get("code"),
+    ), f"A's object and a missing one answer differently: {_described(call.method, path, response)}"
+
+
+def _assert_walk_knows_every_route(rules: list[Rule]) -> None:
+    known = {*TENANT_OBJECT_PARAMS, *OPERATOR_PARAMS, *PUBLIC_PARAMS}
+    unknown = sorted(f"<{name}> in {rule.rule}" for rule in rules for name in rule.arguments if name not in known)
     assert not unknown, (
         "route parameters the isolation walk does not know: "
         f"{', '.join(unknown)}. Add each to TENANT_OBJECT_PARAMS (an object a tenant owns, with tenant A's id), "
         "OPERATOR_PARAMS or PUBLIC_PARAMS in tests/isolation/test_route_walk.py."
     )
     missing_probes = sorted(
-        rule.rule
+        f"{method} {rule.rule}"
         for rule in rules
-        if "POST" in _methods(rule)
+        for method in _methods(rule)
+        if method != "GET"
         and not rule.arguments
         and not rule.rule.startswith(OPERATOR_PREFIXES)
-        and rule.rule not in POST_PROBES
+        and f"{method} {rule.rule}" not in WRITE_PROBES
     )
     assert not missing_probes, (
-        f"POST routes without a probe: {', '.join(missing_probes)}. Add a Probe to POST_PROBES in "
+        f"write routes without a probe: {', '.join(missing_probes)}. Add a Probe to WRITE_PROBES in "
         "tests/isolation/test_route_walk.py: a body aimed at tenant A's objects and the status tenant B must get."
     )
 
+
+def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
+    app: Flask, two_tenants: TwoTenants, operator: Operator
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    rules = _api_rules(app)
+    assert len(rules) > 10, [r.rule for r in rules]
+    _assert_walk_knows_every_route(rules)
+
+    calls = _calls(rules, a, b)
     failures: list[str] = []
-    called = 0
-    for rule in rules:
-        values = {name: a_ids.get(known.get(name, ""), PUBLIC_PARAMS.get(name, "")) for name in rule.arguments}
-        path = _path(rule, values)
-        operator_only = rule.rule.startswith(OPERATOR_PREFIXES)
-        names_tenant_object = any(name in TENANT_OBJECT_PARAMS for name in rule.arguments)
-        for method in _methods(rule):
-            probe = POST_PROBES.get(rule.rule) if method == "POST" and not rule.arguments else None
-            body = probe.body(a, b) if probe else PARAMETER_POST_BODIES.get(rule.rule, {})
-            is_list = method == "GET" and not rule.arguments and not operator_only and rule.rule not in PUBLIC_RULES
-            target = path + ("?limit=100" if is_list else "")
-            response = _call(b.tenant.api, method, target, body)
-            called += 1
-            status = response.status_code
-            try:
-                assert status < 500, f"server error: {_described(method, target, response)}"
-                _assert_no_leak(method, target, body, response, a_ids)
-                if operator_only:
-                    assert status == 403, f"operator route answered a tenant: {_described(method, target, response)}"
-                elif names_tenant_object:
-                    assert status == 404, f"expected 404: {_described(method, target, response)}"
-                    _assert_same_as_missing(b.tenant.api, rule, method, values, body, response)
-                elif rule.rule in PUBLIC_RULES:
-                    assert status in (200, 301, 302, 304, 308), _described(method, target, response)
-                elif probe is not None:
-                    assert status == probe.status, f"expected {probe.status}: {_described(method, target, response)}"
-                    if probe.check:
-                        probe.check(response, a, b)
-                else:  # a list of the caller's own objects
-                    assert status == 200, _described(method, target, response)
-                    own = LIST_OWN_OBJECT.get(rule.rule)
-                    if own:
-                        assert b_ids[own] in response.get_data(as_text=True), (
-                            f"tenant B's own {own} missing from {method} {target}: the list may show nothing at all"
-                        )
-            except AssertionError as error:
-                failures.append(str(error).split("\nassert ")[0])
+    for call in calls:
+        response = _call(b.tenant.api, call.method, call.target, call.body)
+        try:
+            _check(call, response, b.tenant.api, a, b)
+        except AssertionError as error:
+            failures.append(str(error).split("\nassert ")[0])
     assert not failures, f"{len(failures)} isolation failure(s):\n" + "\n".join(failures)
-    assert called >= 20, called
+    assert len(calls) >= 20, [f"{c.method} {c.target}" for c in calls]
 
     # Positive controls: the same routes serve A (and operators), so B's 404s are about tenancy.
-    for rule in rules:
-        if "GET" not in _methods(rule) or not rule.arguments:
+    for call in calls:
+        if call.method != "GET" or not call.rule.arguments or call.rule.rule in PUBLIC_RULES:
             continue
-        values = {name: a_ids.get(known.get(name, ""), PUBLIC_PARAMS.get(name, "")) for name in rule.arguments}
-        owner = operator.api if rule.rule.startswith(OPERATOR_PREFIXES) else a.tenant.api
-        if rule.rule in PUBLIC_RULES:
-            continue
-        response = owner.get(_path(rule, values))
-        assert response.status_code == 200, f"owner cannot read it: {_described('GET', _path(rule, values), response)}"
+        owner = operator.api if call.rule.rule.startswith(OPERATOR_PREFIXES) else a.tenant.api
+        response = owner.get(call.target)
+        assert response.status_code == 200, f"the owner cannot read it: {call.describe(response)}"
 
     # Nothing B did changed A's objects.
     assert a.tenant.api.get(f"/v1/offers/{a.offer_id}").json["status"] == "published"
     assert a.tenant.api.get(f"/v1/customers/{a.customer_id}").json["email"] == a.customer_email
     assert a.tenant.api.get(f"/v1/subscriptions/{a.subscription_id}").json["status"] == "active"
+    assert a.tenant.api.get(f"/v1/webhook-endpoints/{a.webhook_endpoint_id}").json["status"] == "enabled"
     a_usage = a.tenant.api.get(f"/v1/subscriptions/{a.subscription_id}/usage", period=a.period).json
     assert {s["service"]: s["records"] for s in a_usage["services"]} == {"data": 1, "voice": 0, "sms": 0}, a_usage
     a_invoices = a.tenant.api.get("/v1/invoices", limit=100).json["data"]
     assert [i["id"] for i in a_invoices] == [a.invoice_id]
     a_runs = a.tenant.api.get("/v1/billing-runs", limit=100).json["data"]
     assert [r["id"] for r in a_runs] == [a.billing_run_id]
-
-
-def _assert_same_as_missing(
-    api: ApiCaller, rule: Rule, method: str, values: dict[str, str], body: dict[str, Any], seen: Any
-) -> None:
-    """A's object must look exactly like one that does not exist: same status, same problem code."""
-    missing = {
-        name: new_id(ID_PREFIXES[TENANT_OBJECT_PARAMS[name]]) if name in TENANT_OBJECT_PARAMS else value
-        for name, value in values.items()
-    }
-    path = _path(rule, missing)
-    response = _call(api, method, path, body)
-    assert (response.status_code, (response.json or {}).get("code")) == (
-        seen.status_code,
-        (seen.json or {}).get("code"),
-    ), f"A's object and a missing one answer differently: {_described(method, path, response)}"
 
 
 def test_query_filters_do_not_reach_another_tenant(two_tenants: TwoTenants) -> None:
@@ -292,7 +340,7 @@ def test_query_filters_do_not_reach_another_tenant(two_tenants: TwoTenants) -> N
 
 def test_a_subscription_cannot_be_ordered_on_another_tenant_customer_or_offer(two_tenants: TwoTenants) -> None:
     a, b = two_tenants.a, two_tenants.b
-    before = b.tenant.api.get("/v1/subscriptions", limit=100).json["data"]
+    before = [s["id"] for s in b.tenant.api.get("/v1/subscriptions", limit=100).json["data"]]
     for customer_id, offer_id in (
         (a.customer_id, a.offer_id),
         (a.customer_id, b.offer_id),
@@ -302,7 +350,7 @@ def test_a_subscription_cannot_be_ordered_on_another_tenant_customer_or_offer(tw
             "/v1/subscriptions", {"customer": customer_id, "offer": offer_id, "sim_type": "esim"}
         )
         assert response.status_code == 404, (customer_id, offer_id, response.json)
-    assert b.tenant.api.get("/v1/subscriptions", limit=100).json["data"] == before
+    assert [s["id"] for s in b.tenant.api.get("/v1/subscriptions", limit=100).json["data"]] == before
     a_subs = a.tenant.api.get("/v1/subscriptions", limit=100).json["data"]
     assert [s["id"] for s in a_subs] == [a.subscription_id]
 

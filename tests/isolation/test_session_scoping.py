@@ -7,7 +7,7 @@ where the session is the only guard.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -37,7 +37,7 @@ class Pair:
 
 
 @pytest.fixture
-def pair(runtime: Runtime) -> Iterator[Pair]:
+def pair(runtime: Runtime) -> Pair:
     # Tenant ids of our own: customers carry no foreign key to tenants, and the session scope is what is tested.
     a, b = new_id("ten"), new_id("ten")
     made: dict[str, list[str]] = {a: [], b: []}
@@ -47,7 +47,7 @@ def pair(runtime: Runtime) -> Iterator[Pair]:
                 made[tenant_id].append(
                     create_customer(session, name=f"C{n}", email=f"c{n}-{tenant_id}@example.com", address=ADDRESS).id
                 )
-    yield Pair(a, b, sorted(made[a]), sorted(made[b]))
+    return Pair(a, b, sorted(made[a]), sorted(made[b]))
 
 
 # Statements that touch the customers table, in every place a table can sit: all must be refused unscoped.
@@ -69,7 +69,7 @@ UNSCOPED_STATEMENTS: dict[str, Callable[[Pair], Executable]] = {
 def test_a_session_without_scope_refuses_tenant_owned_queries(runtime: Runtime, pair: Pair, shape: str) -> None:
     session = runtime.db.session()
     try:
-        with pytest.raises(UnscopedQuery, match="Customer"):
+        with pytest.raises(UnscopedQuery, match=r"(?i)customer"):
             session.execute(UNSCOPED_STATEMENTS[shape](pair)).all()
     finally:
         session.rollback()
@@ -83,7 +83,7 @@ def test_a_session_without_scope_refuses_tenant_owned_queries(runtime: Runtime, 
 def test_a_session_without_scope_refuses_get_by_id(runtime: Runtime, pair: Pair) -> None:
     session = runtime.db.session()
     try:
-        with pytest.raises(UnscopedQuery, match="Customer"):
+        with pytest.raises(UnscopedQuery, match=r"(?i)customer"):
             session.get(Customer, pair.a_customers[0])
     finally:
         session.close()
