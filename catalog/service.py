@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from mvne.catalog.errors import OfferCodeTaken, OfferNotFound, OfferNotPublishable, OfferNotPublished
 from mvne.catalog.models import Offer
-from mvne.infra.db import utcnow
+from mvne.infra.db import get_or_raise, utcnow
 from mvne.infra.ids import new_id
 from mvne.tenants.service import record_event
 
@@ -53,10 +53,7 @@ def create_offer(session: Session, *, code: str, name: str, currency: str, terms
 
 
 def get_offer(session: Session, offer_id: str) -> Offer:
-    offer = session.get(Offer, offer_id)
-    if offer is None:
-        raise OfferNotFound(f"No offer {offer_id}.")
-    return offer
+    return get_or_raise(session, Offer, offer_id, OfferNotFound, "offer")
 
 
 def get_offer_by_code(session: Session, code: str) -> Offer | None:

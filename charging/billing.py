@@ -24,7 +24,7 @@ from mvne.charging.models import BillingRun, Invoice, InvoiceLine, UsageRecord
 from mvne.charging.pdf import InvoiceDocument, Party, render_invoice_pdf
 from mvne.charging.rating import Service, price_unit
 from mvne.charging.tax import vat_rate
-from mvne.infra.db import Database, utcnow
+from mvne.infra.db import Database, get_or_raise, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import enqueue
 from mvne.infra.storage import ObjectNotFound, Storage
@@ -80,10 +80,7 @@ def start_billing_run(session: Session, *, tenant_id: str, period: str) -> Billi
 
 
 def get_billing_run(session: Session, run_id: str) -> BillingRun:
-    run = session.get(BillingRun, run_id)
-    if run is None:
-        raise BillingRunNotFound(f"No billing run {run_id}.")
-    return run
+    return get_or_raise(session, BillingRun, run_id, BillingRunNotFound, "billing run")
 
 
 def execute_billing_run(db: Database, *, tenant_id: str, billing_run_id: str) -> BillingRun:
@@ -293,10 +290,7 @@ def _overage_amounts(session: Session, period: str, subscription_ids: list[str])
 
 
 def get_invoice(session: Session, invoice_id: str) -> Invoice:
-    invoice = session.get(Invoice, invoice_id)
-    if invoice is None:
-        raise InvoiceNotFound(f"No invoice {invoice_id}.")
-    return invoice
+    return get_or_raise(session, Invoice, invoice_id, InvoiceNotFound, "invoice")
 
 
 def invoice_lines(session: Session, invoice_id: str) -> list[InvoiceLine]:

@@ -14,6 +14,7 @@ from mvne.esim.identifiers import ActivationCode, make_iccid, make_imsi, normali
 from mvne.esim.models import Sim, SimBatch
 from mvne.esim.qr import activation_qr_svg
 from mvne.infra.crypto import SecretBox
+from mvne.infra.db import get_or_raise
 from mvne.infra.ids import new_id
 from mvne.infra.storage import Storage
 from mvne.tenants.service import record_event
@@ -86,10 +87,7 @@ def reserve_sim(session: Session, *, kind: str = "esim") -> Sim:
 
 
 def get_sim(session: Session, sim_id: str) -> Sim:
-    sim = session.get(Sim, sim_id)
-    if sim is None:
-        raise SimNotFound(f"No SIM {sim_id}.")
-    return sim
+    return get_or_raise(session, Sim, sim_id, SimNotFound, "SIM")
 
 
 def sim_keys(sim: Sim, box: SecretBox) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import functools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -43,6 +43,8 @@ from sqlalchemy.orm import (
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import visitors
 from sqlalchemy.types import TypeDecorator
+
+from mvne.infra.errors import NotFound
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -113,6 +115,17 @@ class TenantOwned:
     @declared_attr
     def tenant_id(cls) -> Mapped[str]:  # noqa: N805 (declared_attr is a class-level hook)
         return mapped_column(String(40), index=True, nullable=False)
+
+
+M = TypeVar("M")
+
+
+def get_or_raise(session: Session, model: type[M], ident: str, error: type[NotFound], noun: str) -> M:
+    """The row with this id, as far as the session's scope lets it be seen, or the domain's not-found error."""
+    row = session.get(model, ident)
+    if row is None:
+        raise error(f"No {noun} {ident}.")
+    return row
 
 
 class UnscopedQuery(RuntimeError):

@@ -20,7 +20,7 @@ from mvne.esim.adapters import Es2PlusError, SmdpPlus, SmdpUnavailable
 from mvne.esim.errors import SimPoolExhausted
 from mvne.esim.models import Sim
 from mvne.infra.crypto import SecretBox
-from mvne.infra.db import Database, utcnow
+from mvne.infra.db import Database, get_or_raise, utcnow
 from mvne.infra.errors import DomainError
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import PermanentJobError, enqueue
@@ -154,10 +154,7 @@ def request_subscription(
 
 
 def get_subscription(session: Session, subscription_id: str) -> Subscription:
-    subscription = session.get(Subscription, subscription_id)
-    if subscription is None:
-        raise SubscriptionNotFound(f"No subscription {subscription_id}.")
-    return subscription
+    return get_or_raise(session, Subscription, subscription_id, SubscriptionNotFound, "subscription")
 
 
 def sim_of(session: Session, subscription: Subscription) -> Sim | None:

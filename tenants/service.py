@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mvne.infra.db import utcnow
+from mvne.infra.db import get_or_raise, utcnow
 from mvne.infra.ids import new_id
 from mvne.tenants import webhooks
 from mvne.tenants.errors import (
@@ -42,10 +42,7 @@ def create_tenant(session: Session, *, name: str, slug: str, country: str, curre
 
 
 def get_tenant(session: Session, tenant_id: str) -> Tenant:
-    tenant = session.get(Tenant, tenant_id)
-    if tenant is None:
-        raise TenantNotFound(f"No tenant {tenant_id}.")
-    return tenant
+    return get_or_raise(session, Tenant, tenant_id, TenantNotFound, "tenant")
 
 
 def get_tenant_by_slug(session: Session, slug: str) -> Tenant | None:
@@ -95,10 +92,7 @@ def create_customer(session: Session, *, name: str, email: str, address: dict[st
 
 
 def get_customer(session: Session, customer_id: str) -> Customer:
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise CustomerNotFound(f"No customer {customer_id}.")
-    return customer
+    return get_or_raise(session, Customer, customer_id, CustomerNotFound, "customer")
 
 
 def record_event(

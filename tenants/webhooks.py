@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mvne.infra.crypto import SecretBox
-from mvne.infra.db import Database, utcnow
+from mvne.infra.db import Database, get_or_raise, utcnow
 from mvne.infra.errors import InvalidInput, NotFound
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import enqueue
@@ -134,10 +134,7 @@ def fan_out(session: Session, tenant_id: str, event: Event) -> None:
 
 
 def get_delivery(session: Session, delivery_id: str) -> WebhookDelivery:
-    delivery = session.get(WebhookDelivery, delivery_id)
-    if delivery is None:
-        raise WebhookDeliveryNotFound(f"No webhook delivery {delivery_id}.")
-    return delivery
+    return get_or_raise(session, WebhookDelivery, delivery_id, WebhookDeliveryNotFound, "webhook delivery")
 
 
 def replay_delivery(session: Session, tenant_id: str, delivery_id: str) -> WebhookDelivery:
