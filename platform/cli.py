@@ -179,30 +179,23 @@ def sim_network(ctx: click.Context, host: str, port: int, state: Path | None) ->
 @click.option("--data-mb", default=0, show_default=True)
 @click.option("--voice-minutes", default=0, show_default=True)
 @click.option("--sms", default=0, show_default=True)
-@click.option("--start", default=None, help="ISO time of the first record (UTC); default: an hour ago.")
+@click.option(
+    "--start", default=None, help="ISO time of the first record; default: spread since the line joined (a day at most)."
+)
 @click.option("--url", default=None, help="The network simulator's URL; default: MVNE_NETWORK_URL.")
 def emit_usage(
     *, msisdns: tuple[str, ...], data_mb: int, voice_minutes: int, sms: int, start: str | None, url: str | None
 ) -> None:
     """Make the host network drop a usage file for these lines into storage."""
-    import datetime as dt
 
     import httpx
 
     settings = _settings()
     base = url or settings.network_url
-    when = start or (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
-    response = httpx.post(
-        f"{base.rstrip('/')}/usage/emit",
-        timeout=30,
-        json={
-            "msisdns": list(msisdns),
-            "data_mb": data_mb,
-            "voice_minutes": voice_minutes,
-            "sms": sms,
-            "start": when,
-        },
-    )
+    body: dict[str, object] = {"msisdns": list(msisdns), "data_mb": data_mb, "voice_minutes": voice_minutes, "sms": sms}
+    if start:
+        body["start"] = start
+    response = httpx.post(f"{base.rstrip('/')}/usage/emit", timeout=30, json=body)
     if response.status_code >= 400:
         raise click.ClickException(f"the network simulator refused: {response.text}")
     click.echo(json.dumps(response.json()))

@@ -275,8 +275,8 @@ def build_usage_records(
                 continue
             base, extra = divmod(total, parts)
             for index in range(parts):
-                # Services start a few minutes apart so one line's records do not share a timestamp.
-                started_at = start + index * interval + timedelta(minutes=5 * offset)
+                # Services start a second apart so one line's records do not share a timestamp.
+                started_at = start + index * interval + timedelta(seconds=offset)
                 quantity = base + (1 if index < extra else 0)
                 records.append(
                     UsageFileRecord(msisdn=msisdn, imsi=imsi, service=service, started_at=started_at, quantity=quantity)
@@ -722,6 +722,7 @@ def _generated_records(state: NetworkState, body: dict[str, Any]) -> list[UsageF
     fields: dict[str, str] = {}
     msisdns = body.get("msisdns")
     lines: list[tuple[str, str]] = []
+    created: list[datetime] = []
     if not isinstance(msisdns, list) or not msisdns:
         fields["msisdns"] = "a non-empty list of MSISDNs (or give 'records')"
     else:
@@ -732,6 +733,7 @@ def _generated_records(state: NetworkState, body: dict[str, Any]) -> list[UsageF
                 unknown.append(str(msisdn))
             else:
                 lines.append((line.msisdn, line.imsi))
+                created.append(parse_timestamp(line.created_at))
         if unknown:
             fields["msisdns"] = f"not subscribers of this network, or terminated: {', '.join(unknown)}"
     data_bytes = _whole(body.get("data_mb"), 1_000_000, "data_mb", fields)
@@ -739,8 +741,13 @@ def _generated_records(state: NetworkState, body: dict[str, Any]) -> list[UsageF
     sms = _int_field(body, "sms", fields, default=0, low=0, high=10**9)
     per_service = _int_field(body, "records_per_service", fields, default=3, low=1, high=1000)
     interval_minutes = _int_field(body, "interval_minutes", fields, default=60, low=0, high=60 * 24 * 31)
-    # Without a start, usage lies in the past day, as a network's files describe usage already done.
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    interval = timedelta(minutes=interval_minutes)
+    # Without a start, usage lies between the lines' arrival on the network (at most a day ago) and now,
+    # as a network's files describe usage already done by lines it serves.
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = max([now - timedelta(days=1), *(moment + timedelta(seconds=1) for moment in created)])
+    if "interval_minutes" not in body and "start" not in body:
+        interval = max((now - start - timedelta(seconds=len(SERVICES))) / per_service, timedelta(0))
     if "start" in body:
         parsed = _timestamp_or_none(body["start"])
         if parsed is None:
@@ -757,5 +764,5 @@ def _generated_records(state: NetworkState, body: dict[str, Any]) -> list[UsageF
         sms=sms,
         start=start,
         records_per_service=per_service,
-        interval=timedelta(minutes=interval_minutes),
+        interval=interval,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,3 +179,17 @@ def test_emit_usage_file_writes_one_file_a_cli_can_produce_without_the_simulator
     parsed = parse_usage_file(storage.get(key))
     assert [r.quantity for r in parsed.records] == [333_334, 333_334, 333_333, 3, 2, 2]
     assert [r.record_id.rsplit("-", 1)[1] for r in parsed.records] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_without_a_start_usage_lies_between_the_line_joining_and_now(network: Network) -> None:
+    _provision(network, 1)
+    joined = datetime.fromisoformat(network.client.get(line(1)["imsi"])["created_at"])
+    time.sleep(3.5)  # usage needs a moment of service to lie in
+
+    key = network.admin(
+        "/usage/emit", {"msisdns": [line(1)["msisdn"]], "data_mb": 30, "voice_minutes": 3, "sms": 3}
+    ).json()["key"]
+
+    records = parse_usage_file(network.storage.get(key)).records
+    assert len(records) == 9
+    assert all(joined < r.started_at <= datetime.now(UTC) for r in records)
