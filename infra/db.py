@@ -192,13 +192,9 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
 def _set_rls_scope(session: Session, transaction: Any, connection: Any) -> None:
     if connection.dialect.name != "postgresql":
         return
-    scope = {
-        "tenant": session.info.get("tenant_id") or "",
-        "platform": "on" if session.info.get("platform") else "off",
-    }
+    # Transaction-local: the pooled connection forgets the tenant when this transaction ends.
     connection.execute(
-        text("SELECT set_config('mvne.tenant_id', :tenant, true), set_config('mvne.platform', :platform, true)"),
-        scope,
+        text("SELECT set_config('mvne.tenant_id', :tenant, true)"), {"tenant": session.info.get("tenant_id") or ""}
     )
 
 
@@ -244,16 +240,20 @@ def build_engine(url: str, *, pool: bool = True) -> Engine:
 class Database:
     """The engine and the session factory, with scoped-session helpers for requests and jobs."""
 
-    def __init__(self, url: str, *, pool: bool = True) -> None:
+    def __init__(self, url: str, *, platform_url: str | None = None, pool: bool = True) -> None:
         self.url = url
         self.engine = build_engine(url, pool=pool)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        # Platform-scoped sessions (relay, operators, routing usage files) may connect as a role that
+        # row-level security lets through; tenant sessions never can, whatever they set.
+        self.platform_engine = build_engine(platform_url, pool=pool) if platform_url else self.engine
+        self._platform_factory = sessionmaker(self.platform_engine, expire_on_commit=False)
 
     def session(self, *, tenant_id: str | None = None, platform: bool = False) -> Session:
         """A new session in one scope: a tenant, or the whole platform."""
         if tenant_id is not None and platform:
             raise ValueError("a session is scoped to one tenant or to the platform, not both")
-        session = self._factory()
+        session = self._platform_factory() if platform else self._factory()
         session.info["tenant_id"] = tenant_id
         session.info["platform"] = platform
         return session
@@ -273,3 +273,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.platform_engine is not self.engine:
+            self.platform_engine.dispose()

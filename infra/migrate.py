@@ -39,25 +39,35 @@ def check(settings: Settings) -> None:
 
 
 def grant_application_role(settings: Settings) -> None:
-    """On PostgreSQL with a separate application role: DML rights only, so row-level security binds it."""
-    app_url, migration_url = make_url(settings.database_url), make_url(owner_url(settings))
-    if app_url.get_backend_name() != "postgresql" or app_url.username == migration_url.username:
+    """On PostgreSQL, give the application and platform roles DML rights only: they never own the tables."""
+    owner = make_url(owner_url(settings))
+    if owner.get_backend_name() != "postgresql":
         return
-    role = app_url.username
-    engine = create_engine(owner_url(settings))
+    roles = {
+        make_url(url).username
+        for url in (settings.database_url, settings.platform_database_url)
+        if url and make_url(url).username != owner.username
+    }
+    if not roles:
+        return
+    engine = create_engine(owner)
     try:
         with engine.begin() as conn:
-            quoted = conn.dialect.identifier_preparer.quote(role or "")
-            conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
-            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}"))
-            conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
+            for role in sorted(r for r in roles if r):
+                quoted = conn.dialect.identifier_preparer.quote(role)
+                conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
+                conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}"))
+                conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
     finally:
         engine.dispose()
 
 
 def tenant_isolation_sql(table: str) -> list[str]:
-    """Row-level security for a tenant-owned table: rows of the session's tenant, or all for the platform."""
-    scope = "tenant_id = current_setting('mvne.tenant_id', true) OR current_setting('mvne.platform', true) = 'on'"
+    """Row-level security for a tenant-owned table: only the rows of the session's tenant.
+
+    Platform work connects as a role with BYPASSRLS; nothing a tenant session can set widens this.
+    """
+    scope = "tenant_id = current_setting('mvne.tenant_id', true)"
     return [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"CREATE POLICY tenant_isolation ON {table} USING ({scope}) WITH CHECK ({scope})",

@@ -78,7 +78,7 @@ class Runtime:
         settings = with_embedded_secrets(settings)
         if settings.database_url.startswith("sqlite"):
             settings.var_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, platform_url=settings.platform_database_url or None)
         storage = build_storage(
             settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url or None, s3_region=settings.s3_region
         )

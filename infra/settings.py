@@ -56,6 +56,8 @@ class Settings:
     public_url: str = ""
     database_url: str = ""
     migration_database_url: str = ""
+    # The role platform-scoped work connects as on PostgreSQL: BYPASSRLS, not the tables' owner.
+    platform_database_url: str = ""
     broker_url: str = "memory://"
     broker_namespace: str = "mvne"
     storage_url: str = ""
@@ -126,6 +128,11 @@ class Settings:
                     raise SettingsError(f"MVNE_{name.upper()}: required in production mode")
             if not self.is_postgres:
                 raise SettingsError("MVNE_DATABASE_URL: production mode needs PostgreSQL")
+            if not self.platform_database_url:
+                raise SettingsError(
+                    "MVNE_PLATFORM_DATABASE_URL: required in production mode (a role with BYPASSRLS that platform "
+                    "jobs and operators use; the application role stays bound by row-level security)"
+                )
             if not self.broker_url.startswith("redis"):
                 raise SettingsError("MVNE_BROKER_URL: production mode needs Redis")
             if not self.smdp_url:

@@ -26,6 +26,7 @@ from tests.support.api import ApiCaller, Operator, TenantHandle, make_operator, 
 from tests.support.servers import live_server
 
 APP_ROLE = "mvne_app"
+PLATFORM_ROLE = "mvne_platform"
 
 
 def free_port() -> int:
@@ -42,20 +43,26 @@ def redis_url() -> str | None:
     return os.environ.get("MVNE_TEST_REDIS_URL") or None
 
 
-def create_postgres_database(server_url: str) -> tuple[str, str, str]:
-    """A fresh database on the test server: (application URL, owner URL, database name)."""
+def create_postgres_database(server_url: str) -> tuple[str, str, str, str]:
+    """A fresh database on the test server: (application URL, platform URL, owner URL, database name)."""
     base = make_url(server_url).set(drivername="postgresql+psycopg")
     name = f"mvne_test_{secrets.token_hex(4)}"
     engine = create_engine(base, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-        exists = conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE})
-        if not exists:
-            conn.execute(text(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"))
+        for role, bypass in ((APP_ROLE, "NOBYPASSRLS"), (PLATFORM_ROLE, "BYPASSRLS")):
+            if not conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}):
+                conn.execute(text(f"CREATE ROLE {role} LOGIN NOSUPERUSER {bypass}"))
     engine.dispose()
     owner = base.set(database=name)
     app = owner.set(username=APP_ROLE, password=None)
-    return app.render_as_string(hide_password=False), owner.render_as_string(hide_password=False), name
+    platform = owner.set(username=PLATFORM_ROLE, password=None)
+    return (
+        app.render_as_string(hide_password=False),
+        platform.render_as_string(hide_password=False),
+        owner.render_as_string(hide_password=False),
+        name,
+    )
 
 
 def drop_postgres_database(server_url: str, name: str) -> None:
@@ -79,8 +86,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         "job_max_retries": 2,
     }
     if server:
-        app_url, owner_url, database_name = create_postgres_database(server)
-        values.update(database_url=app_url, migration_database_url=owner_url)
+        app_url, platform_url, owner_url, database_name = create_postgres_database(server)
+        values.update(database_url=app_url, platform_database_url=platform_url, migration_database_url=owner_url)
     settings = Settings(**values).derived().check()  # type: ignore[arg-type]
     yield settings
     if server and database_name:

@@ -111,8 +111,8 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     server = postgres_server_url()
     database_name = None
     if server:
-        app_url, owner_url, database_name = create_postgres_database(server)
-        values.update(database_url=app_url, migration_database_url=owner_url)
+        app_url, platform_url, owner_url, database_name = create_postgres_database(server)
+        values.update(database_url=app_url, platform_database_url=platform_url, migration_database_url=owner_url)
     settings = Settings(**values).derived().check()
     upgrade(settings)
     try:

@@ -73,10 +73,44 @@ def test_without_a_tenant_the_application_role_sees_no_row(
         assert conn.scalar(text("SELECT current_setting('mvne.tenant_id', true)")) in (None, "")
         seen = {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in tables}  # noqa: S608
         assert seen == dict.fromkeys(tables, 0)
-        # What the application sets for a session without scope: an empty tenant, platform off.
-        conn.execute(text("SELECT set_config('mvne.tenant_id', '', false), set_config('mvne.platform', 'off', false)"))
+        # What the application sets for a session without scope: an empty tenant.
+        conn.execute(text("SELECT set_config('mvne.tenant_id', '', false)"))
         seen = {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in tables}  # noqa: S608
         assert seen == dict.fromkeys(tables, 0)
+
+
+def test_no_setting_the_application_role_can_make_widens_what_it_sees(
+    app_engine: Engine, tables: list[str], counts: dict[str, dict[str, int]]
+) -> None:
+    with app_engine.connect() as conn:
+        # The platform scope of earlier versions was a setting; it must open nothing now.
+        conn.execute(text("SELECT set_config('mvne.platform', 'on', false)"))
+        seen = {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in tables}  # noqa: S608
+        assert seen == dict.fromkeys(tables, 0)
+
+
+def test_the_platform_role_sees_every_tenant_but_owns_nothing(
+    postgres_settings: Settings, owner_engine: Engine, tables: list[str], counts: dict[str, dict[str, int]]
+) -> None:
+    role = make_url(postgres_settings.platform_database_url).username
+    assert role
+    assert role != make_url(postgres_settings.database_url).username
+    engine = create_engine(postgres_settings.platform_database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            for table in tables:
+                total = conn.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608
+                assert total is not None
+                assert total >= sum(counts[table].values()), table
+    finally:
+        engine.dispose()
+    with owner_engine.connect() as conn:
+        flags = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = :r"), {"r": role}).one()
+        assert tuple(flags) == (False, True)
+        owners = dict(
+            conn.execute(text("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'")).all()
+        )
+        assert not [t for t in tables if owners.get(t) == role]
 
 
 def test_scoped_to_tenant_a_the_application_role_sees_only_a_rows(

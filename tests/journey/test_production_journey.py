@@ -87,7 +87,7 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
 
         skip_or_fail("needs PostgreSQL: set MVNE_TEST_DATABASE_URL")
     assert server is not None
-    app_url, owner_url, database = create_postgres_database(server)
+    app_url, platform_url, owner_url, database = create_postgres_database(server)
     logs = tmp_path_factory.mktemp("production-logs")
     with moto_s3_server() as s3_endpoint:
         bucket = f"mvne-{secrets.token_hex(4)}"
@@ -100,6 +100,7 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
             "MVNE_MODE": "production",
             "MVNE_DATABASE_URL": app_url,
             "MVNE_MIGRATION_DATABASE_URL": owner_url,
+            "MVNE_PLATFORM_DATABASE_URL": platform_url,
             "MVNE_BROKER_URL": redis_server_url,
             "MVNE_BROKER_NAMESPACE": f"mvne-test-{secrets.token_hex(4)}",
             "MVNE_STORAGE_URL": f"s3://{bucket}",
