@@ -38,7 +38,3 @@ def new_id(prefix: str) -> str:
             random_part = int.from_bytes(os.urandom(10), "big")
         _last = (millis, random_part)
     return f"{prefix}_{_encode(millis, 10)}{_encode(random_part, 16)}"
-
-
-def prefix_of(identifier: str) -> str:
-    return identifier.split("_", 1)[0]

@@ -62,7 +62,6 @@ class Keys:
     def __init__(self, private_pem: str) -> None:
         self.private = RSAKey.import_key(private_pem, parameters={"use": "sig", "alg": "RS256"})
         self.private.ensure_kid()
-        self.kid = self.private.kid
         public = RSAKey.import_key(self.private.as_dict(private=False))
         public.ensure_kid()
         self.public_set = KeySet([public])

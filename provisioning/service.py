@@ -18,7 +18,6 @@ from mvne.catalog.service import sellable_offer
 from mvne.esim import service as esim
 from mvne.esim.adapters import Es2PlusError, SmdpPlus, SmdpUnavailable
 from mvne.esim.errors import SimPoolExhausted
-from mvne.esim.models import Sim
 from mvne.infra.crypto import SecretBox
 from mvne.infra.db import Database, get_or_raise, utcnow
 from mvne.infra.errors import DomainError
@@ -155,10 +154,6 @@ def request_subscription(
 
 def get_subscription(session: Session, subscription_id: str) -> Subscription:
     return get_or_raise(session, Subscription, subscription_id, SubscriptionNotFound, "subscription")
-
-
-def sim_of(session: Session, subscription: Subscription) -> Sim | None:
-    return session.get(Sim, subscription.sim_id) if subscription.sim_id else None
 
 
 def _activation_steps(

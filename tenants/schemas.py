@@ -52,10 +52,6 @@ class ApiClientCreateSchema(Schema):
     scopes = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
 
 
-class OperatorClientCreateSchema(ApiClientCreateSchema):
-    pass
-
-
 class CredentialsSchema(Schema):
     client_id = fields.String()
     client_secret = fields.String()
