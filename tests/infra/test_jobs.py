@@ -547,7 +547,10 @@ def test_activating_an_already_active_line_again_changes_nothing(tenant: TenantH
         assert network.status_code == 200, network.text
         shown = tenant.api.get(f"/v1/subscriptions/{line['id']}")
         assert shown.status_code == 200, shown.json
-        return {**stored, "network": network.json(), "api": shown.json}
+        api = shown.json
+        # Download links are signed with the time they were made: compare what they point at.
+        api["esim"]["qr_code_url"] = api["esim"]["qr_code_url"].split("?", 1)[0]
+        return {**stored, "network": network.json(), "api": api}
 
     before = snapshot()
     assert before["events"].count("subscription.activated") == 1
