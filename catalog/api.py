@@ -10,9 +10,9 @@ from sqlalchemy import select
 from mvne.catalog import service
 from mvne.catalog.models import Offer
 from mvne.catalog.schemas import OfferCreateSchema, OfferSchema
-from mvne.platform.auth import require
-from mvne.platform.context import db_session, tenant_id
-from mvne.platform.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.auth import require
+from mvne.infra.web.context import db_session, tenant_id
+from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.tenants.service import get_tenant
 
 offers = Blueprint("offers", __name__, url_prefix="/v1/offers", description="What a tenant sells.")

@@ -23,9 +23,9 @@ from mvne.charging.schemas import (
     UsageSummarySchema,
 )
 from mvne.infra.db import utcnow
-from mvne.platform.auth import require
-from mvne.platform.context import db_session, runtime, tenant_id
-from mvne.platform.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.auth import require
+from mvne.infra.web.context import db_session, runtime, tenant_id
+from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.provisioning.service import get_subscription
 from mvne.tenants.service import get_tenant
 

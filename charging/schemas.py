@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from mvne.charging.rating import Service
 from mvne.infra.fields import DecimalString
-from mvne.platform.pagination import PageArgs
+from mvne.infra.web.pagination import PageArgs
 
 
 class UsageRecordInSchema(Schema):

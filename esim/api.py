@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request
 
 from mvne.esim.adapters import InvalidNotification, parse_download_progress
 from mvne.esim.service import record_download_progress
-from mvne.platform.errors import ProblemError
+from mvne.infra.web.problems import ProblemError
 
 log = logging.getLogger("mvne.esim")
 

@@ -87,14 +87,6 @@ def job(
     return register
 
 
-def load_actor_modules() -> None:
-    """Import every module that declares jobs, so the registry is complete in any process."""
-    import mvne.charging.actors
-    import mvne.esim.actors
-    import mvne.provisioning.actors
-    import mvne.tenants.actors  # noqa: F401
-
-
 class OutboxMessage(Base):
     __tablename__ = "outbox_messages"
     __table_args__ = (Index("ix_outbox_messages_pending", "sent_at", "available_at"),)
@@ -303,7 +295,10 @@ def build_broker(
     min_backoff_ms: int = 1000,
     max_backoff_ms: int = 5 * 60 * 1000,
 ) -> dramatiq.Broker:
-    """The broker for this process, with every registered job bound to it as an actor."""
+    """The broker for this process, with every registered job bound to it as an actor.
+
+    The jobs are those registered when it is built: the platform imports every domain's actors first.
+    """
     middleware: list[Middleware] = [
         AgeLimit(),
         TimeLimit(),
@@ -323,7 +318,6 @@ def build_broker(
         broker = StubBroker(middleware=middleware)
         broker.emit_after("process_boot")
     dramatiq.set_broker(broker)
-    load_actor_modules()
     for queue in QUEUES:
         broker.declare_queue(queue)
     for spec in JOBS.values():

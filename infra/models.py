@@ -6,6 +6,7 @@ import importlib
 
 MODEL_MODULES = (
     "mvne.infra.jobs",
+    "mvne.infra.web.idempotency",
     "mvne.tenants.models",
     "mvne.catalog.models",
     "mvne.esim.models",

@@ -19,9 +19,10 @@ from mvne.infra.logging import bind_context, clear_context, configure_logging
 from mvne.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings, load_settings
-from mvne.platform import idempotency
+from mvne.infra.web import idempotency
+from mvne.infra.web.problems import ProblemApi, problem, register_error_handlers
 from mvne.platform.auth import init_auth
-from mvne.platform.errors import ProblemApi, problem, register_error_handlers
+from mvne.platform.wiring import build_runtime
 
 API_VERSION = "1.0.0"
 
@@ -29,7 +30,7 @@ API_VERSION = "1.0.0"
 def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> Flask:
     """Build the app around a runtime (built from the environment's settings when not given)."""
     if rt is None:
-        rt = Runtime.build(settings or load_settings())
+        rt = build_runtime(settings or load_settings())
     settings = rt.settings
     configure_logging(settings.log_level, settings.log_format)
 
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     _register_docs_assets(app)
 
     from mvne.esim.api import es2plus
-    from mvne.platform.files import blueprint as files_blueprint
+    from mvne.infra.web.files import blueprint as files_blueprint
     from mvne.platform.routes import register_api
 
     app.register_blueprint(files_blueprint)

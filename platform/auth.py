@@ -4,23 +4,20 @@ and the protector that checks a token and its scopes on every API route.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator, JWTBearerTokenValidator
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from joserfc.jwk import KeySet, RSAKey
 
-from mvne.platform import idempotency
-from mvne.platform.errors import ProblemError
+from mvne.infra.web.auth import AUTH_EXTENSION
+from mvne.infra.web.context import runtime
+from mvne.infra.web.problems import ProblemError
 from mvne.tenants.models import ApiClient
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 AUDIENCE = "mvne-api"
 
@@ -41,19 +38,6 @@ TENANT_SCOPES = (
     "webhooks:write",
 )
 OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write")
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a tenant's client (tenant_id set) or a platform operator."""
-
-    client_id: str
-    tenant_id: str | None
-    scopes: frozenset[str]
-
-    @property
-    def is_operator(self) -> bool:
-        return self.tenant_id is None
 
 
 class Keys:
@@ -98,21 +82,32 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
 
 class Protector(ResourceProtector):
-    def raise_error_response(self, error: OAuth2Error) -> None:
+    def raise_error_response(self, error: OAuth2Error, scope: str | None = None) -> None:
+        """Answer as RFC 6750 says: the challenge names the error and, for 403, the scope needed."""
         status = error.status_code or 401
         if status == 403:
-            raise ProblemError(403, "insufficient_scope", "The token lacks a scope this operation needs.")
+            raise ProblemError(
+                403,
+                "insufficient_scope",
+                f"The token lacks the scope this operation needs: {scope}." if scope else "The token lacks a scope.",
+                headers={"WWW-Authenticate": f'Bearer realm="mvne", error="insufficient_scope", scope="{scope or ""}"'},
+            )
+        challenge = 'Bearer realm="mvne"'
+        if request.headers.get("Authorization"):
+            challenge += ', error="invalid_token"'
         raise ProblemError(
-            401,
-            "unauthenticated",
-            "A valid bearer token is required.",
-            headers={"WWW-Authenticate": 'Bearer realm="mvne"'},
+            401, "unauthenticated", "A valid bearer token is required.", headers={"WWW-Authenticate": challenge}
         )
 
 
-def _query_client(client_id: str) -> ApiClient | None:
-    from mvne.platform.context import runtime
+@dataclass(frozen=True)
+class AuthState:
+    server: AuthorizationServer
+    protector: Protector
+    keys: Keys
 
+
+def _query_client(client_id: str) -> ApiClient | None:
     with runtime().db.transaction(platform=True) as session:
         client = session.get(ApiClient, client_id)
         if client is not None:
@@ -133,7 +128,7 @@ def init_auth(app: Flask, *, issuer: str, private_pem: str, ttl: int) -> None:
     server.register_token_generator("client_credentials", TokenGenerator(issuer, keys, ttl))
     protector = Protector()
     protector.register_token_validator(TokenValidator(issuer, keys))
-    app.extensions["mvne.auth"] = (server, protector, keys)
+    app.extensions[AUTH_EXTENSION] = AuthState(server, protector, keys)
 
     @app.post("/oauth/token")
     def issue_token() -> Response:
@@ -144,53 +139,3 @@ def init_auth(app: Flask, *, issuer: str, private_pem: str, ttl: int) -> None:
     def jwks() -> Response:
         """The public keys that verify our access tokens."""
         return jsonify(keys.public_set.as_dict(private=False))
-
-
-def current_principal() -> Principal:
-    principal: Principal | None = g.get("principal")
-    if principal is None:
-        raise RuntimeError("no principal: the view is missing @require")
-    return principal
-
-
-def authenticate(scope: str | None) -> Principal:
-    """Check the request's bearer token (and `scope` when given); remember the caller in `g`."""
-    _, protector, _ = current_app.extensions["mvne.auth"]
-    try:
-        token = protector.acquire_token([scope] if scope else None)
-    except OAuth2Error as error:
-        protector.raise_error_response(error)
-        raise
-    scopes = frozenset(str(token.get("scope") or "").split())
-    principal = Principal(client_id=str(token["client_id"]), tenant_id=token.get("tenant_id"), scopes=scopes)
-    g.principal = principal
-    from mvne.infra.logging import bind_context
-
-    bind_context(tenant_id=principal.tenant_id, client_id=principal.client_id)
-    return principal
-
-
-def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
-    """Protect a view: a valid token with `scope`; `tenant=False` for platform-operator routes."""
-
-    def decorate(view: F) -> F:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = authenticate(scope)
-            if tenant and principal.tenant_id is None:
-                raise ProblemError(403, "tenant_required", "This operation is for a tenant's API client.")
-            if not tenant and principal.tenant_id is not None:
-                raise ProblemError(403, "operator_required", "This operation is for platform operators.")
-            if request.method == "POST" and request.headers.get(idempotency.HEADER):
-                from mvne.platform.context import runtime
-
-                with runtime().db.transaction(platform=True) as session:
-                    replay = idempotency.check_replay(session, principal.client_id, principal.tenant_id)
-                if replay is not None:
-                    return replay
-            return view(*args, **kwargs)
-
-        wrapper._mvne_scope = scope  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorate

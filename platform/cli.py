@@ -72,11 +72,11 @@ def operator() -> None:
 @click.option("--name", required=True, help="Who or what the credentials are for.")
 def create_client(name: str) -> None:
     """Print new platform-operator client credentials as JSON."""
-    from mvne.infra.runtime import Runtime
     from mvne.platform.auth import OPERATOR_SCOPES
+    from mvne.platform.wiring import build_runtime
     from mvne.tenants.service import issue_api_client
 
-    rt = Runtime.build(_settings())
+    rt = build_runtime(_settings())
     with rt.db.transaction(platform=True) as session:
         issued = issue_api_client(
             session, tenant_id=None, name=name, scopes=list(OPERATOR_SCOPES), allowed=OPERATOR_SCOPES
@@ -110,11 +110,11 @@ def worker(processes: int, threads: int) -> None:
 def scheduler() -> None:
     """Relay the outbox to the broker and run periodic tasks (run exactly one)."""
     from mvne.infra.logging import configure_logging
-    from mvne.infra.runtime import Runtime
+    from mvne.platform.wiring import build_runtime
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    rt = Runtime.build(settings)
+    rt = build_runtime(settings)
     with rt.leader_lock():
         rt.start_relay()
         stop = threading.Event()

@@ -23,6 +23,7 @@ from mvne.infra.db import utcnow
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
+from mvne.platform.wiring import build_runtime
 from mvne.provisioning.actors import secret_box
 from mvne.provisioning.models import Subscription
 from mvne.provisioning.service import onboard_tenant, request_subscription
@@ -196,7 +197,7 @@ def seed_standalone(settings: Settings) -> dict[str, Any]:
 
     upgrade(settings)
     if _port_in_use(settings.host, settings.port):
-        rt = Runtime.build(settings)
+        rt = build_runtime(settings)
         try:
             return seed_demo(rt)
         finally:

@@ -12,9 +12,9 @@ from waitress.server import create_server
 
 from mvne.infra.logging import configure_logging
 from mvne.infra.migrate import upgrade
-from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings
 from mvne.platform.app import create_app
+from mvne.platform.wiring import build_runtime
 
 
 class EmbeddedServer:
@@ -22,7 +22,7 @@ class EmbeddedServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.runtime = Runtime.build(settings)
+        self.runtime = build_runtime(settings)
         self.app = create_app(rt=self.runtime)
         self._server: Any = create_server(
             self.app, host=settings.host, port=settings.port, threads=8, channel_timeout=60

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from mvne.esim.service import pool_summary
 from mvne.infra.errors import NotFound
 from mvne.infra.jobs import DeadLetter, replay_dead_letter
-from mvne.platform.auth import TENANT_SCOPES, require
-from mvne.platform.context import db_session, runtime
-from mvne.platform.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.auth import require
+from mvne.infra.web.context import db_session, runtime
+from mvne.infra.web.pagination import PageArgs, page_schema, paginate
+from mvne.platform.auth import TENANT_SCOPES
 from mvne.provisioning.actors import secret_box
 from mvne.provisioning.service import number_block_of, onboard_tenant
 from mvne.tenants import service as tenants

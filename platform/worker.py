@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from mvne.infra.logging import configure_logging
-from mvne.infra.runtime import Runtime
 from mvne.infra.settings import load_settings
+from mvne.platform.wiring import build_runtime
 
 _settings = load_settings()
 configure_logging(_settings.log_level, _settings.log_format)
-runtime = Runtime.build(_settings)
+runtime = build_runtime(_settings)
 broker = runtime.broker

@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mvne.esim.models import Sim
-from mvne.platform.auth import require
-from mvne.platform.context import db_session, tenant_id
-from mvne.platform.files import file_url
-from mvne.platform.pagination import page_schema, paginate
+from mvne.infra.web.auth import require
+from mvne.infra.web.context import db_session, tenant_id
+from mvne.infra.web.files import file_url
+from mvne.infra.web.pagination import page_schema, paginate
 from mvne.provisioning import service
 from mvne.provisioning.models import Subscription
 from mvne.provisioning.schemas import SubscriptionCreateSchema, SubscriptionListArgs, SubscriptionSchema

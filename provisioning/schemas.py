@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from mvne.platform.pagination import PageArgs
+from mvne.infra.web.pagination import PageArgs
 
 
 class SubscriptionCreateSchema(Schema):

@@ -8,9 +8,9 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from mvne.infra.crypto import SecretBox
-from mvne.platform.auth import require
-from mvne.platform.context import db_session, runtime, tenant_id
-from mvne.platform.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.auth import require
+from mvne.infra.web.context import db_session, runtime, tenant_id
+from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.tenants import service, webhooks
 from mvne.tenants.models import Customer, Event, WebhookDelivery, WebhookEndpoint
 from mvne.tenants.schemas import (

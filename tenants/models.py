@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mvne.infra.db import Base, JSONValue, TenantOwned, utcnow
@@ -114,23 +114,6 @@ class Counter(TenantOwned, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(80))
     value: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class IdempotencyKey(Base):
-    """A POST's key and first response, per API client (a platform table: operators have no tenant)."""
-
-    __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("client_id", "key"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(40))
-    tenant_id: Mapped[str | None] = mapped_column(String(40))
-    key: Mapped[str] = mapped_column(String(255))
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[int] = mapped_column(Integer)
-    body: Mapped[str] = mapped_column(Text)
-    location: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class WebhookEndpoint(TenantOwned, Base):

@@ -22,6 +22,7 @@ from mvne.infra.migrate import upgrade
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings
 from mvne.platform.app import create_app
+from mvne.platform.wiring import build_runtime
 from tests.support.api import ApiCaller, Operator, TenantHandle, make_operator, make_tenant
 from tests.support.servers import live_server
 
@@ -97,7 +98,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def runtime(settings: Settings) -> Iterator[Runtime]:
     upgrade(settings)
-    rt = Runtime.build(settings)
+    rt = build_runtime(settings)
     rt.start_worker(threads=2)
     rt.start_relay()
     rt.start_scheduler()

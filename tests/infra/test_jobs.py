@@ -39,7 +39,6 @@ from mvne.infra.jobs import (
     PermanentJobError,
     enqueue,
     job,
-    load_actor_modules,
     relay_once,
     replay_dead_letter,
 )
@@ -49,6 +48,7 @@ from mvne.infra.settings import Settings
 from mvne.platform.app import create_app
 from mvne.platform.auth import OPERATOR_SCOPES
 from mvne.platform.cli import main as mvne_cli
+from mvne.platform.wiring import load_actor_modules
 from mvne.provisioning import service as provisioning
 from mvne.provisioning.models import PhoneNumber, Subscription
 from mvne.tenants.models import Event

@@ -6,9 +6,9 @@ from flask import Flask
 from sqlalchemy import select
 
 from mvne.infra.runtime import Runtime
+from mvne.infra.web.auth import require
+from mvne.infra.web.context import db_session
 from mvne.platform.app import create_app
-from mvne.platform.auth import require
-from mvne.platform.context import db_session
 from mvne.tenants.models import Customer
 from mvne.tenants.service import create_customer
 from tests.platform.problems import assert_problem

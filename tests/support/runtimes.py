@@ -15,6 +15,7 @@ import dramatiq.broker
 
 from mvne.infra.runtime import Runtime, current_runtime_or_none, set_runtime
 from mvne.infra.settings import Settings
+from mvne.platform.wiring import build_runtime
 
 
 @contextlib.contextmanager
@@ -34,7 +35,7 @@ def process_globals_kept() -> Iterator[None]:
 def side_runtime(settings: Settings) -> Iterator[Runtime]:
     """A runtime on `settings` that never becomes the process's current one; stopped at the end."""
     with process_globals_kept():
-        rt = Runtime.build(settings)
+        rt = build_runtime(settings)
     try:
         yield rt
     finally:

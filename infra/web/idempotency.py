@@ -6,17 +6,35 @@ commit together or not at all; two racing requests with one key cannot both comm
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from flask import Response, g, request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from mvne.infra.db import Base, utcnow
 from mvne.infra.ids import new_id
-from mvne.platform.errors import ProblemError
-from mvne.tenants.models import IdempotencyKey
+from mvne.infra.web.problems import ProblemError
 
 HEADER = "Idempotency-Key"
+
+
+class IdempotencyKey(Base):
+    """A POST's key and first response, per API client (a platform table: operators have no tenant)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("client_id", "key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str | None] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 def _request_hash() -> str:

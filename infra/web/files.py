@@ -8,7 +8,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from mvne.infra.storage import ObjectNotFound
-from mvne.platform.context import runtime
+from mvne.infra.web.context import runtime
 
 blueprint = Blueprint("files", __name__)
 _SALT = "mvne.files"

@@ -20,7 +20,7 @@ def db_session() -> Session:
     """
     session: Session | None = g.get("db_session")
     if session is None:
-        from mvne.platform.auth import current_principal
+        from mvne.infra.web.auth import current_principal
 
         principal = current_principal()
         session = runtime().db.session(tenant_id=principal.tenant_id, platform=principal.is_operator)
@@ -29,7 +29,7 @@ def db_session() -> Session:
 
 
 def tenant_id() -> str:
-    from mvne.platform.auth import current_principal
+    from mvne.infra.web.auth import current_principal
 
     tid = current_principal().tenant_id
     if tid is None:
