@@ -78,7 +78,16 @@ class Settings:
     webhook_allow_private: bool = True
     worker_threads: int = 4
     job_max_retries: int = 8
+    # A job sent to the broker and not finished within its lease is sent again (the worker may have died).
+    job_lease_s: int = 300
     relay_interval_ms: int = 200
+    # Usage dated later than now plus this tolerance is refused (clocks of network elements drift).
+    usage_clock_skew_s: int = 900
+    # Usage older than this is refused: its period is long closed and the customer long billed.
+    usage_retention_days: int = 180
+    # Bounds on request bodies: larger bodies get 413, deeper JSON gets 422.
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_json_depth: int = 32
     log_level: str = "INFO"
     log_format: str = "json"
     demo_client_secret: str = "demo-secret-change-me"  # noqa: S105 (embedded demo only)
@@ -150,6 +159,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "worker_threads": lambda n, v: _int(n, v, 1, 64),
     "job_max_retries": lambda n, v: _int(n, v, 0, 50),
     "relay_interval_ms": lambda n, v: _int(n, v, 10, 60000),
+    "job_lease_s": lambda n, v: _int(n, v, 1, 7 * 86400),
+    "usage_clock_skew_s": lambda n, v: _int(n, v, 0, 86400),
+    "usage_retention_days": lambda n, v: _int(n, v, 1, 3650),
+    "max_body_bytes": lambda n, v: _int(n, v, 1024, 1024**3),
+    "max_json_depth": lambda n, v: _int(n, v, 2, 1000),
     "embedded_simulators": _bool,
     "smdp_sandbox": _bool,
     "webhook_allow_private": _bool,
