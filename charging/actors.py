@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.orm import Session
+
 from mvne.charging import billing, usage
 from mvne.infra.jobs import QUEUE_BILLING, QUEUE_CHARGING, job
 from mvne.infra.runtime import Runtime, current_runtime, periodic
@@ -11,13 +15,48 @@ from mvne.infra.runtime import Runtime, current_runtime, periodic
 def ingest_usage_file(usage_file_id: str) -> None:
     """Rate the records of one host-network usage file."""
     rt = current_runtime()
-    usage.ingest_usage_file(rt.db, rt.storage, usage_file_id)
+    window = usage.UsageWindow.of(rt.settings.usage_clock_skew_s, rt.settings.usage_retention_days)
+    usage.ingest_usage_file(rt.db, rt.storage, usage_file_id, window=window)
 
 
-@job("charging.execute_billing_run", queue=QUEUE_BILLING, time_limit_ms=6 * 3600 * 1000)
+def _billing_run_dead_lettered(session: Session, payload: dict[str, Any], error: str) -> None:
+    """A job of a billing run failed for good: the run shows it failed, and why."""
+    billing.fail_billing_run(
+        session, tenant_id=payload["tenant_id"], billing_run_id=payload["billing_run_id"], reason=error
+    )
+
+
+def _billing_run_replayed(session: Session, payload: dict[str, Any]) -> None:
+    """The failed job was replayed: the run proceeds again."""
+    billing.resume_billing_run(session, tenant_id=payload["tenant_id"], billing_run_id=payload["billing_run_id"])
+
+
+@job(
+    "charging.execute_billing_run",
+    queue=QUEUE_BILLING,
+    on_dead_letter=_billing_run_dead_lettered,
+    on_replay=_billing_run_replayed,
+)
 def execute_billing_run(tenant_id: str, billing_run_id: str) -> None:
-    """Invoice every billable customer of a tenant for the run's period."""
+    """Start a billing run: fix its customers and queue a job per chunk of them."""
     billing.execute_billing_run(current_runtime().db, tenant_id=tenant_id, billing_run_id=billing_run_id)
+
+
+@job(
+    "charging.invoice_billing_chunk",
+    queue=QUEUE_BILLING,
+    on_dead_letter=_billing_run_dead_lettered,
+    on_replay=_billing_run_replayed,
+)
+def invoice_billing_chunk(tenant_id: str, billing_run_id: str, chunk: int, customer_ids: list[str]) -> None:
+    """Invoice one chunk of a billing run's customers; the last chunk completes the run."""
+    billing.invoice_billing_chunk(
+        current_runtime().db,
+        tenant_id=tenant_id,
+        billing_run_id=billing_run_id,
+        chunk=chunk,
+        customer_ids=customer_ids,
+    )
 
 
 @job("charging.render_invoice_pdf", queue=QUEUE_BILLING)

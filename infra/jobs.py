@@ -5,7 +5,15 @@ A change that needs background work writes an `outbox_messages` row in its own t
 registered here by name and bound to whichever broker the process runs (in-memory in embedded mode,
 Redis in production), so nothing is sent before the transaction that asked for it commits, and
 a job is never lost between the two. A job that fails past its last retry lands in `dead_letters`,
-where an operator can list it and replay it.
+where an operator can list it and replay it; the job's `on_dead_letter` hook marks what it belonged
+to as failed in the same transaction, and its `on_replay` hook lets that owner proceed again.
+
+A job stays owed until it has finished. Each send of a row opens a lease (`Settings.job_lease_s`, or
+the job's own `lease_s`); the worker renews it while the job runs, and a scheduler sweep hands rows
+whose lease ran out back to the relay (`resend_expired`). So a worker killed mid-job or a broker that
+lost its data delays a job but never drops it. Rows count their sends (`send_count`): a job was
+resent when it was sent more than once. Actors are idempotent, and a message delivered again after
+its job finished is skipped, so a job's effects happen once however often it is delivered.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ from dramatiq.middleware import (
     Pipelines,
     Retries,
     ShutdownNotifications,
+    SkipMessage,
     TimeLimit,
 )
-from sqlalchemy import Index, Integer, String, Text, delete, func, select, update
+from sqlalchemy import Index, Integer, String, Text, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -53,6 +62,16 @@ QUEUES = (QUEUE_DEFAULT, QUEUE_PROVISIONING, QUEUE_CHARGING, QUEUE_BILLING)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+DEFAULT_LEASE_S = 300
+# A row resent again and again (a long backlog, a broker that keeps losing data) waits longer each time.
+MAX_LEASE_DOUBLINGS = 4
+
+# Called with a platform-scoped session, the job's values (with its tenant) and the error, in the
+# transaction that records the dead letter: it marks what the job belonged to as failed.
+DeadLetterHook = Callable[[Session, dict[str, Any], str], None]
+# Called with the operator's session and the job's values when a dead letter is replayed.
+ReplayHook = Callable[[Session, dict[str, Any]], None]
+
 
 class PermanentJobError(Exception):
     """A job that can never succeed as asked: do not retry it, dead-letter it at once."""
@@ -65,31 +84,57 @@ class JobSpec:
     fn: Callable[..., Any]
     max_retries: int | None
     time_limit_ms: int
+    lease_s: int | None = None
+    on_dead_letter: DeadLetterHook | None = None
+    on_replay: ReplayHook | None = None
 
 
 JOBS: dict[str, JobSpec] = {}
 
 
 def job(
-    name: str, *, queue: str = QUEUE_DEFAULT, max_retries: int | None = None, time_limit_ms: int = 10 * 60 * 1000
+    name: str,
+    *,
+    queue: str = QUEUE_DEFAULT,
+    max_retries: int | None = None,
+    time_limit_ms: int = 10 * 60 * 1000,
+    lease_s: int | None = None,
+    on_dead_letter: DeadLetterHook | None = None,
+    on_replay: ReplayHook | None = None,
 ) -> Callable[[F], F]:
-    """Register an actor under `<domain>.<verb_noun>`; it takes JSON keyword values only."""
+    """Register an actor under `<domain>.<verb_noun>`; it takes JSON keyword values only.
+
+    `lease_s` overrides `Settings.job_lease_s` for this job: how long a sent job may stay unfinished
+    (without its worker renewing the lease) before it is sent again. `on_dead_letter` and `on_replay`
+    let the owner of the job show it failed, and proceed again when an operator replays it.
+    """
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")
+    if lease_s is not None and lease_s < 1:
+        raise ValueError("lease_s must be at least one second")
 
     def register(fn: F) -> F:
         existing = JOBS.get(name)
         if existing is not None and existing.fn is not fn:
             raise ValueError(f"job {name!r} registered twice")
-        JOBS[name] = JobSpec(name, queue, fn, max_retries, time_limit_ms)
+        JOBS[name] = JobSpec(name, queue, fn, max_retries, time_limit_ms, lease_s, on_dead_letter, on_replay)
         return fn
 
     return register
 
 
+def lease_of(actor: str, default_s: int) -> int:
+    """The lease of a job in seconds: its own, or the process's default."""
+    spec = JOBS.get(actor)
+    return spec.lease_s if spec is not None and spec.lease_s is not None else default_s
+
+
 class OutboxMessage(Base):
     __tablename__ = "outbox_messages"
-    __table_args__ = (Index("ix_outbox_messages_pending", "sent_at", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_messages_pending", "sent_at", "available_at"),
+        Index("ix_outbox_messages_lease", "finished_at", "lease_until"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str | None] = mapped_column(String(40))
@@ -102,6 +147,12 @@ class OutboxMessage(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column()
     # Set when the job ran to the end (or was dead-lettered): sent but unfinished rows are in flight.
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+    # How many times the row was handed to the broker: more than once means it was resent.
+    send_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A sent, unfinished row whose lease has run out is owed again (its worker or its broker lost it).
+    lease_until: Mapped[dt.datetime | None] = mapped_column()
+    # Set while a worker runs the job (renewed with the lease): another delivery meanwhile is dropped.
+    claimed_until: Mapped[dt.datetime | None] = mapped_column()
 
 
 class DeadLetter(Base):
@@ -150,8 +201,8 @@ def enqueue(
     session.info["outbox_written"] = True
 
 
-def relay_once(db: Database, broker: dramatiq.Broker, *, batch: int = 200) -> int:
-    """Move committed outbox rows to the broker; returns how many were sent."""
+def relay_once(db: Database, broker: dramatiq.Broker, *, batch: int = 200, lease_s: int = DEFAULT_LEASE_S) -> int:
+    """Move committed outbox rows to the broker, each with a lease; returns how many were sent."""
     with db.transaction(platform=True) as session:
         rows = session.scalars(
             select(OutboxMessage)
@@ -172,8 +223,98 @@ def relay_once(db: Database, broker: dramatiq.Broker, *, batch: int = 200) -> in
                 message_id=row.id,
             )
             broker.enqueue(message)
+            row.send_count = (row.send_count or 0) + 1
+            doublings = min(row.send_count - 1, MAX_LEASE_DOUBLINGS)
             row.sent_at = now
+            row.lease_until = now + dt.timedelta(seconds=lease_of(row.actor, lease_s) * 2**doublings)
         return len(rows)
+
+
+def resend_expired(db: Database) -> int:
+    """Hand sent rows whose lease ran out unfinished back to the relay; returns how many.
+
+    The job's worker died, or the broker lost the message (a Redis restarted without its data):
+    the job is owed until it finishes, and actors are idempotent, so it is sent again.
+    """
+    with db.transaction(platform=True) as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.finished_at.is_(None),
+                OutboxMessage.sent_at.is_not(None),
+                OutboxMessage.lease_until < utcnow(),
+            )
+            .values(sent_at=None)
+        )
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if count:
+        log.warning("resending jobs whose lease ran out unfinished", extra={"jobs": count})
+    return count
+
+
+def renew_leases(db: Database, leases: dict[str, int]) -> int:
+    """Extend the lease (and claim) of running jobs' rows by the given seconds from now (message id -> seconds)."""
+    if not leases:
+        return 0
+    now = utcnow()
+    renewed = 0
+    by_lease: dict[int, list[str]] = {}
+    for message_id, seconds in leases.items():
+        by_lease.setdefault(seconds, []).append(message_id)
+    with db.transaction(platform=True) as session:
+        for seconds, ids in by_lease.items():
+            until = now + dt.timedelta(seconds=seconds)
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids), OutboxMessage.finished_at.is_(None))
+                .values(lease_until=until, claimed_until=until)
+            )
+            renewed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return renewed
+
+
+@dataclass(frozen=True)
+class JobFigures:
+    """What the outbox knows of a set of jobs: asked for, sent, resent, finished, still owed."""
+
+    jobs: int
+    sent: int
+    resent: int
+    finished: int
+    unfinished: int
+    dead_letters: int
+
+
+def job_figures(db: Database, *, actor: str | None = None, tenant_id: str | None = None) -> JobFigures:
+    """Counts over outbox rows (of one actor or tenant if given): sends, resends, finished, owed."""
+    with db.transaction(platform=True) as session:
+        conditions = []
+        if actor is not None:
+            conditions.append(OutboxMessage.actor == actor)
+        if tenant_id is not None:
+            conditions.append(OutboxMessage.tenant_id == tenant_id)
+        jobs, sent, resent, finished = session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(OutboxMessage.send_count), 0),
+                func.coalesce(func.sum(case((OutboxMessage.send_count > 1, OutboxMessage.send_count - 1), else_=0)), 0),
+                func.count(OutboxMessage.finished_at),
+            ).where(*conditions)
+        ).one()
+        letters = select(func.count()).select_from(DeadLetter)
+        if actor is not None:
+            letters = letters.where(DeadLetter.actor == actor)
+        if tenant_id is not None:
+            letters = letters.where(DeadLetter.tenant_id == tenant_id)
+        dead = session.scalar(letters)
+    return JobFigures(
+        jobs=int(jobs),
+        sent=int(sent),
+        resent=int(resent),
+        finished=int(finished),
+        unfinished=int(jobs) - int(finished),
+        dead_letters=int(dead or 0),
+    )
 
 
 def purge_sent(db: Database, *, older_than: dt.timedelta = dt.timedelta(days=3)) -> int:
@@ -220,32 +361,161 @@ class LogContextMiddleware(Middleware):
 
 
 class JobLedgerMiddleware(Middleware):
-    """Mark outbox rows finished, and record messages that failed for good so operators can replay them.
+    """Keep the outbox's account of each job: leases renewed while it runs, finished once, or dead-lettered.
+
+    - When a message starts, it claims its row and renews the lease. A duplicate (resent after a lease
+      ran out, or re-delivered by the broker) is skipped when the job already finished, and dropped
+      while another delivery holds the claim: one delivery runs a job at a time, and if that one's
+      worker dies, the claim and the lease run out together and the job is sent again.
+    - While messages run, a heartbeat thread renews their leases, so a long job is never resent
+      while its worker lives; a killed worker stops renewing, and the job is resent after its lease.
+    - When a retry is scheduled, the lease is stretched past the retry's backoff.
+    - When a job ends, its row is marked finished once; a job that failed for good is recorded in
+      `dead_letters` and its `on_dead_letter` hook marks its owner failed, in the same transaction.
 
     Listed before Retries: Dramatiq runs `after_*` hooks in reverse order, so this one sees the message
     once Retries has decided whether it failed for good.
     """
 
-    def __init__(self, db_getter: Callable[[], Database]) -> None:
+    def __init__(
+        self,
+        db_getter: Callable[[], Database],
+        *,
+        lease_s: int = DEFAULT_LEASE_S,
+        min_backoff_ms: int = 1000,
+        max_backoff_ms: int = 5 * 60 * 1000,
+    ) -> None:
         self._db_getter = db_getter
+        self.lease_s = lease_s
+        self._min_backoff_ms = min_backoff_ms
+        self._max_backoff_ms = max_backoff_ms
+        # Messages in process: message id -> (lease seconds, when its lease is next renewed, monotonic).
+        self._running: dict[str, tuple[int, float]] = {}
+        self._local = threading.local()  # per worker thread: was the skipped message held elsewhere
+        self._lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # Leases ------------------------------------------------------------------------------------
+
+    def _lease(self, message: Any) -> int:
+        return lease_of(message.actor_name, self.lease_s)
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        lease = self._lease(message)
+        self._local.held_elsewhere = False
+        held_elsewhere = finished = False
+        try:
+            with self._db_getter().transaction(platform=True) as session:
+                now = utcnow()
+                until = now + dt.timedelta(seconds=lease)
+                claimed = session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id == message.message_id,
+                        OutboxMessage.finished_at.is_(None),
+                        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+                    )
+                    .values(lease_until=until, claimed_until=until)
+                ).rowcount  # type: ignore[attr-defined]
+                if not claimed:
+                    row = session.execute(
+                        select(OutboxMessage.finished_at, OutboxMessage.claimed_until).where(
+                            OutboxMessage.id == message.message_id
+                        )
+                    ).one_or_none()
+                    finished = row is not None and row.finished_at is not None
+                    held_elsewhere = row is not None and not finished
+        except Exception:
+            log.exception("could not claim a job", extra={"message_id": message.message_id})
+        if finished:
+            log.info("skipping a job that already finished", extra={"message_id": message.message_id})
+            raise SkipMessage(f"job {message.message_id} already finished")
+        if held_elsewhere:
+            self._local.held_elsewhere = True
+            log.info("dropping a duplicate of a running job", extra={"message_id": message.message_id})
+            raise SkipMessage(f"job {message.message_id} is running elsewhere")
+        with self._lock:
+            self._running[message.message_id] = (lease, time.monotonic() + lease / 3)
+            if self._heartbeat is None or not self._heartbeat.is_alive():
+                self._stop.clear()
+                self._heartbeat = threading.Thread(target=self._beat, name="job-lease-heartbeat", daemon=True)
+                self._heartbeat.start()
+
+    def _beat(self) -> None:
+        """Renew each running job's lease a third of the way through it, until the worker stops."""
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                due = {mid: lease for mid, (lease, renew_at) in self._running.items() if renew_at <= now}
+            if not due:
+                continue
+            try:
+                renew_leases(self._db_getter(), due)
+            except Exception:
+                log.exception("could not renew the leases of running jobs")
+                continue
+            with self._lock:
+                for mid, lease in due.items():
+                    if mid in self._running:
+                        self._running[mid] = (lease, now + lease / 3)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._stop.set()
+
+    def _done(self, message: Any) -> None:
+        with self._lock:
+            self._running.pop(message.message_id, None)
+
+    def _retry_bound_s(self, message: Any) -> float:
+        """The longest backoff Retries may have chosen for this message's next attempt."""
+        retries = int(message.options.get("retries", 1))
+        bound_ms = min(self._min_backoff_ms * 2 ** min(retries, 32), self._max_backoff_ms)
+        return bound_ms / 1000
+
+    # Outcomes -----------------------------------------------------------------------------------
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
+        self._done(message)
         if exception is not None and not message.failed:
-            return  # a retry is scheduled: the job is still in flight
+            # A retry is scheduled: the job is still in flight, owed again once its backoff has passed.
+            seconds = self._retry_bound_s(message) + self._lease(message)
+            with self._db_getter().transaction(platform=True) as session:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == message.message_id, OutboxMessage.finished_at.is_(None))
+                    .values(lease_until=utcnow() + dt.timedelta(seconds=seconds), claimed_until=None)
+                )
+            return
         with self._db_getter().transaction(platform=True) as session:
-            if exception is not None:
-                self._dead_letter(session, message, exception)
-            session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == message.message_id).values(finished_at=utcnow())
-            )
+            finished_now = self._finish(session, message.message_id)
+            if exception is None:
+                return
+            if not finished_now and session.get(OutboxMessage, message.message_id) is not None:
+                # Another delivery of this job finished it first: its outcome stands.
+                log.warning("a duplicate of a finished job failed", extra={"message_id": message.message_id})
+                return
+            self._dead_letter(session, message, exception)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._done(message)
+        if getattr(self._local, "held_elsewhere", False):
+            self._local.held_elsewhere = False
+            return  # the delivery holding the job finishes it, or its lease runs out and it is sent again
         with self._db_getter().transaction(platform=True) as session:
-            session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == message.message_id).values(finished_at=utcnow())
-            )
+            self._finish(session, message.message_id)
+
+    @staticmethod
+    def _finish(session: Session, message_id: str) -> bool:
+        """Mark the row finished unless it already was; True when this call finished it."""
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.finished_at.is_(None))
+            .values(finished_at=utcnow())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     @staticmethod
     def _dead_letter(session: Session, message: Any, exception: BaseException) -> None:
@@ -253,9 +523,10 @@ class JobLedgerMiddleware(Middleware):
         retries = int(message.options.get("retries", 0))
         # Retries counts failed runs, except for errors it does not retry: those ran once.
         attempts = retries + 1 if isinstance(exception, PermanentJobError) else max(retries, 1)
+        error = f"{type(exception).__name__}: {exception}"[:2000]
         dialect = session.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(
+        inserted = session.execute(
             insert(DeadLetter)
             .values(
                 id=new_id("dlq"),
@@ -265,12 +536,24 @@ class JobLedgerMiddleware(Middleware):
                 queue=message.queue_name,
                 payload=payload,
                 attempts=attempts,
-                error=f"{type(exception).__name__}: {exception}"[:2000],
+                error=error,
                 traceback="".join(traceback.format_exception(exception))[-8000:],
             )
             .on_conflict_do_nothing()
-        )
+        ).rowcount  # type: ignore[attr-defined]
         log.error("job dead-lettered", extra={"actor": message.actor_name, "message_id": message.message_id})
+        spec = JOBS.get(message.actor_name)
+        if inserted and spec is not None and spec.on_dead_letter is not None:
+            run_hook(session, "on_dead_letter", message.actor_name, spec.on_dead_letter, payload, error)
+
+
+def run_hook(session: Session, kind: str, actor: str, hook: Callable[..., None], *args: Any) -> None:
+    """Run an owner's hook in a savepoint: a failing hook is logged and undone, never the ledger's work."""
+    try:
+        with session.begin_nested():
+            hook(session, *args)
+    except Exception:
+        log.exception("a job's hook failed", extra={"hook": kind, "actor": actor})
 
 
 def replay_dead_letter(session: Session, dead_letter_id: str) -> DeadLetter | None:
@@ -283,6 +566,10 @@ def replay_dead_letter(session: Session, dead_letter_id: str) -> DeadLetter | No
         tenant_id = payload.pop("tenant_id", None)
         enqueue(session, letter.actor, tenant_id=tenant_id, **payload)
         letter.replayed_at = utcnow()
+        spec = JOBS.get(letter.actor)
+        if spec is not None and spec.on_replay is not None:
+            # The owner proceeds again (a failed billing run resumes, a failed line is pending again).
+            spec.on_replay(session, dict(letter.payload))
     return letter
 
 
@@ -294,6 +581,7 @@ def build_broker(
     namespace: str = "mvne",
     min_backoff_ms: int = 1000,
     max_backoff_ms: int = 5 * 60 * 1000,
+    lease_s: int = DEFAULT_LEASE_S,
 ) -> dramatiq.Broker:
     """The broker for this process, with every registered job bound to it as an actor.
 
@@ -307,7 +595,7 @@ def build_broker(
         Pipelines(),
         # After-hooks run in reverse: Retries first, then the ledger, then the log context is cleared.
         LogContextMiddleware(),
-        JobLedgerMiddleware(db_getter),
+        JobLedgerMiddleware(db_getter, lease_s=lease_s, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms),
         Retries(max_retries=max_retries, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms),
         CurrentMessage(),
     ]
@@ -331,10 +619,13 @@ def build_broker(
 class Relay:
     """Polls the outbox and hands rows to the broker; `poke()` wakes it after a commit."""
 
-    def __init__(self, db: Database, broker: dramatiq.Broker, *, interval_s: float = 0.2) -> None:
+    def __init__(
+        self, db: Database, broker: dramatiq.Broker, *, interval_s: float = 0.2, lease_s: int = DEFAULT_LEASE_S
+    ) -> None:
         self.db = db
         self.broker = broker
         self.interval_s = interval_s
+        self.lease_s = lease_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -345,7 +636,7 @@ class Relay:
     def run_forever(self) -> None:
         while not self._stop.is_set():
             try:
-                sent = relay_once(self.db, self.broker)
+                sent = relay_once(self.db, self.broker, lease_s=self.lease_s)
             except Exception:
                 log.exception("outbox relay failed; retrying")
                 sent = 0

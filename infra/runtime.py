@@ -27,6 +27,7 @@ from mvne.infra.jobs import (
     purge_sent,
     relay_once,
     requeue_unfinished,
+    resend_expired,
 )
 from mvne.infra.secrets import with_embedded_secrets
 from mvne.infra.settings import Settings
@@ -62,6 +63,13 @@ def _purge_outbox(rt: Runtime) -> None:
     purge_sent(rt.db)
 
 
+@periodic("outbox.resend_expired", every_s=1)
+def _resend_expired(rt: Runtime) -> None:
+    """Jobs sent but not finished within their lease are owed again: the relay sends them anew."""
+    if resend_expired(rt.db):
+        rt.poke_relay()
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -88,6 +96,7 @@ class Runtime:
             lambda: holder["db"],
             max_retries=settings.job_max_retries,
             namespace=settings.broker_namespace,
+            lease_s=settings.job_lease_s,
         )
         rt = cls(settings=settings, db=db, storage=storage, broker=broker)
         set_runtime(rt)
@@ -108,7 +117,9 @@ class Runtime:
             resent = requeue_unfinished(self.db)
             if resent:
                 log.warning("resending jobs left unfinished by the last run", extra={"jobs": resent})
-        self.relay = Relay(self.db, self.broker, interval_s=self.settings.relay_interval_ms / 1000)
+        self.relay = Relay(
+            self.db, self.broker, interval_s=self.settings.relay_interval_ms / 1000, lease_s=self.settings.job_lease_s
+        )
         self.relay.start()
 
     def start_scheduler(self) -> None:
@@ -200,7 +211,7 @@ class Runtime:
         """Relay and process jobs until the outbox and the queues are empty (in-memory broker only)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            sent = relay_once(self.db, self.broker)
+            sent = relay_once(self.db, self.broker, lease_s=self.settings.job_lease_s)
             join = getattr(self.broker, "join", None)
             if join is not None and self.worker is not None:
                 for queue in QUEUES:

@@ -259,11 +259,31 @@ def sim_id_of(session: Session, subscription_id: str) -> str:
 
 def _fail(db: Database, tenant_id: str, subscription_id: str, code: str, reason: str) -> None:
     with db.transaction(tenant_id=tenant_id) as session:
-        sub = get_subscription(session, subscription_id)
-        if sub.status != "pending":
-            return
-        sub.status = "failed"
-        sub.failure_code = code[:64]
-        sub.failure_reason = reason[:500]
-        record_event(session, "subscription.failed", sub.id, {"code": sub.failure_code, "reason": sub.failure_reason})
+        fail_activation(session, tenant_id=tenant_id, subscription_id=subscription_id, code=code, reason=reason)
+
+
+# The failure code of a line whose activation job failed past its last retry (replaying the job reopens it).
+ACTIVATION_JOB_FAILED = "activation_job_failed"
+
+
+def fail_activation(session: Session, *, tenant_id: str, subscription_id: str, code: str, reason: str) -> bool:
+    """Mark a pending line failed with a code and reason, and say so in an event; True when it was marked.
+
+    Works in a tenant session and in a platform-scoped one (the job ledger's, when the activation job was
+    dead-lettered).
+    """
+    sub = session.get(Subscription, subscription_id)
+    if sub is None or sub.tenant_id != tenant_id or sub.status != "pending":
+        return False
+    sub.status = "failed"
+    sub.failure_code = code[:64]
+    sub.failure_reason = reason[:500]
+    record_event(
+        session,
+        "subscription.failed",
+        sub.id,
+        {"code": sub.failure_code, "reason": sub.failure_reason},
+        tenant_id=tenant_id,
+    )
     log.warning("subscription activation failed", extra={"subscription_id": subscription_id, "code": code})
+    return True

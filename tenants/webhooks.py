@@ -147,6 +147,29 @@ def replay_delivery(session: Session, tenant_id: str, delivery_id: str) -> Webho
     return delivery
 
 
+def fail_delivery(session: Session, *, tenant_id: str, delivery_id: str, reason: str) -> bool:
+    """Mark a pending delivery failed with the reason (its job failed for good); True when it was marked.
+
+    Works in a platform-scoped session (the job ledger's).
+    """
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.tenant_id != tenant_id or delivery.status != "pending":
+        return False
+    delivery.status = "failed"
+    delivery.last_error = reason[:500]
+    return True
+
+
+def reopen_delivery(session: Session, *, tenant_id: str, delivery_id: str) -> bool:
+    """A failed delivery whose job is replayed is pending again, with a fresh set of attempts."""
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.tenant_id != tenant_id or delivery.status != "failed":
+        return False
+    delivery.status = "pending"
+    delivery.attempts = 0
+    return True
+
+
 def event_payload(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,

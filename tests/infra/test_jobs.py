@@ -12,22 +12,27 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
+import dramatiq
 import httpx
 import pytest
 from click.testing import CliRunner
+from dramatiq.brokers.stub import StubBroker
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 import mvne.charging.actors as charging_actors
 import mvne.provisioning.actors as provisioning_actors
+from mvne.catalog import service as catalog
 from mvne.charging import billing
 from mvne.charging.models import Invoice
-from mvne.charging.usage import period_of
 from mvne.esim.models import Sim
 from mvne.infra.db import Database, utcnow
 from mvne.infra.jobs import (
@@ -39,11 +44,13 @@ from mvne.infra.jobs import (
     PermanentJobError,
     enqueue,
     job,
+    job_figures,
     relay_once,
     replay_dead_letter,
+    resend_expired,
 )
 from mvne.infra.migrate import upgrade
-from mvne.infra.runtime import Runtime, current_runtime
+from mvne.infra.runtime import Runtime, current_runtime, set_runtime
 from mvne.infra.settings import Settings
 from mvne.platform.app import create_app
 from mvne.platform.auth import OPERATOR_SCOPES
@@ -51,19 +58,21 @@ from mvne.platform.cli import main as mvne_cli
 from mvne.platform.wiring import load_actor_modules
 from mvne.provisioning import service as provisioning
 from mvne.provisioning.models import PhoneNumber, Subscription
-from mvne.tenants.models import Event
-from mvne.tenants.service import issue_api_client
+from mvne.tenants.models import Event, Tenant
+from mvne.tenants.service import create_customer, create_tenant, issue_api_client
 from tests.conftest import create_postgres_database, drop_postgres_database, postgres_server_url
 from tests.support.api import (
     ApiCaller,
     TenantHandle,
     active_subscription,
+    backdate_line,
     customer,
+    last_period,
     published_offer,
     token_for,
     wait_for,
 )
-from tests.support.runtimes import side_runtime
+from tests.support.runtimes import process_globals_kept, side_runtime
 
 # Test-only jobs, registered before any broker is built so every broker binds them -----------------
 
@@ -90,6 +99,44 @@ def refuse_while_broken(token: str, tenant_id: str | None = None) -> None:
         FAILURES.append(token)
         raise PermanentJobError(f"cannot do {token}")
     CALLS.append({"token": token, "tenant_id": tenant_id})
+
+
+@job("tests.slow", lease_s=1)
+def slow(token: str, seconds: float) -> None:
+    """Outlives its one-second lease: its worker must keep the lease alive while it runs."""
+    time.sleep(seconds)
+    CALLS.append({"token": token})
+
+
+OWNERS: dict[str, str] = {}  # token -> what the hooks made of the job's owner
+
+
+def _owner_failed(session: Session, payload: dict[str, Any], error: str) -> None:
+    # Called in the transaction that records the dead letter: the letter is there, not yet committed.
+    letters = session.scalars(select(DeadLetter).where(DeadLetter.actor == "tests.owned")).all()
+    seen = any(letter.payload.get("token") == payload["token"] for letter in letters)
+    OWNERS[payload["token"]] = f"failed: {error}" + ("" if seen else " (no dead letter in the transaction)")
+
+
+def _owner_replayed(session: Session, payload: dict[str, Any]) -> None:
+    OWNERS[payload["token"]] = "replayed"
+
+
+@job("tests.owned", on_dead_letter=_owner_failed, on_replay=_owner_replayed)
+def owned(token: str) -> None:
+    if token in BROKEN:
+        raise PermanentJobError(f"cannot do {token}")
+    CALLS.append({"token": token})
+    OWNERS[token] = "done"
+
+
+def _broken_hook(session: Session, payload: dict[str, Any], error: str) -> None:
+    raise RuntimeError("the owner's hook is broken")
+
+
+@job("tests.owned_by_a_broken_hook", on_dead_letter=_broken_hook)
+def owned_by_a_broken_hook(token: str) -> None:
+    raise PermanentJobError(f"cannot do {token}")
 
 
 def _free_port() -> int:
@@ -332,6 +379,305 @@ def test_replaying_a_dead_letter_that_does_not_exist_gives_nothing(rt: Runtime) 
         assert replay_dead_letter(session, "dlq_does_not_exist") is None
 
 
+# Leases: a job is owed until it has finished -------------------------------------------------------
+
+
+def _lost_broker() -> StubBroker:
+    """A broker nobody consumes: what a job sent to a Redis that then lost its data amounts to."""
+    broker = StubBroker()
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    return broker
+
+
+def test_a_relayed_row_counts_its_send_and_holds_a_lease_of_the_configured_length(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token)
+
+    before = utcnow()
+    relay_once(rt.db, _lost_broker(), lease_s=120)
+
+    [row] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert row.send_count == 1
+    assert row.lease_until is not None
+    assert before + dt.timedelta(seconds=119) <= row.lease_until <= utcnow() + dt.timedelta(seconds=120)
+    assert row.finished_at is None
+    assert resend_expired(rt.db) == 0
+    with rt.db.transaction(platform=True) as session:  # not owed for two minutes: keep drain() from waiting
+        session.execute(delete(OutboxMessage).where(OutboxMessage.id == row.id))
+
+
+def test_a_job_lost_after_it_was_sent_is_sent_again_once_its_lease_runs_out_and_runs_once(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token)
+    relay_once(rt.db, _lost_broker(), lease_s=0)  # sent, then lost with the broker; the lease is already over
+    [lost] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert (lost.send_count, lost.finished_at) == (1, None)
+
+    assert resend_expired(rt.db) >= 1
+    assert relay_once(rt.db, rt.broker) >= 1
+    rt.drain(timeout=10)
+
+    [row] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert row.send_count == 2
+    assert row.finished_at is not None
+    assert _calls(token) == [{"token": token}]
+    assert resend_expired(rt.db) == 0
+    figures = job_figures(rt.db, actor="tests.record_call")
+    assert figures.resent >= 1
+    assert figures.sent == figures.jobs + figures.resent - (figures.jobs - figures.finished - figures.unfinished)
+
+
+def test_a_message_delivered_again_after_its_job_finished_is_skipped(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token)
+    relay_once(rt.db, rt.broker)
+    rt.drain(timeout=10)
+    [row] = _outbox_rows(rt.db, "tests.record_call", token)
+    finished_at = row.finished_at
+    assert finished_at is not None
+
+    # The broker delivers the same message again (a dead worker's unacknowledged message, a resend).
+    for _ in range(2):
+        rt.broker.enqueue(
+            dramatiq.Message(
+                queue_name=row.queue,
+                actor_name=row.actor,
+                args=(),
+                kwargs=row.payload,
+                options={},
+                message_id=row.id,
+            )
+        )
+    rt.drain(timeout=10)
+
+    assert _calls(token) == [{"token": token}]
+    [after] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert after.finished_at == finished_at
+
+
+def test_a_message_delivered_while_another_delivery_runs_its_job_is_dropped_and_the_job_stays_owed(
+    rt: Runtime,
+) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.record_call", token=token)
+    relay_once(rt.db, _lost_broker())  # the first delivery went to a worker elsewhere, which holds it
+    [row] = _outbox_rows(rt.db, "tests.record_call", token)
+    with rt.db.transaction(platform=True) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id)
+            .values(claimed_until=utcnow() + dt.timedelta(seconds=60), lease_until=utcnow() + dt.timedelta(seconds=60))
+        )
+    message = dramatiq.Message(
+        queue_name=row.queue, actor_name=row.actor, args=(), kwargs=row.payload, options={}, message_id=row.id
+    )
+
+    rt.broker.enqueue(message)  # a duplicate reaches this worker meanwhile
+    rt.drain(timeout=10)
+    assert _calls(token) == []
+    [held] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert held.finished_at is None  # still owed: the holder finishes it, or its lease runs out
+
+    with rt.db.transaction(platform=True) as session:  # the holder died: claim and lease ran out
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id)
+            .values(claimed_until=utcnow() - dt.timedelta(seconds=1), lease_until=utcnow() - dt.timedelta(seconds=1))
+        )
+    assert resend_expired(rt.db) >= 1
+    relay_once(rt.db, rt.broker)
+    rt.drain(timeout=10)
+    assert _calls(token) == [{"token": token}]
+    [done] = _outbox_rows(rt.db, "tests.record_call", token)
+    assert (done.send_count, done.finished_at is not None) == (2, True)
+
+
+def test_a_job_running_longer_than_its_lease_keeps_it_alive_and_is_not_sent_again(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.slow", token=token, seconds=2.5)
+    relay_once(rt.db, rt.broker, lease_s=300)  # the job's own lease (1 s) wins over the default
+
+    [row] = _outbox_rows(rt.db, "tests.slow", token)
+    assert row.lease_until is not None
+    assert row.lease_until <= utcnow() + dt.timedelta(seconds=1)
+    resent = 0
+    deadline = time.monotonic() + 15
+    while not _calls(token) and time.monotonic() < deadline:
+        resent += resend_expired(rt.db)
+        time.sleep(0.2)
+    rt.drain(timeout=10)
+
+    assert resent == 0
+    assert _calls(token) == [{"token": token}]
+    [row] = _outbox_rows(rt.db, "tests.slow", token)
+    assert (row.send_count, row.finished_at is not None) == (1, True)
+
+
+def test_a_job_with_a_nonsense_lease_is_refused() -> None:
+    with pytest.raises(ValueError, match="lease_s"):
+        job("tests.no_lease", lease_s=0)
+
+
+# Owners of jobs that failed for good ---------------------------------------------------------------
+
+
+def test_a_dead_lettered_job_marks_its_owner_failed_in_the_same_transaction_and_a_replay_reopens_it(
+    rt: Runtime,
+) -> None:
+    token = _token()
+    BROKEN.add(token)
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.owned", token=token)
+    rt.drain(timeout=15)
+
+    assert OWNERS[token] == f"failed: PermanentJobError: cannot do {token}"
+    [letter] = _dead_letters(rt.db, token)
+    [row] = _outbox_rows(rt.db, "tests.owned", token)
+    assert (row.send_count, row.finished_at is not None) == (1, True)
+
+    BROKEN.discard(token)
+    with rt.db.transaction(platform=True) as session:
+        replay_dead_letter(session, letter.id)
+    assert OWNERS[token] == "replayed"
+    rt.drain(timeout=15)
+    assert OWNERS[token] == "done"
+    assert _calls(token) == [{"token": token}]
+
+
+def test_a_failing_owner_hook_does_not_keep_the_job_from_its_dead_letter(rt: Runtime) -> None:
+    token = _token()
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.owned_by_a_broken_hook", token=token)
+    rt.drain(timeout=15)
+
+    [letter] = _dead_letters(rt.db, token)
+    assert letter.error == f"PermanentJobError: cannot do {token}"
+    [row] = _outbox_rows(rt.db, "tests.owned_by_a_broken_hook", token)
+    assert row.finished_at is not None
+
+
+def test_a_billing_run_whose_job_fails_for_good_is_failed_with_the_reason_and_resumes_when_replayed(
+    rt: Runtime,
+) -> None:
+    """The real billing actors run on this module's runtime, made the current one for the test."""
+    with process_globals_kept():
+        set_runtime(rt)
+        _fail_and_replay_a_billing_run(rt)
+
+
+def _fail_and_replay_a_billing_run(rt: Runtime) -> None:
+    period, _ = last_period()
+    with rt.db.transaction(platform=True) as session:
+        tenant = create_tenant(
+            session, name="Jobs", slug=f"jobs-{_token()}", country="FR", currency="EUR", timezone="Europe/Paris"
+        )
+        tenant_id = tenant.id
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        run_id = billing.start_billing_run(session, tenant_id=tenant_id, period=period).id
+        # The tenant's zone breaks after the run was asked for: its job fails on every attempt.
+        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(timezone="Nowhere/Atlantis"))
+    rt.drain(timeout=20)
+
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        run = billing.get_billing_run(session, run_id)
+        assert run.status == "failed"
+        assert run.failure_reason is not None
+        assert "Nowhere/Atlantis" in run.failure_reason
+        events = session.scalars(select(Event.type).where(Event.object_id == run_id).order_by(Event.id)).all()
+        assert list(events) == ["billing_run.created", "billing_run.failed"]
+        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(timezone="Europe/Paris"))
+        # A failed run no longer holds its period: a new run may start (undone here, the old one resumes).
+        with session.begin_nested() as savepoint:
+            assert billing.start_billing_run(session, tenant_id=tenant_id, period=period).id != run_id
+            savepoint.rollback()
+    with rt.db.transaction(platform=True) as session:
+        [letter] = session.scalars(select(DeadLetter).where(DeadLetter.tenant_id == tenant_id)).all()
+        assert letter.actor == "charging.execute_billing_run"
+        replay_dead_letter(session, letter.id)
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        assert billing.get_billing_run(session, run_id).status == "pending"
+    rt.drain(timeout=20)
+
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        run = billing.get_billing_run(session, run_id)
+        assert (run.status, run.failure_reason, run.customers_total) == ("completed", None, 0)
+        events = session.scalars(select(Event.type).where(Event.object_id == run_id).order_by(Event.id)).all()
+        assert list(events)[-3:] == ["billing_run.resumed", "billing_run.started", "billing_run.completed"]
+
+
+def test_a_line_whose_activation_job_fails_for_good_is_failed_with_the_reason_and_pending_again_on_replay(
+    rt: Runtime,
+) -> None:
+    """Nothing answers at this runtime's SM-DP+ address: activation fails on every attempt."""
+    with process_globals_kept():
+        set_runtime(rt)
+        with rt.db.transaction(platform=True) as session:
+            slug = f"jobs-{_token()}"
+            tenant_id = provisioning.onboard_tenant(
+                session,
+                name=slug,
+                slug=slug,
+                country="FR",
+                currency="EUR",
+                timezone="Europe/Paris",
+                box=provisioning_actors.secret_box(rt.settings),
+                pool_size=1,
+            ).id
+        with rt.db.transaction(tenant_id=tenant_id) as session:
+            offer = catalog.create_offer(
+                session,
+                code="J1",
+                name="Jobs 1",
+                currency="EUR",
+                terms=catalog.OfferTerms(
+                    price=Decimal("9.99"),
+                    data_mb=1,
+                    voice_minutes=1,
+                    sms=1,
+                    overage_data_per_mb=Decimal("0.01"),
+                    overage_voice_per_minute=Decimal("0.01"),
+                    overage_sms_per_message=Decimal("0.01"),
+                ),
+            )
+            catalog.publish_offer(session, offer.id)
+            buyer = create_customer(session, name="Jo", email=f"{_token()}@example.com", address={})
+            line_id = provisioning.request_subscription(
+                session, tenant_id=tenant_id, customer_id=buyer.id, offer_id=offer.id, sim_type="esim"
+            ).id
+        rt.drain(timeout=30)
+
+        with rt.db.transaction(tenant_id=tenant_id) as session:
+            line = session.get(Subscription, line_id)
+            assert line is not None
+            assert (line.status, line.failure_code) == ("failed", provisioning.ACTIVATION_JOB_FAILED)
+            assert line.failure_reason
+            events = session.scalars(select(Event.type).where(Event.object_id == line_id).order_by(Event.id)).all()
+            assert list(events) == ["subscription.created", "subscription.failed"]
+        with rt.db.transaction(platform=True) as session:
+            [letter] = session.scalars(
+                select(DeadLetter).where(
+                    DeadLetter.tenant_id == tenant_id, DeadLetter.actor == "provisioning.activate_subscription"
+                )
+            ).all()
+            assert letter.error == line.failure_reason
+            replay_dead_letter(session, letter.id)
+        with rt.db.transaction(tenant_id=tenant_id) as session:
+            line = session.get(Subscription, line_id)
+            assert line is not None
+            assert (line.status, line.failure_code, line.failure_reason) == ("pending", None, None)
+        rt.drain(timeout=30)  # still nothing at the SM-DP+ address: failed again, with a new dead letter
+        with rt.db.transaction(tenant_id=tenant_id) as session:
+            line = session.get(Subscription, line_id)
+            assert line is not None
+            assert line.status == "failed"
+
+
 # The dead-letter API ------------------------------------------------------------------------------
 
 
@@ -451,8 +797,9 @@ def test_mvne_worker_runs_dramatiq_on_the_worker_module_consuming_every_queue(
 def _billed(tenant: TenantHandle) -> tuple[dict[str, Any], dict[str, Any]]:
     offer = published_offer(tenant.api)
     buyer = customer(tenant.api)
-    active_subscription(tenant.api, buyer["id"], offer["id"])
-    period = period_of(utcnow(), "Europe/Paris")
+    line = active_subscription(tenant.api, buyer["id"], offer["id"])
+    period, period_start = last_period()
+    backdate_line(current_runtime(), line["id"], period_start)
     started = tenant.api.post("/v1/billing-runs", {"period": period})
     assert started.status_code == 202, started.json
 
