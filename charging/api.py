@@ -10,6 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mvne.charging import billing, usage
+from mvne.charging.errors import (
+    BillingRunInProgress,
+    BillingRunNotFound,
+    InvalidPeriod,
+    InvoiceNotFound,
+    PeriodNotEnded,
+)
 from mvne.charging.models import BillingRun, Invoice
 from mvne.charging.rating import Service
 from mvne.charging.schemas import (
@@ -17,6 +24,7 @@ from mvne.charging.schemas import (
     BillingRunSchema,
     InvoiceListArgs,
     InvoiceSchema,
+    UpcomingInvoiceSchema,
     UsageBatchResultSchema,
     UsageBatchSchema,
     UsageSummaryArgs,
@@ -26,12 +34,18 @@ from mvne.infra.db import utcnow
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.problems import problems
+from mvne.provisioning.errors import SubscriptionNotFound
 from mvne.provisioning.service import get_subscription
+from mvne.tenants.errors import CustomerNotFound
 from mvne.tenants.service import get_tenant
 
 usage_records = Blueprint("usage", __name__, url_prefix="/v1/usage-records", description="Usage to rate.")
 billing_runs = Blueprint("billing_runs", __name__, url_prefix="/v1/billing-runs", description="Billing runs.")
 invoices = Blueprint("invoices", __name__, url_prefix="/v1/invoices", description="Issued invoices.")
+customer_billing = Blueprint(
+    "customer_billing", __name__, url_prefix="/v1/customers", description="What a customer will be billed."
+)
 line_usage = Blueprint(
     "line_usage", __name__, url_prefix="/v1/subscriptions", description="Rated usage of a line against its allowances."
 )
@@ -39,7 +53,27 @@ line_usage = Blueprint(
 
 @usage_records.post("")
 @require("usage:write")
-@usage_records.arguments(UsageBatchSchema)
+@usage_records.arguments(
+    UsageBatchSchema,
+    example={
+        "records": [
+            {
+                "record_id": "cdr-2026-01-15-000001",
+                "subscription": "sub_01M8NHTM21YRHT2QG60D9HJAWD",
+                "service": "data",
+                "started_at": "2026-01-15T09:30:00Z",
+                "volume": 52428800,
+            },
+            {
+                "record_id": "cdr-2026-01-15-000002",
+                "msisdn": "+33781234567",
+                "service": "voice",
+                "started_at": "2026-01-15T10:02:00Z",
+                "duration": 184,
+            },
+        ]
+    },
+)
 @usage_records.response(200, UsageBatchResultSchema)
 def post_usage(body: dict[str, Any]) -> usage.IngestResult:
     """Rate a batch of usage records; a record id already seen is counted once."""
@@ -62,16 +96,41 @@ def post_usage(body: dict[str, Any]) -> usage.IngestResult:
                 msisdn=item.get("msisdn"),
             )
         )
-    return usage.ingest_usage(session, get_tenant(session, tenant_id()), records, source="api")
+    settings = runtime().settings
+    window = usage.UsageWindow.of(settings.usage_clock_skew_s, settings.usage_retention_days)
+    return usage.ingest_usage(session, get_tenant(session, tenant_id()), records, source="api", window=window)
 
 
 @billing_runs.post("")
 @require("billing:write")
-@billing_runs.arguments(BillingRunCreateSchema)
+@problems(BillingRunInProgress, PeriodNotEnded, InvalidPeriod)
+@billing_runs.arguments(BillingRunCreateSchema, example={"period": "2026-01"})
 @billing_runs.response(202, BillingRunSchema)
 def create_billing_run(body: dict[str, Any]) -> BillingRun:
     """Start invoicing every customer for a period; follow it with GET."""
     return billing.start_billing_run(db_session(), tenant_id=tenant_id(), period=body["period"])
+
+
+@customer_billing.get("/<customer_id>/upcoming-invoice")
+@require("invoices:read")
+@problems(CustomerNotFound)
+@customer_billing.response(200, UpcomingInvoiceSchema)
+def get_upcoming_invoice(customer_id: str) -> dict[str, Any]:
+    """Preview the customer's invoice for the open period: fees and all overage not billed yet. Nothing is issued."""
+    preview = billing.upcoming_invoice(db_session(), tenant_id=tenant_id(), customer_id=customer_id)
+    return {
+        "customer": preview.customer_id,
+        "period": preview.period,
+        "period_start": preview.period_start,
+        "period_end": preview.period_end,
+        "period_ends_at": preview.period_ends_at,
+        "currency": preview.currency,
+        "lines": preview.totals.lines,
+        "subtotal": preview.totals.subtotal,
+        "tax": preview.totals.tax,
+        "tax_rate": preview.totals.tax_rate,
+        "total": preview.totals.total,
+    }
 
 
 @billing_runs.get("")
@@ -85,6 +144,7 @@ def list_billing_runs(args: dict[str, Any]) -> dict[str, Any]:
 
 @billing_runs.get("/<billing_run_id>")
 @require("billing:read")
+@problems(BillingRunNotFound)
 @billing_runs.response(200, BillingRunSchema)
 def get_billing_run(billing_run_id: str) -> BillingRun:
     """A billing run's status, counts and progress."""
@@ -116,6 +176,7 @@ def list_invoices(args: dict[str, Any]) -> dict[str, Any]:
 
 @invoices.get("/<invoice_id>")
 @require("invoices:read")
+@problems(InvoiceNotFound)
 @invoices.response(200, InvoiceSchema)
 def get_invoice(invoice_id: str) -> dict[str, Any]:
     """One invoice with its lines and totals."""
@@ -125,6 +186,7 @@ def get_invoice(invoice_id: str) -> dict[str, Any]:
 
 @invoices.get("/<invoice_id>/pdf")
 @require("invoices:read")
+@problems(InvoiceNotFound)
 @invoices.response(200, {"type": "string", "format": "binary"}, content_type="application/pdf")
 def get_invoice_pdf(invoice_id: str) -> Response:
     """The invoice as a PDF document."""
@@ -137,6 +199,7 @@ def get_invoice_pdf(invoice_id: str) -> Response:
 
 @line_usage.get("/<subscription_id>/usage")
 @require("subscriptions:read")
+@problems(SubscriptionNotFound)
 @line_usage.arguments(UsageSummaryArgs, location="query")
 @line_usage.response(200, UsageSummarySchema)
 def get_line_usage(args: dict[str, Any], subscription_id: str) -> dict[str, Any]:

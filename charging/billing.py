@@ -11,32 +11,45 @@ import datetime as dt
 import logging
 import re
 import zoneinfo
+from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging.errors import BillingRunInProgress, BillingRunNotFound, InvalidPeriod, InvoiceNotFound
-from mvne.charging.invoicing import Charge, compute_invoice
+from mvne.charging.errors import (
+    BillingRunInProgress,
+    BillingRunNotFound,
+    InvalidPeriod,
+    InvoiceNotFound,
+    PeriodNotEnded,
+)
+from mvne.charging.invoicing import Charge, InvoiceTotals, compute_invoice
 from mvne.charging.models import BillingRun, Invoice, InvoiceLine, UsageRecord
 from mvne.charging.pdf import InvoiceDocument, Party, render_invoice_pdf
 from mvne.charging.rating import Service, price_unit
 from mvne.charging.tax import vat_rate
+from mvne.charging.usage import period_of
 from mvne.infra.db import Database, get_or_raise, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import enqueue
 from mvne.infra.storage import ObjectNotFound, Storage
 from mvne.provisioning.models import Subscription
+from mvne.tenants.errors import CustomerNotFound
 from mvne.tenants.models import Customer, Tenant
 from mvne.tenants.service import get_tenant, next_counter, record_event
 
 log = logging.getLogger("mvne.billing")
 
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+FIRST_YEAR, LAST_YEAR = 2000, 2100
 PAYMENT_TERMS = dt.timedelta(days=14)
 BILLED_STATUSES = ("active", "suspended", "terminated")
+# A billing run's customers are invoiced in chunks of this many, each chunk a job of its own.
+BILLING_CHUNK_SIZE = 50
+RUN_OPEN = ("pending", "running")
 OVERAGE = {
     Service.DATA: ("overage_data", "MB", "overage_data_per_mb", "Data beyond allowance"),
     Service.VOICE: ("overage_voice", "min", "overage_voice_per_minute", "Calls beyond allowance"),
@@ -50,6 +63,10 @@ def period_bounds(period: str, timezone: str) -> tuple[dt.date, dt.date, dt.date
     if match is None:
         raise InvalidPeriod(f"Period {period!r} is not YYYY-MM.", errors={"period": ["Must be YYYY-MM."]})
     year, month = int(match[1]), int(match[2])
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise InvalidPeriod(
+            f"Period {period!r} is out of range.", errors={"period": [f"The year must be {FIRST_YEAR} to {LAST_YEAR}."]}
+        )
     zone = zoneinfo.ZoneInfo(timezone)
     first = dt.date(year, month, 1)
     last = dt.date(year, month, calendar.monthrange(year, month)[1])
@@ -58,12 +75,23 @@ def period_bounds(period: str, timezone: str) -> tuple[dt.date, dt.date, dt.date
     return first, last, start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
+def last_ended_period(timezone: str, now: dt.datetime | None = None) -> tuple[str, dt.datetime]:
+    """The most recent period that has ended in the zone, and the instant (UTC) it began."""
+    here = (now or utcnow()).astimezone(zoneinfo.ZoneInfo(timezone))
+    start = (here.replace(day=1, hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=1)).replace(day=1)
+    return start.strftime("%Y-%m"), start.astimezone(dt.UTC)
+
+
 def start_billing_run(session: Session, *, tenant_id: str, period: str) -> BillingRun:
-    """Queue a billing run for a period that has begun; one run at a time per period."""
+    """Queue a billing run for a period that has ended in the tenant's time zone; one run at a time per period."""
     tenant = get_tenant(session, tenant_id)
-    _, _, start, _ = period_bounds(period, tenant.timezone)
-    if start > utcnow():
-        raise InvalidPeriod(f"Period {period} has not started yet.", errors={"period": ["Not started yet."]})
+    _, _, _, end = period_bounds(period, tenant.timezone)
+    if end > utcnow():
+        local_end = end.astimezone(zoneinfo.ZoneInfo(tenant.timezone))
+        raise PeriodNotEnded(
+            f"Period {period} is still open: it ends at {local_end.isoformat()} ({tenant.timezone}). "
+            "Preview it with GET /v1/customers/{id}/upcoming-invoice."
+        )
     busy = session.scalar(
         select(BillingRun.id).where(BillingRun.period == period, BillingRun.status.in_(("pending", "running")))
     )
@@ -84,74 +112,175 @@ def get_billing_run(session: Session, run_id: str) -> BillingRun:
 
 
 def execute_billing_run(db: Database, *, tenant_id: str, billing_run_id: str) -> BillingRun:
-    """Invoice every customer with a billable line in the period; progress is visible as it goes."""
+    """Start a run: fix its customers, split them in chunks and queue one job per chunk, in one transaction.
+
+    Each chunk (`invoice_billing_chunk`) invoices its customers and records its counts; the last chunk to
+    finish completes the run. A worker dying mid-run loses at most its chunk's progress, and that chunk is
+    owed through the outbox until it finishes. Run again once started, this changes nothing.
+    """
     with db.transaction(tenant_id=tenant_id) as session:
-        run = get_billing_run(session, billing_run_id)
-        if run.status == "completed":
-            return run
+        run = _locked_run(session, billing_run_id)
+        if run.status not in RUN_OPEN or run.started_at is not None:
+            return run  # over, or started: its chunks are queued already
         tenant = get_tenant(session, tenant_id)
         _, _, start, end = period_bounds(run.period, tenant.timezone)
-        customer_ids = list(
-            session.scalars(
-                select(Subscription.customer_id)
-                .distinct()
-                .where(*_billable(start, end))
-                .order_by(Subscription.customer_id)
-            )
-        )
+        customer_ids = customers_to_bill(session, period=run.period, start=start, end=end)
+        chunks = [customer_ids[i : i + BILLING_CHUNK_SIZE] for i in range(0, len(customer_ids), BILLING_CHUNK_SIZE)]
         run.status = "running"
-        run.started_at = run.started_at or utcnow()
+        run.started_at = utcnow()
+        run.failure_reason = None
         run.customers_total = len(customer_ids)
-        run.customers_done = run.invoices_created = run.invoices_existing = run.failures = 0
-        record_event(session, "billing_run.started", run.id, {"period": run.period, "customers": len(customer_ids)})
-        period = run.period
-
-    created = existing = failures = 0
-    for done, customer_id in enumerate(customer_ids, start=1):
-        try:
-            with db.transaction(tenant_id=tenant_id) as session:
-                invoice = invoice_customer(
-                    session, tenant_id=tenant_id, customer_id=customer_id, period=period, billing_run_id=billing_run_id
-                )
-            if invoice is None:
-                existing += 1
-            else:
-                created += 1
-        except IntegrityError:
-            existing += 1  # a concurrent run invoiced this customer first
-        except Exception:
-            log.exception("invoicing a customer failed", extra={"customer_id": customer_id})
-            failures += 1
-        if done % 50 == 0 or done == len(customer_ids):
-            _progress(db, tenant_id, billing_run_id, done=done, created=created, existing=existing, failures=failures)
-
-    with db.transaction(tenant_id=tenant_id) as session:
-        run = get_billing_run(session, billing_run_id)
-        run.customers_done = len(customer_ids)
-        run.invoices_created, run.invoices_existing, run.failures = created, existing, failures
-        run.status = "completed" if failures == 0 else "completed_with_failures"
-        run.completed_at = utcnow()
+        run.chunks_total = len(chunks)
+        run.chunk_results = {}
+        _progress(run)
         record_event(
             session,
-            "billing_run.completed",
+            "billing_run.started",
             run.id,
-            {
-                "period": run.period,
-                "invoices_created": created,
-                "invoices_existing": existing,
-                "failures": failures,
-            },
+            {"period": run.period, "customers": len(customer_ids), "chunks": len(chunks)},
         )
+        for number, ids in enumerate(chunks):
+            enqueue(
+                session,
+                "charging.invoice_billing_chunk",
+                tenant_id=tenant_id,
+                key=f"billing-{run.id}-chunk-{number}",
+                billing_run_id=run.id,
+                chunk=number,
+                customer_ids=ids,
+            )
+        if not chunks:
+            _complete(session, run)
         return run
 
 
-def _progress(
-    db: Database, tenant_id: str, run_id: str, *, done: int, created: int, existing: int, failures: int
-) -> None:
+def invoice_billing_chunk(
+    db: Database, *, tenant_id: str, billing_run_id: str, chunk: int, customer_ids: list[str]
+) -> BillingRun:
+    """Invoice one chunk of a run's customers, record its counts, and complete the run after its last chunk.
+
+    Safe to run twice, even at once: a customer has one invoice per period whatever happens, and the
+    chunk's counts are computed from the invoices and kept under its number, so they never add up twice.
+    """
     with db.transaction(tenant_id=tenant_id) as session:
-        run = get_billing_run(session, run_id)
-        run.customers_done, run.invoices_created = done, created
-        run.invoices_existing, run.failures = existing, failures
+        run = get_billing_run(session, billing_run_id)
+        if str(chunk) in (run.chunk_results or {}):
+            return run  # delivered again after it ran
+        period = run.period
+
+    failures = 0
+    for customer_id in customer_ids:
+        try:
+            with db.transaction(tenant_id=tenant_id) as session:
+                invoice_customer(
+                    session, tenant_id=tenant_id, customer_id=customer_id, period=period, billing_run_id=billing_run_id
+                )
+        except IntegrityError:
+            pass  # another run, or another delivery of this chunk, invoiced this customer first
+        except Exception:
+            log.exception("invoicing a customer failed", extra={"customer_id": customer_id})
+            failures += 1
+
+    with db.transaction(tenant_id=tenant_id) as session:
+        run = _locked_run(session, billing_run_id)
+        results = dict(run.chunk_results or {})
+        if str(chunk) not in results:
+            results[str(chunk)] = _chunk_counts(session, run, customer_ids, failures)
+            run.chunk_results = results
+            _progress(run)
+        if len(results) >= run.chunks_total and run.status == "running":
+            _complete(session, run)
+        return run
+
+
+def _locked_run(session: Session, run_id: str) -> BillingRun:
+    """The run, locked until the transaction ends: chunks finishing at once record their counts in turn."""
+    run = session.get(BillingRun, run_id, with_for_update=True)
+    if run is None:
+        raise BillingRunNotFound(f"No billing run {run_id}.")
+    return run
+
+
+def _chunk_counts(session: Session, run: BillingRun, customer_ids: list[str], failures: int) -> dict[str, int]:
+    """A chunk's counts, from the invoices of its customers for the period (whichever delivery made them)."""
+    created, invoiced = session.execute(
+        select(
+            func.coalesce(func.sum(case((Invoice.billing_run_id == run.id, 1), else_=0)), 0),
+            func.count(Invoice.id),
+        ).where(Invoice.period == run.period, Invoice.customer_id.in_(customer_ids))
+    ).one()
+    return {
+        "customers": len(customer_ids),
+        "created": int(created),
+        "existing": int(invoiced) - int(created),
+        "failures": failures,
+    }
+
+
+def _progress(run: BillingRun) -> None:
+    """The run's counts: the sums of its finished chunks' counts, so a chunk run twice counts once."""
+    results = list((run.chunk_results or {}).values())
+    run.customers_done = sum(int(r["customers"]) for r in results)
+    run.invoices_created = sum(int(r["created"]) for r in results)
+    run.invoices_existing = sum(int(r["existing"]) for r in results)
+    run.failures = sum(int(r["failures"]) for r in results)
+
+
+def _complete(session: Session, run: BillingRun) -> None:
+    """Complete a running run, exactly once: the UPDATE only matches while it is still running."""
+    status = "completed" if run.failures == 0 else "completed_with_failures"
+    session.flush()
+    done = session.execute(
+        update(BillingRun)
+        .where(BillingRun.id == run.id, BillingRun.status == "running")
+        .values(status=status, completed_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:
+        return
+    session.refresh(run)
+    record_event(
+        session,
+        "billing_run.completed",
+        run.id,
+        {
+            "period": run.period,
+            "invoices_created": run.invoices_created,
+            "invoices_existing": run.invoices_existing,
+            "failures": run.failures,
+        },
+    )
+
+
+def fail_billing_run(session: Session, *, tenant_id: str, billing_run_id: str, reason: str) -> bool:
+    """Mark a pending or running run failed with the reason (one of its jobs failed for good).
+
+    Works in a platform-scoped session too (the job ledger's). True when the run was marked.
+    """
+    run = session.get(BillingRun, billing_run_id, with_for_update=True)
+    if run is None or run.tenant_id != tenant_id or run.status not in RUN_OPEN:
+        return False
+    run.status = "failed"
+    run.failure_reason = reason[:500]
+    record_event(
+        session,
+        "billing_run.failed",
+        run.id,
+        {"period": run.period, "reason": run.failure_reason, "customers_done": run.customers_done},
+        tenant_id=tenant_id,
+    )
+    log.warning("billing run failed", extra={"billing_run_id": run.id, "reason": run.failure_reason})
+    return True
+
+
+def resume_billing_run(session: Session, *, tenant_id: str, billing_run_id: str) -> bool:
+    """Take a failed run back to running (or pending, if it never started): its failed job was replayed."""
+    run = session.get(BillingRun, billing_run_id, with_for_update=True)
+    if run is None or run.tenant_id != tenant_id or run.status != "failed":
+        return False
+    run.status = "running" if run.started_at is not None else "pending"
+    run.failure_reason = None
+    record_event(session, "billing_run.resumed", run.id, {"period": run.period}, tenant_id=tenant_id)
+    return True
 
 
 def _billable(start: dt.datetime, end: dt.datetime) -> list[ColumnElement[bool]]:
@@ -162,38 +291,81 @@ def _billable(start: dt.datetime, end: dt.datetime) -> list[ColumnElement[bool]]
     ]
 
 
-def invoice_customer(
-    session: Session, *, tenant_id: str, customer_id: str, period: str, billing_run_id: str | None = None
-) -> Invoice | None:
-    """Issue the customer's invoice for the period; None when it already exists."""
-    if session.scalar(select(Invoice.id).where(Invoice.customer_id == customer_id, Invoice.period == period)):
-        return None
-    tenant = get_tenant(session, tenant_id)
-    first, last, start, end = period_bounds(period, tenant.timezone)
-    subscriptions = list(
-        session.scalars(
-            select(Subscription)
-            .where(Subscription.customer_id == customer_id, *_billable(start, end))
-            .order_by(Subscription.id)
-        )
+def _customer_subscriptions(
+    session: Session, customer_id: str, start: dt.datetime, end: dt.datetime
+) -> tuple[list[Subscription], list[str]]:
+    """The customer's lines billable in [start, end), and the ids of all its lines (usage may outlive a line)."""
+    all_lines = list(
+        session.scalars(select(Subscription).where(Subscription.customer_id == customer_id).order_by(Subscription.id))
     )
-    offers = {o.id: o for o in session.scalars(select(Offer).where(Offer.id.in_({s.offer_id for s in subscriptions})))}
-    usage = {
-        (sub_id, service): (Decimal(str(qty or 0)), amount)
-        for sub_id, service, qty, amount in session.execute(
-            select(
-                UsageRecord.subscription_id,
-                UsageRecord.service,
-                func.sum(UsageRecord.overage_quantity),
-                func.count(UsageRecord.id),
-            )
-            .where(UsageRecord.period == period, UsageRecord.subscription_id.in_([s.id for s in subscriptions]))
-            .group_by(UsageRecord.subscription_id, UsageRecord.service)
+    billable = [
+        s
+        for s in all_lines
+        if s.status in BILLED_STATUSES
+        and s.activated_at is not None
+        and s.activated_at < end
+        and (s.terminated_at is None or s.terminated_at >= start)
+    ]
+    return billable, [s.id for s in all_lines]
+
+
+UsageRow = tuple[str, str, str, int, Decimal]  # subscription, service, period, overage quantity, amount
+
+
+def _unbilled_usage(
+    session: Session, subscription_ids: list[str], period: str, *, claim_for: str | None
+) -> list[UsageRow]:
+    """Rated overage of these lines up to `period` that no invoice has billed yet; claimed for an invoice if given.
+
+    Claiming is one UPDATE ... RETURNING: a record rated while this runs is either claimed here or left for
+    the next invoice, never both and never neither.
+    """
+    if not subscription_ids:
+        return []
+    where = (
+        UsageRecord.subscription_id.in_(subscription_ids),
+        UsageRecord.invoice_id.is_(None),
+        UsageRecord.period <= period,
+        UsageRecord.overage_quantity > 0,
+    )
+    columns = (
+        UsageRecord.subscription_id,
+        UsageRecord.service,
+        UsageRecord.period,
+        UsageRecord.overage_quantity,
+        UsageRecord.amount,
+    )
+    if claim_for is None:
+        rows = session.execute(select(*columns).where(*where))
+    else:
+        rows = session.execute(
+            update(UsageRecord)
+            .where(*where)
+            .values(invoice_id=claim_for)
+            .returning(*columns)
+            .execution_options(synchronize_session=False)
         )
-    }
-    amounts = _overage_amounts(session, period, [s.id for s in subscriptions])
+    return [(sub, service, usage_period, int(qty), Decimal(amount)) for sub, service, usage_period, qty, amount in rows]
+
+
+def _customer_charges(
+    session: Session,
+    *,
+    period: str,
+    billable: list[Subscription],
+    usage: list[UsageRow],
+) -> list[Charge]:
+    """Each billable line's fee, then its overage per service: this period's first, then earlier periods' by age."""
+    lines = {s.id: s for s in session.scalars(select(Subscription).where(Subscription.id.in_({u[0] for u in usage})))}
+    lines.update({s.id: s for s in billable})
+    offers = {o.id: o for o in session.scalars(select(Offer).where(Offer.id.in_({s.offer_id for s in lines.values()})))}
+    totals: dict[tuple[str, str, str], tuple[int, Decimal]] = {}
+    for sub_id, service, usage_period, qty, amount in usage:
+        seen_qty, seen_amount = totals.get((sub_id, usage_period, service), (0, Decimal(0)))
+        totals[(sub_id, usage_period, service)] = (seen_qty + qty, seen_amount + amount)
+
     charges: list[Charge] = []
-    for sub in subscriptions:
+    for sub in billable:
         offer = offers[sub.offer_id]
         charges.append(
             Charge(
@@ -205,25 +377,45 @@ def invoice_customer(
                 amount=offer.price,
             )
         )
-        for service, (kind, unit, price_attr, label) in OVERAGE.items():
-            overage_qty, _ = usage.get((sub.id, service.value), (Decimal(0), 0))
-            amount = amounts.get((sub.id, service.value), Decimal(0))
-            if overage_qty == 0 and amount == 0:
-                continue
-            quantity = (overage_qty / price_unit(service)).quantize(Decimal("0.001"))
-            charges.append(
-                Charge(
-                    kind=kind,
-                    description=f"{label} ({sub.msisdn})",
-                    quantity=quantity,
-                    unit=unit,
-                    unit_price=getattr(offer, price_attr),
-                    amount=amount,
-                )
+    # This period's usage first, line by line; then what arrived late for earlier periods, oldest first.
+    order = sorted(totals, key=lambda key: (key[1] != period, key[1], key[0], list(OVERAGE).index(Service(key[2]))))
+    for sub_id, usage_period, service_name in order:
+        qty, amount = totals[(sub_id, usage_period, service_name)]
+        service = Service(service_name)
+        kind, unit, price_attr, label = OVERAGE[service]
+        sub = lines[sub_id]
+        late = usage_period != period
+        description = f"{label}, usage of {usage_period} ({sub.msisdn})" if late else f"{label} ({sub.msisdn})"
+        charges.append(
+            Charge(
+                kind=kind,
+                description=description,
+                quantity=(Decimal(qty) / price_unit(service)).quantize(Decimal("0.001")),
+                unit=unit,
+                unit_price=getattr(offers[sub.offer_id], price_attr),
+                amount=amount,
+                period=usage_period if late else None,
             )
-    totals = compute_invoice(charges, currency=tenant.currency, tax_rate=vat_rate(tenant.country, last))
+        )
+    return charges
+
+
+def invoice_customer(
+    session: Session, *, tenant_id: str, customer_id: str, period: str, billing_run_id: str | None = None
+) -> Invoice | None:
+    """Issue the customer's invoice for the period; None when it already exists.
+
+    It bills the period's fees and every rated overage not billed yet up to the period's end, so usage
+    rated after an earlier period was invoiced lands here, named with its own period.
+    """
+    if session.scalar(select(Invoice.id).where(Invoice.customer_id == customer_id, Invoice.period == period)):
+        return None
+    tenant = get_tenant(session, tenant_id)
+    first, last, start, end = period_bounds(period, tenant.timezone)
+    billable, all_lines = _customer_subscriptions(session, customer_id, start, end)
     number = f"INV-{first.year}-{next_counter(session, tenant_id, f'invoice:{first.year}'):06d}"
     issued = utcnow()
+    zero = Decimal(0)
     invoice = Invoice(
         id=new_id("inv"),
         number=number,
@@ -234,29 +426,39 @@ def invoice_customer(
         period_end=last,
         status="issued",
         currency=tenant.currency,
-        subtotal=totals.subtotal,
-        tax=totals.tax,
-        tax_rate=totals.tax_rate,
-        total=totals.total,
+        subtotal=zero,
+        tax=zero,
+        tax_rate=zero,
+        total=zero,
         issued_at=issued,
         due_date=issued.date() + PAYMENT_TERMS,
     )
     session.add(invoice)
-    session.flush()
-    for position, line in enumerate(totals.lines, start=1):
-        session.add(
-            InvoiceLine(
-                id=new_id("inl"),
-                invoice_id=invoice.id,
-                position=position,
-                kind=line.kind,
-                description=line.description,
-                quantity=line.quantity,
-                unit=line.unit,
-                unit_price=line.unit_price,
-                amount=line.amount,
-            )
+    session.flush()  # the claimed usage points at it
+    usage = _unbilled_usage(session, all_lines, period, claim_for=invoice.id)
+    charges = _customer_charges(session, period=period, billable=billable, usage=usage)
+    totals = compute_invoice(charges, currency=tenant.currency, tax_rate=vat_rate(tenant.country, last))
+    invoice.subtotal, invoice.tax, invoice.tax_rate, invoice.total = (
+        totals.subtotal,
+        totals.tax,
+        totals.tax_rate,
+        totals.total,
+    )
+    session.add_all(
+        InvoiceLine(
+            id=new_id("inl"),
+            invoice_id=invoice.id,
+            position=position,
+            kind=line.kind,
+            description=line.description,
+            quantity=line.quantity,
+            unit=line.unit,
+            unit_price=line.unit_price,
+            amount=line.amount,
+            service_period=line.period,
         )
+        for position, line in enumerate(totals.lines, start=1)
+    )
     session.flush()
     enqueue(session, "charging.render_invoice_pdf", tenant_id=tenant_id, invoice_id=invoice.id, key=f"pdf-{invoice.id}")
     record_event(
@@ -274,19 +476,42 @@ def invoice_customer(
     return invoice
 
 
-def _overage_amounts(session: Session, period: str, subscription_ids: list[str]) -> dict[tuple[str, str], Decimal]:
-    # Summed in Python: money is exact Decimal on every backend (SQLite keeps it as text).
-    sums: dict[tuple[str, str], Decimal] = {}
-    rows = session.execute(
-        select(UsageRecord.subscription_id, UsageRecord.service, UsageRecord.amount).where(
-            UsageRecord.period == period,
-            UsageRecord.subscription_id.in_(subscription_ids),
-            UsageRecord.overage_quantity > 0,
-        )
+@dataclass(frozen=True)
+class UpcomingInvoice:
+    """What the customer's invoice for the open period would be if it were issued now."""
+
+    customer_id: str
+    period: str
+    period_start: dt.date
+    period_end: dt.date
+    period_ends_at: dt.datetime
+    currency: str
+    totals: InvoiceTotals
+
+
+def upcoming_invoice(session: Session, *, tenant_id: str, customer_id: str) -> UpcomingInvoice:
+    """Preview the open period's invoice: its fees and all overage not billed yet; nothing is written."""
+    tenant = get_tenant(session, tenant_id)
+    get_or_raise(session, Customer, customer_id, CustomerNotFound, "customer")
+    period = period_of(utcnow(), tenant.timezone)
+    first, last, start, end = period_bounds(period, tenant.timezone)
+    billable, all_lines = _customer_subscriptions(session, customer_id, start, end)
+    usage = _unbilled_usage(session, all_lines, period, claim_for=None)
+    charges = _customer_charges(session, period=period, billable=billable, usage=usage)
+    totals = compute_invoice(charges, currency=tenant.currency, tax_rate=vat_rate(tenant.country, last))
+    return UpcomingInvoice(customer_id, period, first, last, end, tenant.currency, totals)
+
+
+def customers_to_bill(session: Session, *, period: str, start: dt.datetime, end: dt.datetime) -> list[str]:
+    """Customers with a line billable in the period, or with overage up to it that no invoice has billed yet."""
+    with_lines = select(Subscription.customer_id).where(*_billable(start, end))
+    with_usage = (
+        select(Subscription.customer_id)
+        .join(UsageRecord, UsageRecord.subscription_id == Subscription.id)
+        .where(UsageRecord.invoice_id.is_(None), UsageRecord.period <= period, UsageRecord.overage_quantity > 0)
     )
-    for sub_id, service, amount in rows:
-        sums[(sub_id, service)] = sums.get((sub_id, service), Decimal(0)) + amount
-    return sums
+    ids = set(session.scalars(with_lines)) | set(session.scalars(with_usage))
+    return sorted(ids)
 
 
 def get_invoice(session: Session, invoice_id: str) -> Invoice:

@@ -19,3 +19,7 @@ class InvalidPeriod(InvalidInput):
 
 class BillingRunInProgress(Conflict):
     code = "billing_run_in_progress"
+
+
+class PeriodNotEnded(Conflict):
+    code = "period_not_ended"

@@ -28,6 +28,8 @@ class Charge:
     unit: str
     unit_price: Decimal | None
     amount: Decimal
+    # The period the usage belongs to, when it is not the invoice's own (usage rated after its period was billed).
+    period: str | None = None
 
     def __post_init__(self) -> None:
         _require_decimal("quantity", self.quantity)
@@ -48,6 +50,7 @@ class InvoiceLine:
     unit: str
     unit_price: Decimal | None
     amount: Decimal
+    period: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ def compute_invoice(charges: list[Charge], *, currency: str, tax_rate: Decimal) 
                 unit=charge.unit,
                 unit_price=charge.unit_price,
                 amount=amount.copy_abs() if amount.is_zero() else amount,
+                period=charge.period,
             )
         )
     subtotal = round_money(sum((line.amount for line in lines), Decimal(0)), currency)

@@ -19,6 +19,7 @@ class UsageRecord(TenantOwned, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "record_id"),
         Index("ix_usage_records_billing", "tenant_id", "subscription_id", "period", "service"),
+        Index("ix_usage_records_unbilled", "subscription_id", "invoice_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -34,6 +35,8 @@ class UsageRecord(TenantOwned, Base):
     amount: Mapped[Decimal] = mapped_column()
     source: Mapped[str] = mapped_column(String(300))
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The invoice that billed this record's overage; NULL until billed, whatever period it belongs to.
+    invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
 
 
 class AllowanceBalance(TenantOwned, Base):
@@ -72,13 +75,20 @@ class BillingRun(TenantOwned, Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     period: Mapped[str] = mapped_column(String(7))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    # pending -> running -> completed | completed_with_failures; pending | running -> failed -> running (replayed)
+    status: Mapped[str] = mapped_column(String(30), default="pending")
     customers_total: Mapped[int] = mapped_column(Integer, default=0)
     customers_done: Mapped[int] = mapped_column(Integer, default=0)
     invoices_created: Mapped[int] = mapped_column(Integer, default=0)
     invoices_existing: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(500))
+    # Why the run failed: the error of the job that failed past its last retry.
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    # The run's customers are split in chunks, each a job; a chunk's counts are kept under its number
+    # ({"0": {"customers": 50, "created": 48, "existing": 2, "failures": 0}, ...}) once it has run.
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    chunk_results: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column()
     completed_at: Mapped[dt.datetime | None] = mapped_column()
@@ -120,3 +130,5 @@ class InvoiceLine(TenantOwned, Base):
     unit: Mapped[str] = mapped_column(String(20))
     unit_price: Mapped[Decimal | None] = mapped_column()
     amount: Mapped[Decimal] = mapped_column()
+    # The usage's own period when it is earlier than the invoice's (rated after that period was invoiced).
+    service_period: Mapped[str | None] = mapped_column(String(7))

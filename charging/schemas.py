@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from mvne.charging.rating import Service
-from mvne.infra.fields import DecimalString
+from mvne.infra.fields import DateTime, DecimalString, Integer, Period, Text
 from mvne.infra.web.pagination import PageArgs
 
 
 class UsageRecordInSchema(Schema):
-    record_id = fields.String(required=True, validate=validate.Length(1, 128))
-    subscription = fields.String(load_default=None)
-    msisdn = fields.String(load_default=None, validate=validate.Regexp(r"^\+[1-9]\d{6,14}$"))
+    # The document says what `_consistent` checks: a record names its line by subscription or msisdn.
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["subscription"], "properties": {"subscription": {"type": "string"}}},
+            {"required": ["msisdn"], "properties": {"msisdn": {"type": "string"}}},
+        ]
+    }
+
+    record_id = Text(required=True, min_length=1, max_length=128)
+    subscription = Text(load_default=None, min_length=1, max_length=64, metadata={"example": "sub_01J..."})
+    msisdn = Text(
+        load_default=None,
+        max_length=16,
+        pattern=r"^\+[1-9][0-9]{6,14}$",
+        pattern_error="Must be an E.164 number such as +33612345678.",
+    )
     service = fields.Enum(Service, by_value=True, required=True)
-    started_at = fields.AwareDateTime(required=True)
-    volume = fields.Integer(
+    started_at = DateTime(required=True)
+    volume = Integer(
         load_default=None,
         validate=validate.Range(0, 10**13),
         metadata={"description": "Data volume in bytes (service data)."},
     )
-    duration = fields.Integer(
+    duration = Integer(
         load_default=None,
         validate=validate.Range(0, 10**7),
         metadata={"description": "Call duration in seconds (service voice)."},
     )
-    count = fields.Integer(
+    count = Integer(
         load_default=None,
         validate=validate.Range(0, 10**6),
         metadata={"description": "Messages (service sms); 1 when absent."},
@@ -61,15 +74,16 @@ class UsageBatchResultSchema(Schema):
 
 
 class BillingRunCreateSchema(Schema):
-    period = fields.String(
-        required=True, validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="Must be YYYY-MM.")
-    )
+    period = Period(required=True)
 
 
 class BillingRunSchema(Schema):
     id = fields.String()
     period = fields.String()
-    status = fields.String()
+    status = fields.String(metadata={"enum": ["pending", "running", "completed", "completed_with_failures", "failed"]})
+    failure_reason = fields.String(
+        allow_none=True, metadata={"description": "Why the run failed (its job failed past its retries)."}
+    )
     customers_total = fields.Integer()
     customers_done = fields.Integer()
     invoices_created = fields.Integer()
@@ -93,6 +107,11 @@ class InvoiceLineSchema(Schema):
     unit = fields.String()
     unit_price = DecimalString(allow_none=True)
     amount = DecimalString()
+    period = fields.String(
+        attribute="service_period",
+        allow_none=True,
+        metadata={"description": "The usage's own period (YYYY-MM) when it was rated after that period was invoiced."},
+    )
 
 
 class InvoiceSchema(Schema):
@@ -115,9 +134,30 @@ class InvoiceSchema(Schema):
     pdf_url = fields.String()
 
 
+class UpcomingInvoiceLineSchema(InvoiceLineSchema):
+    period = fields.String(
+        allow_none=True,
+        metadata={"description": "The usage's own period (YYYY-MM) when it is earlier than the upcoming invoice's."},
+    )
+
+
+class UpcomingInvoiceSchema(Schema):
+    customer = fields.String()
+    period = fields.String()
+    period_start = fields.Date()
+    period_end = fields.Date()
+    period_ends_at = fields.AwareDateTime(metadata={"description": "When the period closes and can be billed."})
+    currency = fields.String()
+    lines = fields.List(fields.Nested(UpcomingInvoiceLineSchema))
+    subtotal = DecimalString()
+    tax = DecimalString()
+    tax_rate = DecimalString()
+    total = DecimalString()
+
+
 class InvoiceListArgs(PageArgs):
-    customer = fields.String(load_default=None)
-    period = fields.String(load_default=None)
+    customer = Text(load_default=None, allow_none=False, min_length=1, max_length=64)
+    period = Period(load_default=None, allow_none=False)
 
 
 class ServiceUsageSchema(Schema):
@@ -138,8 +178,6 @@ class UsageSummarySchema(Schema):
 
 
 class UsageSummaryArgs(Schema):
-    period = fields.String(
-        load_default=None,
-        validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"),
-        metadata={"description": "YYYY-MM; the current period when absent."},
+    period = Period(
+        load_default=None, allow_none=False, metadata={"description": "YYYY-MM; the current period when absent."}
     )

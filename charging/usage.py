@@ -51,6 +51,34 @@ class UsageInput:
     msisdn: str | None = None
 
 
+@dataclass(frozen=True)
+class UsageWindow:
+    """When usage may have happened: not after now plus a clock-skew tolerance, not before the retention."""
+
+    clock_skew: dt.timedelta = dt.timedelta(minutes=15)
+    retention: dt.timedelta = dt.timedelta(days=180)
+
+    @classmethod
+    def of(cls, clock_skew_s: int, retention_days: int) -> UsageWindow:
+        return cls(dt.timedelta(seconds=clock_skew_s), dt.timedelta(days=retention_days))
+
+    def refusal(self, started_at: dt.datetime, now: dt.datetime) -> tuple[str, str] | None:
+        """Why a record's time is refused (code, reason), or None when it is acceptable."""
+        if started_at > now + self.clock_skew:
+            return (
+                "in_the_future",
+                f"The record starts at {started_at.isoformat()}, later than now ({now.isoformat(timespec='seconds')}) "
+                f"by more than the {int(self.clock_skew.total_seconds())} s clock-skew tolerance.",
+            )
+        if started_at < now - self.retention:
+            return (
+                "too_old",
+                f"The record starts at {started_at.isoformat()}, older than the {self.retention.days}-day "
+                "retention window for usage.",
+            )
+        return None
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
@@ -71,7 +99,14 @@ def _offer_allowance(offer: Offer, service: Service) -> tuple[int, Decimal]:
     return allowance_units(service, offer.sms), offer.overage_sms_per_message
 
 
-def ingest_usage(session: Session, tenant: Tenant, records: list[UsageInput], *, source: str) -> IngestResult:
+def ingest_usage(
+    session: Session,
+    tenant: Tenant,
+    records: list[UsageInput],
+    *,
+    source: str,
+    window: UsageWindow | None = None,
+) -> IngestResult:
     """Store and rate a batch for the session's tenant; unknown lines are rejected one by one.
 
     The batch is rated in memory under row locks on the allowance balances it touches, taken in a
@@ -92,9 +127,14 @@ def ingest_usage(session: Session, tenant: Tenant, records: list[UsageInput], *,
 
     candidates: list[tuple[UsageInput, Subscription, str]] = []
     seen_in_batch: set[str] = set()
+    window = window or UsageWindow()
+    now = utcnow()
     for index, record in enumerate(records):
         sub = subs.get(record.subscription_id) if record.subscription_id else subs_by_msisdn.get(record.msisdn or "")
-        if sub is None:
+        refusal = window.refusal(record.started_at, now)
+        if refusal is not None:
+            result.rejected.append(_rejection(index, record, *refusal))
+        elif sub is None:
             result.rejected.append(_rejection(index, record, "unknown_subscription", "No line with that id or MSISDN."))
         elif sub.status not in RATEABLE_STATUSES or (sub.activated_at and record.started_at < sub.activated_at):
             reason = f"The line was not active at {record.started_at.isoformat()}."
@@ -230,7 +270,9 @@ def discover_usage_files(db: Database, storage: Storage) -> int:
     return found
 
 
-def ingest_usage_file(db: Database, storage: Storage, usage_file_id: str) -> UsageFile | None:
+def ingest_usage_file(
+    db: Database, storage: Storage, usage_file_id: str, *, window: UsageWindow | None = None
+) -> UsageFile | None:
     """Parse a network usage file and ingest its records, tenant by tenant; safe to run twice."""
     with db.transaction(platform=True) as session:
         usage_file = session.get(UsageFile, usage_file_id)
@@ -266,7 +308,7 @@ def ingest_usage_file(db: Database, storage: Storage, usage_file_id: str) -> Usa
         with db.transaction(tenant_id=tenant_id) as session:
             tenant = session.get(Tenant, tenant_id)
             assert tenant is not None
-            outcome = ingest_usage(session, tenant, records, source=f"file:{key}")
+            outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window)
         totals.accepted += outcome.accepted
         totals.duplicates += outcome.duplicates
         errors.extend({"record_id": r["record_id"], "reason": r["reason"]} for r in outcome.rejected)

@@ -11,21 +11,22 @@ import datetime as dt
 import secrets
 import tempfile
 import time
-import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
+from mvne.charging.billing import last_ended_period
 from mvne.charging.models import Invoice
 from mvne.infra.migrate import upgrade
 from mvne.infra.settings import Settings, load_settings
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
 from mvne.platform.embedded import EmbeddedServer
+from mvne.provisioning.models import Subscription
 from mvne.tenants.service import issue_api_client
 
 
@@ -118,7 +119,11 @@ def run_bench(settings: Settings, *, lines: int, records: int, batch: int) -> di
         _wait(all_active, timeout=600)
         figures["activations_per_s"] = lines / (time.perf_counter() - started)
 
-        start_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        # Billing runs bill ended periods: the bench's lines joined at the start of the last one.
+        period, joined = last_ended_period("Europe/Paris")
+        with rt.db.transaction(tenant_id=tenant_id) as session:
+            session.execute(update(Subscription).where(Subscription.id.in_(subs)).values(activated_at=joined))
+        start_at = joined + dt.timedelta(days=1)
         sent = 0
         started = time.perf_counter()
         while sent < records:
@@ -138,7 +143,6 @@ def run_bench(settings: Settings, *, lines: int, records: int, batch: int) -> di
             sent += len(chunk)
         figures["usage_records_rated_per_s"] = records / (time.perf_counter() - started)
 
-        period = dt.datetime.now(zoneinfo.ZoneInfo("Europe/Paris")).strftime("%Y-%m")
         started = time.perf_counter()
         run = client.post("/v1/billing-runs", headers=h, json={"period": period}).json
         assert run is not None

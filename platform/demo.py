@@ -133,23 +133,33 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
     with rt.db.transaction(tenant_id=tenant_id) as session:
         tenant = get_tenant_by_slug(session, DEMO_SLUG)
         assert tenant is not None
-        period = usage.period_of(utcnow(), tenant.timezone)
+        # The demo's customers joined at the start of the last period, which has ended and is billed;
+        # this period, still open, has a little usage to preview.
+        period, joined = billing.last_ended_period(tenant.timezone)
         lines = session.scalars(
             select(Subscription).where(Subscription.status == "active").order_by(Subscription.id)
         ).all()
         records = []
         for n, line in enumerate(lines):
-            moment = max(line.activated_at or utcnow(), utcnow() - dt.timedelta(minutes=30))
+            if line.activated_at is not None and line.activated_at > joined:
+                line.activated_at = joined
+            moment = joined + dt.timedelta(days=3 + n)
             # The first line overruns its data allowance, so the demo invoice shows an overage line.
             data_bytes = (5_750 if n == 0 else 2_300 + 700 * n) * 1_000_000
+            recent = max(utcnow() - dt.timedelta(hours=2), joined)
             records += [
                 usage.UsageInput(f"demo-{line.id}-data", Service.DATA, moment, data_bytes, subscription_id=line.id),
                 usage.UsageInput(
                     f"demo-{line.id}-voice", Service.VOICE, moment, 1_860 + 300 * n, subscription_id=line.id
                 ),
                 usage.UsageInput(f"demo-{line.id}-sms", Service.SMS, moment, 1, subscription_id=line.id),
+                usage.UsageInput(
+                    f"demo-{line.id}-data-now", Service.DATA, recent, 400_000_000, subscription_id=line.id
+                ),
             ]
-        usage.ingest_usage(session, tenant, records, source="demo")
+        session.flush()
+        window = usage.UsageWindow.of(settings.usage_clock_skew_s, settings.usage_retention_days)
+        usage.ingest_usage(session, tenant, records, source="demo", window=window)
         has_invoice = session.scalar(select(Invoice.id).where(Invoice.period == period))
         running = session.scalar(
             select(BillingRun.id).where(BillingRun.period == period, BillingRun.status.in_(("pending", "running")))

@@ -7,7 +7,7 @@ from flask_smorest import Api
 
 def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
-    from mvne.charging.api import billing_runs, invoices, line_usage, usage_records
+    from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, usage_records
     from mvne.platform.operator_api import operations, tenants_blp
     from mvne.provisioning.api import subscriptions
     from mvne.tenants.api import customers, events, webhook_deliveries, webhook_endpoints
@@ -17,6 +17,7 @@ def register_api(api: Api) -> None:
         operations,
         offers,
         customers,
+        customer_billing,
         subscriptions,
         usage_records,
         line_usage,

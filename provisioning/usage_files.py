@@ -82,6 +82,9 @@ def parse_timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{text!r} has no timezone")
+    # Bounded before converting: an edge year with an offset would overflow (9999-12-31T23:59:59-14:00).
+    if not 2000 <= moment.year <= 2100:
+        raise ValueError(f"{text!r} is outside the years 2000 to 2100")
     return moment.astimezone(UTC)
 
 

@@ -1,7 +1,7 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
 Each tenant gets a webhook endpoint (with deliveries to a local receiver), a published offer, a customer,
-an active eSIM line, rated usage, a completed billing run for the current period and its invoice, so every
+an active eSIM line, rated usage, a completed billing run for the last period and its invoice, so every
 tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
@@ -25,7 +25,9 @@ from tests.support.api import (
     Operator,
     TenantHandle,
     active_subscription,
+    backdate_line,
     customer,
+    last_period,
     make_tenant,
     published_offer,
     wait_for,
@@ -135,8 +137,11 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]
 
     periods = []
+    # Billing runs bill ended periods: the lines joined at the start of the last one, where their usage lies.
+    period, period_start = last_period()
     for handle, sub in zip(handles, subs, strict=True):
-        started_at = dt.datetime.fromisoformat(sub["activated_at"]) + dt.timedelta(seconds=1)
+        backdate_line(runtime, sub["id"], period_start)
+        started_at = period_start + dt.timedelta(days=1)
         batch = {
             "records": [
                 {
@@ -151,8 +156,7 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         rated = handle.api.post("/v1/usage-records", batch)
         assert rated.status_code == 200, rated.json
         assert rated.json["accepted"] == 1, rated.json
-        # The period the usage fell in (the tenants' Europe/Paris month), so the run is for a begun period.
-        periods.append(started_at.astimezone(PARIS).strftime("%Y-%m"))
+        periods.append(period)
 
     runs = [_completed_run(h, p) for h, p in zip(handles, periods, strict=True)]
     worlds = []

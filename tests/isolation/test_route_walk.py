@@ -7,6 +7,7 @@ says what the parameter names.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import secrets
@@ -96,7 +97,7 @@ def _customer_body(a: World, b: World) -> dict[str, Any]:
 
 
 def _usage_body(a: World, b: World) -> dict[str, Any]:
-    started = "2020-01-01T00:00:00+00:00"
+    started = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
     return {
         "records": [
             {"record_id": f"b-{secrets.token_hex(4)}", "subscription": a.subscription_id, "service": "sms",

@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import ssl
 import time
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +19,7 @@ import httpx
 import phonenumbers
 
 from mvne.esim.identifiers import ActivationCode, is_valid_iccid
+from tests.support.api import last_period
 
 
 def _wait(fetch: Any, done: Any, *, timeout: float, what: str) -> Any:
@@ -36,6 +39,9 @@ def token(http: httpx.Client, client_id: str, secret: str) -> str:
     return str(response.json()["access_token"])
 
 
+Backdate = Callable[[str, dt.datetime], None]
+
+
 def run_journey(
     base_url: str,
     network_url: str,
@@ -43,9 +49,16 @@ def run_journey(
     operator_id: str,
     operator_secret: str,
     *,
+    backdate: Backdate,
+    smdp_tls: bool | ssl.SSLContext = True,
     timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """Drive the whole journey; assert each step; return the invoice."""
+    """Drive the whole journey; assert each step; return the invoice.
+
+    Billing runs bill periods that have ended, so the line is made to have joined at the start of the
+    last period (`backdate` sets its activation time in the database, as a line migrated from another
+    platform would carry it), and its usage is dated in that period.
+    """
     with httpx.Client(base_url=base_url, timeout=30) as http:
         op = {"Authorization": f"Bearer {token(http, operator_id, operator_secret)}"}
         slug = f"journey-{secrets.token_hex(3)}"
@@ -138,7 +151,9 @@ def run_journey(
         assert b"<svg" in qr.content
 
         # The subscriber scans the code: the SM-DP+ reports download and installation back to us (ES2+).
-        device = httpx.post(f"{smdp_url}/sim-admin/profiles/{sub['iccid']}/download", json={}, timeout=30)
+        device = httpx.post(
+            f"{smdp_url}/sim-admin/profiles/{sub['iccid']}/download", json={}, timeout=30, verify=smdp_tls
+        )
         assert device.status_code == 200, device.text
         installed = _wait(
             lambda: http.get(f"/v1/subscriptions/{sub_id}", headers=h).json()["esim"]["state"],
@@ -148,9 +163,12 @@ def run_journey(
         )
         assert installed == "installed"
 
+        # The line joined at the start of the last period; its usage is dated in that period.
+        period, period_start = last_period()
+        backdate(sub_id, period_start.astimezone(dt.UTC))
+        start = period_start + dt.timedelta(days=2)
+
         # Usage over the API: 1,200 MB of data, sent twice; the second time counts nothing.
-        activated = dt.datetime.fromisoformat(sub["activated_at"])
-        start = activated + dt.timedelta(seconds=1)
         batch = {
             "records": [
                 {
@@ -182,7 +200,6 @@ def run_journey(
         )
         assert emitted.status_code == 201, emitted.text
 
-        period = dt.datetime.now(zoneinfo.ZoneInfo("Europe/Paris")).strftime("%Y-%m")
         # The scheduler finds the file and rates it: 1,500 MB, 4,500 s and 12 SMS in all.
         wanted = {"data": 1_500_000_000, "voice": 4_500, "sms": 12}
         usage = _wait(
@@ -195,6 +212,11 @@ def run_journey(
         assert by_service["data"]["overage_quantity"] == 500_000_000
         assert by_service["voice"]["overage_quantity"] == 900
         assert by_service["sms"]["overage_quantity"] == 2
+
+        # The current period is still open: it cannot be billed yet, only previewed.
+        current = dt.datetime.now(zoneinfo.ZoneInfo("Europe/Paris")).strftime("%Y-%m")
+        early = http.post("/v1/billing-runs", headers=h, json={"period": current})
+        assert (early.status_code, early.json()["code"]) == (409, "period_not_ended"), early.text
 
         run = http.post("/v1/billing-runs", headers=h, json={"period": period})
         assert run.status_code == 202, run.text
@@ -240,4 +262,26 @@ def run_journey(
             what="second run",
         )
         assert (rerun["invoices_created"], rerun["invoices_existing"]) == (0, 1), rerun
+
+        # 100 MB more of the billed period arrive late: they wait for the next invoice, named with their period.
+        late = http.post(
+            "/v1/usage-records",
+            headers=h,
+            json={
+                "records": [
+                    {
+                        "record_id": f"{slug}-late",
+                        "subscription": sub_id,
+                        "service": "data",
+                        "started_at": (start + dt.timedelta(days=20)).isoformat(),
+                        "volume": 100_000_000,
+                    }
+                ]
+            },
+        ).json()
+        assert late["accepted"] == 1, late
+        upcoming = http.get(f"/v1/customers/{customer_id}/upcoming-invoice", headers=h).json()
+        assert upcoming["period"] == current
+        carried = [line for line in upcoming["lines"] if line["period"] == period]
+        assert [(line["kind"], line["amount"]) for line in carried] == [("overage_data", "1.00")], upcoming
         return dict(invoice)

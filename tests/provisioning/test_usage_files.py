@@ -110,6 +110,23 @@ def test_bad_lines_are_reported_by_line_number_and_the_good_lines_are_still_read
     assert all(isinstance(e, UsageFileError) for e in parsed.errors)
 
 
+def test_a_start_time_at_the_edge_of_the_calendar_is_a_bad_line_not_a_crash() -> None:
+    data = "\n".join(
+        [
+            HEADER,
+            "r1,+447900000001,001010000000001,sms,9999-12-31T23:59:59-14:00,1,messages",
+            "r2,+447900000001,001010000000001,sms,0001-01-01T00:00:00+14:00,1,messages",
+            "r3,+447900000001,001010000000001,sms,2025-03-01T12:30:00Z,1,messages",
+        ]
+    ).encode()
+
+    parsed = parse_usage_file(data)
+
+    assert [r.record_id for r in parsed.records] == ["r3"]
+    assert [e.line for e in parsed.errors] == [2, 3]
+    assert all("started_at" in e.reason for e in parsed.errors)
+
+
 def test_windows_line_ends_and_a_byte_order_mark_are_read_as_well() -> None:
     data = "\ufeff" + HEADER + "\r\nr1,+447900000001,001010000000001,sms,2025-03-01T12:30:00Z,1,messages\r\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from mvne.infra.runtime import Runtime
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
@@ -143,6 +145,26 @@ def wait_for(check: Callable[[], T | None], *, timeout: float = 30.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def backdate_line(runtime: Runtime, subscription_id: str, activated_at: dt.datetime) -> None:
+    """Make a line active since `activated_at`: billing runs bill ended periods, so a line must have lived in one.
+
+    Done in the database, as a line migrated from another platform would carry its own activation date.
+    """
+    from mvne.provisioning.models import Subscription
+
+    with runtime.db.transaction(platform=True) as session:
+        session.execute(
+            update(Subscription).where(Subscription.id == subscription_id).values(activated_at=activated_at)
+        )
+
+
+def last_period(zone: str = "Europe/Paris") -> tuple[str, dt.datetime]:
+    """The most recent period that has ended in `zone`, and the instant it began."""
+    from mvne.charging.billing import last_ended_period
+
+    return last_ended_period(zone)
 
 
 def active_subscription(api: ApiCaller, customer_id: str, offer_id: str) -> dict[str, Any]:
