@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from mvne.esim.identifiers import is_valid_eid, is_valid_iccid, normalize_iccid
+from mvne.esim.tls import client_tls, smdp_client_tls
+from mvne.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -149,27 +151,23 @@ def new_call_id() -> str:
 
 
 def _ssl_verify(verify: bool | str, cert: tuple[str, str] | None) -> bool | ssl.SSLContext:
-    # httpx 0.28 deprecates `cert=` and `verify=<path>`; an SSLContext says the same without warnings.
-    if cert is None and isinstance(verify, bool):
-        return verify
     if verify is False:
+        if cert is None:
+            return False
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    elif verify is True:
-        context = httpx.create_ssl_context()
-    else:
-        context = ssl.create_default_context(cafile=verify)
-    if cert is not None:
         context.load_cert_chain(certfile=cert[0], keyfile=cert[1])
-    return context
+        return context
+    return client_tls(verify if isinstance(verify, str) else None, cert)
 
 
 class Es2PlusClient:
     """ES2+ client over HTTPS (mutual TLS with `cert`); implements `SmdpPlus`.
 
     `cert` is (certificate file, key file); `verify` is a bool or a CA bundle path. When `http` is
-    given, that client is used as is (its own TLS settings apply) and is not closed by `close()`.
+    given, that client is used as is (its own TLS settings apply) and `close()` closes it only when
+    `owns_http` says so. `from_settings` builds the client the platform uses.
     """
 
     def __init__(
@@ -181,12 +179,23 @@ class Es2PlusClient:
         cert: tuple[str, str] | None = None,
         verify: bool | str = True,
         http: httpx.Client | None = None,
+        owns_http: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.requester_id = requester_id
         self.timeout = timeout
-        self._owns_http = http is None
+        self._owns_http = http is None or owns_http
         self._http = http if http is not None else httpx.Client(verify=_ssl_verify(verify, cert))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Es2PlusClient:
+        """The client of the configured SM-DP+: mutual TLS with our certificate, its server checked by its CA."""
+        return cls(
+            settings.smdp_url,
+            settings.smdp_requester_id,
+            http=httpx.Client(verify=smdp_client_tls(settings)),
+            owns_http=True,
+        )
 
     def close(self) -> None:
         """Close the HTTP connection pool if this client created it."""

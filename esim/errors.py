@@ -11,3 +11,13 @@ class SimNotFound(NotFound):
 
 class SimPoolExhausted(Conflict):
     code = "sim_pool_exhausted"
+
+
+class NotificationRefused(Exception):
+    """An ES2+ download notification that must not be applied, with its SGP.22 status code."""
+
+    def __init__(self, subject_code: str, reason_code: str, message: str) -> None:
+        super().__init__(f"{subject_code}/{reason_code} {message}")
+        self.subject_code = subject_code
+        self.reason_code = reason_code
+        self.message = message

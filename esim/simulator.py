@@ -15,6 +15,7 @@ import os
 import pathlib
 import re
 import secrets
+import ssl
 import tempfile
 import threading
 import time
@@ -194,10 +195,18 @@ def _fingerprint(function: str, body: dict[str, Any]) -> str:
 class SmdpSimulatorState:
     """Inventory, remembered calls and test knobs of one simulator, guarded by one lock."""
 
-    def __init__(self, smdp_address: str, state_path: pathlib.Path | None, notification_url: str | None):
+    def __init__(
+        self,
+        smdp_address: str,
+        state_path: pathlib.Path | None,
+        notification_url: str | None,
+        notify_tls: bool | ssl.SSLContext = True,
+    ):
         self.smdp_address = smdp_address
         self.state_path = state_path
         self.notification_url = notification_url
+        # TLS of the notifications we send: our client certificate and the operator's CA (mutual TLS).
+        self.notify_tls = notify_tls
         self.lock = threading.Lock()
         self.profiles: dict[str, _Profile] = {}
         self.calls: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -356,7 +365,7 @@ class SmdpSimulatorState:
             self.save()
             snapshot = (profile.iccid, profile.eid, profile.profile_type)
             url = self.notification_url
-        delivered = [_notify(url, self.smdp_address, snapshot, point=3, failure=None)]
+        delivered = [_notify(url, self.smdp_address, snapshot, point=3, failure=None, tls=self.notify_tls)]
         failure = None if installed else _Es2Failure("8.2.10", "4.2", "loadBppExecutionError")
         with self.lock:
             profile.state = ProfileState.INSTALLED if installed else ProfileState.ERROR
@@ -364,7 +373,7 @@ class SmdpSimulatorState:
             self.save()
             view = profile.view()
             url = self.notification_url
-        delivered.append(_notify(url, self.smdp_address, snapshot, point=4, failure=failure))
+        delivered.append(_notify(url, self.smdp_address, snapshot, point=4, failure=failure, tls=self.notify_tls))
         return {**view, "notifications_delivered": delivered}
 
     # ES2+ functions. Each runs with the lock held and returns the output body fields.
@@ -718,12 +727,17 @@ def create_smdp_simulator(
     smdp_address: str,
     state_path: pathlib.Path | None = None,
     notification_url: str | None = None,
+    notify_tls: bool | ssl.SSLContext = True,
 ) -> flask.Flask:
-    """Build the SM-DP+ simulator app; routes are relative so it can be mounted under any prefix."""
+    """Build the SM-DP+ simulator app; routes are relative so it can be mounted under any prefix.
+
+    `notify_tls` is what its notifications are sent with over HTTPS: an SSLContext holding its client
+    certificate and the CA of the operator's server (see `mvne.esim.tls.client_tls`), or httpx's `verify`.
+    """
     if not is_valid_fqdn(smdp_address):
         raise ValueError(f"smdp_address must be an FQDN, got {smdp_address!r}")
     app = flask.Flask(__name__)
-    app.extensions[EXTENSION_KEY] = SmdpSimulatorState(smdp_address, state_path, notification_url)
+    app.extensions[EXTENSION_KEY] = SmdpSimulatorState(smdp_address, state_path, notification_url, notify_tls)
     app.register_blueprint(_admin)
     return app
 
@@ -735,6 +749,7 @@ def _notify(
     *,
     point: int,
     failure: _Es2Failure | None,
+    tls: bool | ssl.SSLContext = True,
 ) -> bool:
     """POST one HandleDownloadProgressInfo to the operator; log and return False when it fails."""
     if url is None:
@@ -756,17 +771,18 @@ def _notify(
     content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "X-Admin-Protocol": ADMIN_PROTOCOL}
     try:
-        response = httpx.post(url, content=content, headers=headers, timeout=NOTIFICATION_TIMEOUT_SECONDS)
+        response = httpx.post(url, content=content, headers=headers, timeout=NOTIFICATION_TIMEOUT_SECONDS, verify=tls)
     except httpx.HTTPError as exc:
         log.warning("HandleDownloadProgressInfo %s for %s not delivered to %s: %s", point, iccid, url, exc)
         return False
     if not response.is_success:
         log.warning(
-            "HandleDownloadProgressInfo %s for %s refused by %s: HTTP %s",
+            "HandleDownloadProgressInfo %s for %s refused by %s: HTTP %s %s",
             point,
             iccid,
             url,
             response.status_code,
+            response.text[:500],
         )
         return False
     return True

@@ -24,6 +24,7 @@ PRODUCTION = {
     "MVNE_STORAGE_URL": "s3://mvne-objects",
     "MVNE_SMDP_URL": "https://smdp.example.net/gsma/rsp2/es2plus",
     "MVNE_NETWORK_URL": "https://hlr.example.net/api",
+    "MVNE_SMDP_CA_FILE": "smdp-ca.pem",
 }
 
 
@@ -40,6 +41,7 @@ PRODUCTION = {
         ("MVNE_EMBEDDED_SIMULATORS", "maybe"),
         ("MVNE_JOB_MAX_RETRIES", "-1"),
         ("MVNE_LOG_FORMAT", "xml"),
+        ("MVNE_SMDP_TRUSTED_PROXIES", "proxy.internal"),
     ],
 )
 def test_a_malformed_variable_is_refused_with_its_name_and_the_bad_value(variable: str, value: str) -> None:
@@ -74,6 +76,7 @@ def test_a_complete_production_environment_is_accepted_as_given() -> None:
         ("MVNE_BROKER_URL", "MVNE_BROKER_URL"),
         ("MVNE_SMDP_URL", "MVNE_SMDP_URL"),
         ("MVNE_NETWORK_URL", "MVNE_NETWORK_URL"),
+        ("MVNE_SMDP_CA_FILE", "MVNE_SMDP_CA_FILE"),
     ],
 )
 def test_production_mode_refuses_to_start_without_each_thing_it_needs(missing: str, named: str) -> None:
@@ -171,3 +174,21 @@ def test_the_cli_stops_on_a_bad_variable_with_its_name_and_no_traceback(tmp_path
     assert "'abc'" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert not (tmp_path / "var" / "mvne.db").exists()
+
+
+def test_es2plus_tls_settings_are_read_as_lists_and_the_client_key_goes_with_its_certificate() -> None:
+    settings = load_settings(
+        {
+            "MVNE_SMDP_ALLOWED_SUBJECTS": "smdp.example.net; CN=smdp2.example.net,O=Example\\; Co",
+            "MVNE_SMDP_TRUSTED_PROXIES": "10.0.0.5, 192.168.0.0/16",
+            "MVNE_SMDP_CLIENT_CERT_FILE": "es2plus.crt",
+            "MVNE_SMDP_CLIENT_KEY_FILE": "es2plus.key",
+        }
+    )
+
+    assert settings.smdp_allowed_subjects == ("smdp.example.net", "CN=smdp2.example.net,O=Example\\; Co")
+    assert settings.smdp_trusted_proxies == ("10.0.0.5", "192.168.0.0/16")
+    assert settings.smdp_client_cert_header == "X-Client-Cert"
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"MVNE_SMDP_CLIENT_CERT_FILE": "es2plus.crt"})
+    assert str(refused.value).startswith("MVNE_SMDP_CLIENT_KEY_FILE:")

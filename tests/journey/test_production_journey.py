@@ -7,9 +7,11 @@ relays the outbox and finds usage files, and the simulators run alone; objects g
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -19,10 +21,13 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
+from mvne.esim.tls import client_tls
 from mvne.infra.secrets import generate_rsa_pem
 from tests.conftest import create_postgres_database, drop_postgres_database, free_port, postgres_server_url
-from tests.journey.scenario import run_journey
+from tests.journey.scenario import Backdate, run_journey
+from tests.support.certs import es2plus_pki
 from tests.support.s3 import moto_s3_server
 
 BIN = Path(sys.executable).parent
@@ -79,6 +84,19 @@ def wait_http(url: str, processes: Processes, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
+def wait_https(url: str, processes: Processes, tls: bool | ssl.SSLContext, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        try:
+            if httpx.get(url, timeout=2, verify=tls).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
 @pytest.fixture(scope="module")
 def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     server = postgres_server_url()
@@ -89,10 +107,13 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
     assert server is not None
     app_url, platform_url, owner_url, database = create_postgres_database(server)
     logs = tmp_path_factory.mktemp("production-logs")
+    # ES2+ over mutual TLS: the SM-DP+ notifies our TLS listener with its client certificate.
+    pki = es2plus_pki(tmp_path_factory.mktemp("pki"))
+    ca, ours, smdp_cert = str(pki.ca.cert_file), pki.operator, pki.smdp
     with moto_s3_server() as s3_endpoint:
         bucket = f"mvne-{secrets.token_hex(4)}"
         boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-        web, smdp, network = free_port(), free_port(), free_port()
+        web, es2plus, smdp, network = free_port(), free_port(), free_port(), free_port()
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -109,8 +130,12 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
             "MVNE_SECRET_KEY": secrets.token_urlsafe(32),
             "MVNE_JWT_PRIVATE_KEY": generate_rsa_pem(),
             "MVNE_SIM_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            "MVNE_SMDP_URL": f"http://127.0.0.1:{smdp}",
+            "MVNE_SMDP_URL": f"https://127.0.0.1:{smdp}",
             "MVNE_NETWORK_URL": f"http://127.0.0.1:{network}",
+            "MVNE_SMDP_CA_FILE": ca,
+            "MVNE_SMDP_CLIENT_CERT_FILE": str(ours.cert_file),
+            "MVNE_SMDP_CLIENT_KEY_FILE": str(ours.key_file),
+            "MVNE_SMDP_ALLOWED_SUBJECTS": smdp_cert.subject,
             "MVNE_LOG_LEVEL": "WARNING",
         }
         processes = Processes(env, logs)
@@ -123,8 +148,16 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
                 "smdp",
                 "--port",
                 str(smdp),
+                # It serves ES2+ over TLS and takes calls only with a client certificate from the CA.
+                "--certfile",
+                str(smdp_cert.cert_file),
+                "--keyfile",
+                str(smdp_cert.key_file),
+                "--ca-file",
+                ca,
+                "--require-client-cert",
                 "--notify",
-                f"http://127.0.0.1:{web}/gsma/rsp2/es2plus/handleDownloadProgressInfo",
+                f"https://127.0.0.1:{es2plus}/gsma/rsp2/es2plus/handleDownloadProgressInfo",
             )
             processes.start("network", str(BIN / "mvne"), "sim", "network", "--port", str(network))
             processes.start(
@@ -132,31 +165,77 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
                 str(BIN / "gunicorn"),
                 "-w",
                 "2",
-                "-k",
-                "gthread",
+                "-c",
+                "python:mvne.platform.gunicorn_conf",
                 "--threads",
                 "4",
                 "-b",
                 f"127.0.0.1:{web}",
                 "mvne.platform.wsgi:app",
             )
+            # The partners' listener: TLS that requires a client certificate from the SM-DP+'s CA.
+            processes.start(
+                "web-es2plus",
+                str(BIN / "gunicorn"),
+                "-w",
+                "1",
+                "-c",
+                "python:mvne.platform.gunicorn_conf",
+                "--threads",
+                "2",
+                "-b",
+                f"127.0.0.1:{es2plus}",
+                "--certfile",
+                str(ours.cert_file),
+                "--keyfile",
+                str(ours.key_file),
+                "--ca-certs",
+                ca,
+                "--cert-reqs",
+                "2",
+                "mvne.platform.wsgi:app",
+            )
             processes.start("worker", str(BIN / "mvne"), "worker", "--processes", "1", "--threads", "4")
             processes.start("scheduler", str(BIN / "mvne"), "scheduler")
-            wait_http(f"http://127.0.0.1:{smdp}/healthz", processes)
+            our_tls = client_tls(ca, (str(ours.cert_file), str(ours.key_file)))
+            wait_https(f"https://127.0.0.1:{smdp}/healthz", processes, our_tls)
             wait_http(f"http://127.0.0.1:{network}/healthz", processes)
             wait_http(f"http://127.0.0.1:{web}/readyz", processes)
+            smdp_tls = client_tls(ca, (str(smdp_cert.cert_file), str(smdp_cert.key_file)))
+            wait_https(f"https://127.0.0.1:{es2plus}/readyz", processes, smdp_tls)
             creds = processes.run(str(BIN / "mvne"), "operator", "create-client", "--name", "journey")
             yield {
                 "base": f"http://127.0.0.1:{web}",
                 "network": f"http://127.0.0.1:{network}",
-                "smdp": f"http://127.0.0.1:{smdp}",
+                "smdp": f"https://127.0.0.1:{smdp}",
                 "creds": creds,
                 "logs": str(logs),
+                "owner_url": owner_url,
+                "ca": ca,
+                "our_cert": str(ours.cert_file),
+                "our_key": str(ours.key_file),
             }
             processes.check_alive()
         finally:
             processes.stop()
             drop_postgres_database(server, database)
+
+
+def backdate_on(database_url: str) -> Backdate:
+    """Set a line's activation time straight in the database (as the tables' owner)."""
+
+    def backdate(subscription_id: str, activated_at: dt.datetime) -> None:
+        engine = create_engine(database_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE subscriptions SET activated_at = :at WHERE id = :id"),
+                    {"at": activated_at, "id": subscription_id},
+                )
+        finally:
+            engine.dispose()
+
+    return backdate
 
 
 def test_an_mvno_goes_from_tenant_to_invoice_on_postgres_redis_and_s3_with_separate_workers(
@@ -173,6 +252,17 @@ def test_an_mvno_goes_from_tenant_to_invoice_on_postgres_redis_and_s3_with_separ
         production["smdp"],
         creds["client_id"],
         creds["client_secret"],
+        backdate=backdate_on(production["owner_url"]),
+        smdp_tls=client_tls(production["ca"], (production["our_cert"], production["our_key"])),
         timeout=90,
     )
     assert invoice["total"] == "33.84"
+    # The SM-DP+ took our ES2+ calls over mutual TLS: without a client certificate it refuses the handshake.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{production['smdp']}/healthz", timeout=10, verify=client_tls(production["ca"], None))
+    # The installation notification came over mutual TLS; without a client certificate none is taken.
+    unauthenticated = httpx.post(
+        f"{production['base']}/gsma/rsp2/es2plus/handleDownloadProgressInfo", json={}, timeout=10
+    )
+    assert unauthenticated.status_code == 403
+    assert unauthenticated.json()["header"]["functionExecutionStatus"]["status"] == "Failed"
