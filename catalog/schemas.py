@@ -6,13 +6,13 @@ from typing import Any
 
 from marshmallow import Schema, fields, pre_dump, validate
 
-from mvne.infra.fields import DecimalString
+from mvne.infra.fields import DecimalString, Integer, Text
 
 
 class AllowancesSchema(Schema):
-    data_mb = fields.Integer(load_default=0, validate=validate.Range(0, 10_000_000))
-    voice_minutes = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
-    sms = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
+    data_mb = Integer(load_default=0, validate=validate.Range(0, 10_000_000))
+    voice_minutes = Integer(load_default=0, validate=validate.Range(0, 1_000_000))
+    sms = Integer(load_default=0, validate=validate.Range(0, 1_000_000))
 
 
 class OveragePricesSchema(Schema):
@@ -22,9 +22,15 @@ class OveragePricesSchema(Schema):
 
 
 class OfferCreateSchema(Schema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$"))
-    name = fields.String(required=True, validate=validate.Length(1, 200))
-    price = DecimalString(required=True, metadata={"description": "Monthly price, tax excluded."})
+    code = Text(
+        required=True,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        pattern_error="Letters, digits, _, . and - only.",
+    )
+    name = Text(required=True, min_length=1, max_length=200)
+    price = DecimalString(required=True, metadata={"description": "Monthly price, tax excluded; never negative."})
     allowances = fields.Nested(AllowancesSchema, required=True)
     overage = fields.Nested(OveragePricesSchema, required=True)
 

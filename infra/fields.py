@@ -1,14 +1,53 @@
-"""marshmallow fields shared by every API schema."""
+"""marshmallow fields shared by every API schema.
+
+They are strict about what they accept, and the OpenAPI document says exactly that: no string may hold
+a NUL or an unpaired surrogate, every string has a bounded length, integers are JSON integers (never
+1.5, never "1"), money is a decimal string, countries are real ISO 3166-1 codes, and dates fall in a
+range our storage and calendars handle.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import ValidationError, fields
+from apispec import BasePlugin
+from babel import Locale
+from marshmallow import ValidationError, fields, validate
 
-_DECIMAL = re.compile(r"^-?\d{1,14}(\.\d{1,6})?$")
+# re.ASCII throughout: as in ECMA-262, \d is 0-9 only (Python's \d also matches other scripts' digits).
+_DECIMAL = re.compile(r"^-?\d{1,14}(\.\d{1,6})?$", re.ASCII)
+_UNSIGNED_DECIMAL = re.compile(r"^\d{1,14}(\.\d{1,6})?$", re.ASCII)
+
+# Characters no string of the API may hold: PostgreSQL refuses NUL in text, and an unpaired surrogate
+# (JSON allows "\ud800") cannot be encoded as UTF-8 at all.
+_FORBIDDEN_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+# How the document states it (ECMA-262 syntax): any string without NUL. JSON text carries no unpaired
+# surrogate that a schema could describe.
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+
+EARLIEST_YEAR = 2000
+LATEST_YEAR = 2100
+_YEAR = r"(20\d{2}|2100)"
+PERIOD_PATTERN = rf"^{_YEAR}-(0[1-9]|1[0-2])$"
+DATE_TIME_PATTERN = (
+    rf"^{_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{{1,6}})?"
+    r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+_DATE_TIME = re.compile(DATE_TIME_PATTERN, re.ASCII)
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,18}")
+
+
+def forbidden_character(text: str) -> str | None:
+    """Why `text` cannot be accepted (it holds a NUL or an unpaired surrogate), or None when it can."""
+    found = _FORBIDDEN_CHARACTER.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "Must not contain NUL characters."
+    return "Must not contain unpaired surrogates (invalid Unicode)."
 
 
 def money_str(value: Decimal) -> str:
@@ -21,10 +60,23 @@ def money_str(value: Decimal) -> str:
 
 
 class DecimalString(fields.Field):
-    """Money on the wire: a JSON string such as "12.50", never a float."""
+    """Money on the wire: a JSON string such as "12.50", never a float.
+
+    Non-negative unless `minimum=None`, and the documented pattern says so (no leading minus).
+    """
 
     def __init__(self, *, minimum: Decimal | None = Decimal(0), **kwargs: Any) -> None:
-        metadata = {"type": "string", "format": "decimal", "pattern": _DECIMAL.pattern, "example": "9.99"}
+        signed = minimum is None or minimum < 0
+        self._pattern = _DECIMAL if signed else _UNSIGNED_DECIMAL
+        metadata: dict[str, Any] = {
+            "type": "string",
+            "format": "decimal",
+            "pattern": self._pattern.pattern,
+            "maxLength": len("-") + 14 + len(".") + 6,
+            "example": "9.99",
+        }
+        if minimum is not None:
+            metadata["x-minimum"] = str(minimum)
         metadata.update(kwargs.pop("metadata", {}))
         super().__init__(metadata=metadata, **kwargs)
         self.minimum = minimum
@@ -33,7 +85,9 @@ class DecimalString(fields.Field):
         return None if value is None else money_str(Decimal(value))
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        if not isinstance(value, str) or not _DECIMAL.match(value):
+        if self.minimum is not None and isinstance(value, str) and _DECIMAL.fullmatch(value) and value.startswith("-"):
+            raise ValidationError(f"Must be at least {self.minimum}.")
+        if not isinstance(value, str) or not self._pattern.fullmatch(value):
             raise ValidationError('Must be a decimal string such as "12.50" (at most 6 decimals).')
         amount = Decimal(value)
         if self.minimum is not None and amount < self.minimum:
@@ -41,12 +95,156 @@ class DecimalString(fields.Field):
         return amount
 
 
-class Country(fields.String):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(metadata={"example": "FR", "pattern": "^[A-Z]{2}$"}, **kwargs)
+def _absent() -> None:
+    return None
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+
+class Text(fields.String):
+    """A string of bounded length, without NUL or unpaired surrogates, optionally matching `pattern`.
+
+    `pattern` is an anchored regular expression valid both in Python and in ECMA-262 (the document's
+    dialect); the whole value must match it.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_length: int = 0,
+        max_length: int = 255,
+        pattern: str | None = None,
+        pattern_error: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("allow_none") is False and "load_default" in kwargs and kwargs["load_default"] is None:
+            # An optional query parameter: None when absent, but never null on the wire, so no null default
+            # in the document (a callable default is not documented).
+            kwargs["load_default"] = _absent
+        validators = kwargs.pop("validate", None)
+        validators = [] if validators is None else list(validators) if isinstance(validators, list) else [validators]
+        # The first Length validator is what the document shows as minLength/maxLength.
+        validators.insert(0, validate.Length(min=min_length or None, max=max_length))
+        metadata = {"pattern": pattern or NO_NUL_PATTERN}
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(validate=validators, metadata=metadata, **kwargs)
+        self._regex = re.compile(pattern, re.ASCII) if pattern else None
+        self._pattern_error = pattern_error or "Has an invalid format."
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if not re.fullmatch(r"[A-Z]{2}", text):
-            raise ValidationError("Must be an ISO 3166 alpha-2 country code such as FR.")
+        reason = forbidden_character(text)
+        if reason:
+            raise ValidationError(reason)
+        if self._regex is not None and not self._regex.fullmatch(text):
+            raise ValidationError(self._pattern_error)
         return text
+
+
+class Integer(fields.Integer):
+    """A JSON integer: 1.5, 1.0, "1" and true are refused rather than truncated or coerced.
+
+    `from_text=True` is for query strings, where every value is text: plain ASCII digits only
+    (no "1.5", "1e3", "+1", "1_000" or " 1").
+    """
+
+    def __init__(self, *, from_text: bool = False, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+        self.from_text = from_text
+
+    def _validated(self, value: Any) -> int:
+        if self.from_text and isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+def _iso_countries() -> frozenset[str]:
+    # CLDR territories hold the ISO 3166-1 alpha-2 codes and, beside them, regions ("001", "EU", "UN"),
+    # exceptionally reserved codes (AC, CP, CQ, DG, EA, IC, TA), CLDR's own (QO, XA, XB, ZZ, EZ) and XK,
+    # which ISO has not assigned.
+    not_iso = {"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN", "XA", "XB", "XK", "ZZ"}
+    codes = {str(code) for code in Locale("en").territories if len(str(code)) == 2 and str(code).isalpha()}
+    return frozenset(codes - not_iso)
+
+
+ISO_COUNTRIES = _iso_countries()
+
+
+class Country(Text):
+    """An ISO 3166-1 alpha-2 country code that is assigned to a country (FR, DE, US; not XX or EU)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"example": "FR", "enum": sorted(ISO_COUNTRIES)}
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$", metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            text = super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError:
+            raise ValidationError("Must be an ISO 3166-1 alpha-2 country code such as FR.") from None
+        if text not in ISO_COUNTRIES:
+            raise ValidationError("Must be an ISO 3166-1 alpha-2 country code such as FR.")
+        return text
+
+
+class Period(Text):
+    """A billing period, "YYYY-MM", in the years 2000 to 2100."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"example": "2025-01"}
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(
+            min_length=7,
+            max_length=7,
+            pattern=PERIOD_PATTERN,
+            pattern_error=f"Must be a period YYYY-MM in the years {EARLIEST_YEAR} to {LATEST_YEAR}.",
+            metadata=metadata,
+            **kwargs,
+        )
+
+
+class DateTime(fields.AwareDateTime):
+    """An RFC 3339 date-time with its offset ("2025-01-31T23:59:59Z"), in the years 2000 to 2100.
+
+    Naive times are refused (whose midnight would it be?), and so are years our calendars and the
+    database do not handle: "9999-12-31T23:59:59-14:00" is past the last representable instant in UTC.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {
+            "pattern": DATE_TIME_PATTERN,
+            "maxLength": 32,
+            "example": "2025-01-31T23:59:59Z",
+        }
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        if not isinstance(value, str) or len(value) > 32 or forbidden_character(value):
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        if not _DATE_TIME.fullmatch(value):
+            if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T.*", value):
+                year = int(value[:4])
+                if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+                    raise ValidationError(f"Must be in the years {EARLIEST_YEAR} to {LATEST_YEAR}.")
+            raise ValidationError(
+                'Must be an RFC 3339 date-time with a UTC offset, such as "2025-01-31T23:59:59Z" or '
+                '"2025-01-31T23:59:59+01:00".'
+            )
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class SchemaExtrasPlugin(BasePlugin):
+    """Adds a schema's `openapi_extra` (rules across fields, such as `anyOf` of required fields) to its document.
+
+    A marshmallow schema states each field; a rule like "give subscription or msisdn" lives in a
+    `validates_schema` method, and `openapi_extra` states it in the document too.
+    """
+
+    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        schema = kwargs.get("schema")
+        if schema is None:
+            return None
+        extra = getattr(schema if isinstance(schema, type) else type(schema), "openapi_extra", None)
+        return dict(extra) if extra else None

@@ -14,6 +14,7 @@ from mvne.infra.logging import configure_logging
 from mvne.infra.migrate import upgrade
 from mvne.infra.settings import Settings
 from mvne.platform.app import create_app
+from mvne.platform.server_errors import use_problem_errors
 from mvne.platform.wiring import build_runtime
 
 
@@ -24,8 +25,8 @@ class EmbeddedServer:
         self.settings = settings
         self.runtime = build_runtime(settings)
         self.app = create_app(rt=self.runtime)
-        self._server: Any = create_server(
-            self.app, host=settings.host, port=settings.port, threads=8, channel_timeout=60
+        self._server: Any = use_problem_errors(
+            create_server(self.app, host=settings.host, port=settings.port, threads=8, channel_timeout=60)
         )
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
 

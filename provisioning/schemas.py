@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from mvne.infra.fields import Text
 from mvne.infra.web.pagination import PageArgs
 
 
 class SubscriptionCreateSchema(Schema):
-    customer = fields.String(required=True, metadata={"example": "cus_01J..."})
-    offer = fields.String(required=True, metadata={"example": "off_01J..."})
-    sim_type = fields.String(required=True, validate=validate.OneOf(("esim",)))
+    customer = Text(required=True, min_length=1, max_length=64, metadata={"example": "cus_01J..."})
+    offer = Text(required=True, min_length=1, max_length=64, metadata={"example": "off_01J..."})
+    sim_type = Text(required=True, max_length=16, validate=validate.OneOf(("esim",)))
 
 
 class EsimSchema(Schema):
@@ -37,5 +38,5 @@ class SubscriptionSchema(Schema):
 
 
 class SubscriptionListArgs(PageArgs):
-    customer = fields.String(load_default=None)
-    status = fields.String(load_default=None)
+    customer = Text(load_default=None, allow_none=False, min_length=1, max_length=64)
+    status = Text(load_default=None, allow_none=False, min_length=1, max_length=32)

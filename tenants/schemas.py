@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from mvne.infra.fields import Country
+from mvne.infra.fields import Country, Text
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 SUPPORTED_CURRENCIES = ("EUR", "GBP", "USD", "CHF", "SEK", "PLN", "DKK", "NOK")
+TIMEZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 class TenantCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 200))
-    slug = fields.String(required=True, validate=validate.Regexp(SLUG, error="Lowercase letters, digits and -."))
+    name = Text(required=True, min_length=1, max_length=200)
+    slug = Text(
+        required=True, min_length=1, max_length=63, pattern=SLUG, pattern_error="Lowercase letters, digits and -."
+    )
     country = Country(required=True)
-    currency = fields.String(required=True, validate=validate.OneOf(SUPPORTED_CURRENCIES))
-    timezone = fields.String(required=True, metadata={"example": "Europe/Paris"})
+    currency = Text(required=True, max_length=3, validate=validate.OneOf(SUPPORTED_CURRENCIES))
+    timezone = Text(
+        required=True,
+        min_length=1,
+        max_length=64,
+        pattern=TIMEZONE,
+        pattern_error="Unknown IANA time zone.",
+        metadata={"example": "Europe/Paris", "description": "An IANA time zone name."},
+    )
 
     @validates("timezone")
     def _timezone(self, value: str, **kwargs: Any) -> None:
+        if value not in _time_zones():
+            raise ValidationError("Unknown IANA time zone.")
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -48,8 +66,12 @@ class TenantSchema(Schema):
 
 
 class ApiClientCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 200))
-    scopes = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    name = Text(required=True, min_length=1, max_length=200)
+    scopes = fields.List(
+        Text(min_length=1, max_length=64, pattern=r"^[a-z_]+:[a-z_]+$", pattern_error="Not a scope."),
+        required=True,
+        validate=validate.Length(1, 50),
+    )
 
 
 class CredentialsSchema(Schema):
@@ -60,15 +82,15 @@ class CredentialsSchema(Schema):
 
 
 class AddressSchema(Schema):
-    line1 = fields.String(required=True, validate=validate.Length(1, 200))
-    line2 = fields.String(validate=validate.Length(max=200))
-    postal_code = fields.String(required=True, validate=validate.Length(1, 20))
-    city = fields.String(required=True, validate=validate.Length(1, 100))
+    line1 = Text(required=True, min_length=1, max_length=200)
+    line2 = Text(max_length=200)
+    postal_code = Text(required=True, min_length=1, max_length=20)
+    city = Text(required=True, min_length=1, max_length=100)
     country = Country(required=True)
 
 
 class CustomerCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+    name = Text(required=True, min_length=1, max_length=200)
     email = fields.Email(required=True, validate=validate.Length(max=254))
     address = fields.Nested(AddressSchema, required=True)
 
@@ -92,8 +114,9 @@ class EventSchema(Schema):
 class WebhookEndpointCreateSchema(Schema):
     url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2000))
     event_types = fields.List(
-        fields.String(validate=validate.Regexp(r"^(\*|[a-z_]+\.[a-z_]+)$")),
+        Text(min_length=1, max_length=100, pattern=r"^(\*|[a-z_]+\.[a-z_]+)$", pattern_error="Not an event type."),
         load_default=["*"],
+        validate=validate.Length(1, 100),
         metadata={"description": 'Event types to receive, e.g. ["invoice.issued"]; "*" for all.'},
     )
 
