@@ -8,11 +8,13 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from mvne.catalog import service
+from mvne.catalog.errors import OfferCodeTaken, OfferNotFound, OfferNotPublishable
 from mvne.catalog.models import Offer
 from mvne.catalog.schemas import OfferCreateSchema, OfferSchema
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.problems import problems
 from mvne.tenants.service import get_tenant
 
 offers = Blueprint("offers", __name__, url_prefix="/v1/offers", description="What a tenant sells.")
@@ -20,7 +22,17 @@ offers = Blueprint("offers", __name__, url_prefix="/v1/offers", description="Wha
 
 @offers.post("")
 @require("offers:write")
-@offers.arguments(OfferCreateSchema)
+@problems(OfferCodeTaken)
+@offers.arguments(
+    OfferCreateSchema,
+    example={
+        "code": "PLAN-10GB",
+        "name": "10 GB, 300 minutes",
+        "price": "9.99",
+        "allowances": {"data_mb": 10240, "voice_minutes": 300, "sms": 100},
+        "overage": {"data_per_mb": "0.010000", "voice_per_minute": "0.050000", "sms_per_message": "0.050000"},
+    },
+)
 @offers.response(201, OfferSchema)
 def create_offer(body: dict[str, Any]) -> Offer:
     """Create a draft offer in the tenant's currency."""
@@ -50,6 +62,7 @@ def list_offers(args: dict[str, Any]) -> dict[str, Any]:
 
 @offers.get("/<offer_id>")
 @require("offers:read")
+@problems(OfferNotFound)
 @offers.response(200, OfferSchema)
 def get_offer(offer_id: str) -> Offer:
     """One offer."""
@@ -58,6 +71,7 @@ def get_offer(offer_id: str) -> Offer:
 
 @offers.post("/<offer_id>/publish")
 @require("offers:write")
+@problems(OfferNotFound, OfferNotPublishable)
 @offers.response(200, OfferSchema)
 def publish_offer(offer_id: str) -> Offer:
     """Make a draft offer available to new subscriptions."""

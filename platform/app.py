@@ -6,21 +6,23 @@ In embedded mode the simulators are mounted on the same port (`/sim/smdp`, `/sim
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request, send_from_directory
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from sqlalchemy.exc import IntegrityError
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from mvne.infra.fields import SchemaExtrasPlugin
 from mvne.infra.ids import new_id
 from mvne.infra.logging import bind_context, clear_context, configure_logging
 from mvne.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings, load_settings
 from mvne.infra.web import idempotency
+from mvne.infra.web.guard import register_guard
 from mvne.infra.web.problems import ProblemApi, problem, register_error_handlers
+from mvne.platform import openapi
 from mvne.platform.auth import init_auth
 from mvne.platform.wiring import build_runtime
 
@@ -38,39 +40,24 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     app.config.update(
         SECRET_KEY=settings.secret_key,
         JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE="MVNE platform API",
         API_VERSION=API_VERSION,
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/v1",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="/v1/docs/assets/",
-        API_SPEC_OPTIONS={
-            "info": {
-                "description": "Launch and run a mobile operator: tenants, offers, customers, "
-                "eSIM subscriptions, usage, billing runs and invoices."
-            },
-            "components": {
-                "securitySchemes": {
-                    "oauth2": {
-                        "type": "oauth2",
-                        "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}}},
-                    },
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                }
-            },
-            "security": [{"bearer": []}],
-        },
+        API_SPEC_OPTIONS=openapi.spec_options(),
     )
     app.extensions["mvne.runtime"] = rt
     register_error_handlers(app)
-    api = ProblemApi(app)
+    api = ProblemApi(app, spec_kwargs={"extra_plugins": [SchemaExtrasPlugin(), openapi.OperationDocs(app)]})
     register_error_handlers(app)  # again: flask-smorest registered its own HTTPException handler
     init_auth(app, issuer=settings.public_url, private_pem=settings.jwt_private_key, ttl=settings.token_ttl)
     _register_request_hooks(app)
+    register_guard(app, max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth)
     _register_health(app, rt)
-    _register_docs_assets(app)
+    openapi.register_docs_page(app)
+    openapi.document_auth(api, app)
 
     from mvne.esim.api import es2plus
     from mvne.infra.web.files import blueprint as files_blueprint
@@ -142,19 +129,8 @@ def _register_health(app: Flask, rt: Runtime) -> None:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        """Prometheus metrics."""
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
-
-
-def _register_docs_assets(app: Flask) -> None:
-    import swagger_ui_bundle
-
-    folder = Path(swagger_ui_bundle.swagger_ui_path)
-
-    @app.get("/v1/docs/assets/<path:name>")
-    def docs_assets(name: str) -> Response:
-        """Swagger UI served from the installed package, so the docs page works offline."""
-        return send_from_directory(folder, name, max_age=86400)
+        """Prometheus metrics, in the text format every Prometheus scrapes (0.0.4)."""
+        return Response(generate_latest(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 def _mount_simulators(app: Flask, rt: Runtime) -> None:

@@ -5,20 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mvne.esim.service import pool_summary
+from mvne.esim.service import MAX_POOL_GROWTH, grow_profile_pool, pool_summary
 from mvne.infra.errors import NotFound
+from mvne.infra.fields import Integer
 from mvne.infra.jobs import DeadLetter, replay_dead_letter
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, runtime
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.problems import problems
 from mvne.platform.auth import TENANT_SCOPES
 from mvne.provisioning.actors import secret_box
+from mvne.provisioning.errors import CountryNotSupported, NumberRangeExhausted
 from mvne.provisioning.service import number_block_of, onboard_tenant
 from mvne.tenants import service as tenants
+from mvne.tenants.errors import InvalidScopes, TenantNotFound, TenantSlugTaken
 from mvne.tenants.models import Tenant
 from mvne.tenants.schemas import ApiClientCreateSchema, CredentialsSchema, TenantCreateSchema, TenantSchema
 
@@ -50,7 +54,11 @@ def present_tenant(session: Session, tenant: Tenant) -> dict[str, Any]:
 
 @tenants_blp.post("")
 @require("tenants:write", tenant=False)
-@tenants_blp.arguments(TenantCreateSchema)
+@problems(TenantSlugTaken, NumberRangeExhausted, CountryNotSupported)
+@tenants_blp.arguments(
+    TenantCreateSchema,
+    example={"name": "Nimbus Mobile", "slug": "nimbus", "country": "FR", "currency": "EUR", "timezone": "Europe/Paris"},
+)
 @tenants_blp.response(201, TenantSchema)
 def create_tenant(body: dict[str, Any]) -> dict[str, Any]:
     """Onboard a brand: a tenant with its own number range and eSIM profile pool."""
@@ -72,6 +80,7 @@ def list_tenants(args: dict[str, Any]) -> dict[str, Any]:
 
 @tenants_blp.get("/<tenant_id>")
 @require("tenants:read", tenant=False)
+@problems(TenantNotFound)
 @tenants_blp.response(200, TenantSchema)
 def get_tenant(tenant_id: str) -> dict[str, Any]:
     """One tenant with its number range and eSIM pool counts."""
@@ -81,7 +90,10 @@ def get_tenant(tenant_id: str) -> dict[str, Any]:
 
 @tenants_blp.post("/<tenant_id>/api-clients")
 @require("tenants:write", tenant=False)
-@tenants_blp.arguments(ApiClientCreateSchema)
+@problems(TenantNotFound, InvalidScopes)
+@tenants_blp.arguments(
+    ApiClientCreateSchema, example={"name": "Nimbus back office", "scopes": ["offers:read", "customers:write"]}
+)
 @tenants_blp.response(201, CredentialsSchema)
 def create_api_client(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     """Issue client credentials for a tenant's back end; the secret is shown only here."""
@@ -95,6 +107,45 @@ def create_api_client(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         "client_secret": issued.client_secret,
         "scopes": list(issued.scopes),
         "tenant_id": tenant.id,
+    }
+
+
+class PoolGrowthSchema(Schema):
+    count = Integer(
+        required=True,
+        validate=validate.Range(1, MAX_POOL_GROWTH),
+        metadata={"description": "How many eSIM profiles to add."},
+    )
+
+
+class EsimPoolSchema(Schema):
+    tenant_id = fields.String()
+    batch = fields.String(metadata={"description": "The batch of profiles just added."})
+    added = fields.Integer()
+    available = fields.Integer()
+    reserved = fields.Integer()
+    in_use = fields.Integer()
+
+
+@tenants_blp.post("/<tenant_id>/esim-pool")
+@require("tenants:write", tenant=False)
+@problems(TenantNotFound)
+@tenants_blp.arguments(PoolGrowthSchema, example={"count": 500})
+@tenants_blp.response(201, EsimPoolSchema)
+def grow_esim_pool(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    """Add eSIM profiles to a tenant's pool (a sandbox SM-DP+ is loaded with them); answers the new counts."""
+    session = db_session()
+    batch = grow_profile_pool(
+        session, tenant_id=tenant_id, count=body["count"], box=secret_box(runtime().settings), reason="operator"
+    )
+    pool = pool_summary(session, batch.tenant_id)
+    return {
+        "tenant_id": batch.tenant_id,
+        "batch": batch.id,
+        "added": batch.size,
+        "available": pool.available,
+        "reserved": pool.reserved,
+        "in_use": pool.in_use,
     }
 
 

@@ -8,14 +8,18 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mvne.catalog.errors import OfferNotFound, OfferNotPublished
 from mvne.esim.models import Sim
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, tenant_id
 from mvne.infra.web.files import file_url
 from mvne.infra.web.pagination import page_schema, paginate
+from mvne.infra.web.problems import problems
 from mvne.provisioning import service
+from mvne.provisioning.errors import SubscriptionNotFound, UnsupportedSimType
 from mvne.provisioning.models import Subscription
 from mvne.provisioning.schemas import SubscriptionCreateSchema, SubscriptionListArgs, SubscriptionSchema
+from mvne.tenants.errors import CustomerNotFound
 
 subscriptions = Blueprint(
     "subscriptions",
@@ -60,7 +64,15 @@ def present(session: Session, sub: Subscription) -> dict[str, Any]:
 
 @subscriptions.post("")
 @require("subscriptions:write")
-@subscriptions.arguments(SubscriptionCreateSchema)
+@problems(CustomerNotFound, OfferNotFound, OfferNotPublished, UnsupportedSimType)
+@subscriptions.arguments(
+    SubscriptionCreateSchema,
+    example={
+        "customer": "cus_01M8NHTM21YRHT2QG60D9HJAWB",
+        "offer": "off_01M8NHTM21YRHT2QG60D9HJAWC",
+        "sim_type": "esim",
+    },
+)
 @subscriptions.response(202, SubscriptionSchema)
 def create_subscription(body: dict[str, Any]) -> dict[str, Any]:
     """Order a line; it starts `pending` and becomes `active` once the eSIM and network are ready."""
@@ -89,6 +101,7 @@ def list_subscriptions(args: dict[str, Any]) -> dict[str, Any]:
 
 @subscriptions.get("/<subscription_id>")
 @require("subscriptions:read")
+@problems(SubscriptionNotFound)
 @subscriptions.response(200, SubscriptionSchema)
 def get_subscription(subscription_id: str) -> dict[str, Any]:
     """One line, with its number and eSIM activation code."""

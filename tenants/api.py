@@ -11,7 +11,9 @@ from mvne.infra.crypto import SecretBox
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
+from mvne.infra.web.problems import problems
 from mvne.tenants import service, webhooks
+from mvne.tenants.errors import CustomerEmailTaken, CustomerNotFound
 from mvne.tenants.models import Customer, Event, WebhookDelivery, WebhookEndpoint
 from mvne.tenants.schemas import (
     CustomerCreateSchema,
@@ -29,7 +31,15 @@ events = Blueprint("events", __name__, url_prefix="/v1/events", description="The
 
 @customers.post("")
 @require("customers:write")
-@customers.arguments(CustomerCreateSchema)
+@problems(CustomerEmailTaken)
+@customers.arguments(
+    CustomerCreateSchema,
+    example={
+        "name": "Ada Martin",
+        "email": "ada.martin@example.com",
+        "address": {"line1": "12 rue des Lilas", "postal_code": "75011", "city": "Paris", "country": "FR"},
+    },
+)
 @customers.response(201, CustomerSchema)
 def create_customer(body: dict[str, Any]) -> Customer:
     """Open a subscriber account."""
@@ -47,6 +57,7 @@ def list_customers(args: dict[str, Any]) -> dict[str, Any]:
 
 @customers.get("/<customer_id>")
 @require("customers:read")
+@problems(CustomerNotFound)
 @customers.response(200, CustomerSchema)
 def get_customer(customer_id: str) -> Customer:
     """One subscriber account."""
@@ -75,7 +86,11 @@ webhook_deliveries = Blueprint(
 
 @webhook_endpoints.post("")
 @require("webhooks:write")
-@webhook_endpoints.arguments(WebhookEndpointCreateSchema)
+@problems(webhooks.InvalidWebhookUrl)
+@webhook_endpoints.arguments(
+    WebhookEndpointCreateSchema,
+    example={"url": "https://hooks.example.com/mvne", "event_types": ["subscription.activated", "invoice.issued"]},
+)
 @webhook_endpoints.response(201, WebhookEndpointCreatedSchema)
 def create_webhook_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     """Register an endpoint; the signing secret is in this response only."""
@@ -105,6 +120,7 @@ def list_webhook_endpoints(args: dict[str, Any]) -> dict[str, Any]:
 
 @webhook_endpoints.get("/<webhook_endpoint_id>")
 @require("webhooks:read")
+@problems(webhooks.WebhookEndpointNotFound)
 @webhook_endpoints.response(200, WebhookEndpointSchema)
 def get_webhook_endpoint(webhook_endpoint_id: str) -> WebhookEndpoint:
     """One endpoint."""
@@ -113,6 +129,7 @@ def get_webhook_endpoint(webhook_endpoint_id: str) -> WebhookEndpoint:
 
 @webhook_endpoints.delete("/<webhook_endpoint_id>")
 @require("webhooks:write")
+@problems(webhooks.WebhookEndpointNotFound)
 @webhook_endpoints.response(204)
 def delete_webhook_endpoint(webhook_endpoint_id: str) -> None:
     """Stop sending events to an endpoint; its deliveries stay readable."""
@@ -121,6 +138,7 @@ def delete_webhook_endpoint(webhook_endpoint_id: str) -> None:
 
 @webhook_endpoints.get("/<webhook_endpoint_id>/deliveries")
 @require("webhooks:read")
+@problems(webhooks.WebhookEndpointNotFound)
 @webhook_endpoints.arguments(PageArgs, location="query")
 @webhook_endpoints.response(200, page_schema(WebhookDeliverySchema, "WebhookDeliveryPage"))
 def list_webhook_deliveries(args: dict[str, Any], webhook_endpoint_id: str) -> dict[str, Any]:
@@ -133,6 +151,7 @@ def list_webhook_deliveries(args: dict[str, Any], webhook_endpoint_id: str) -> d
 
 @webhook_deliveries.post("/<webhook_delivery_id>/replay")
 @require("webhooks:write")
+@problems(webhooks.WebhookDeliveryNotFound, webhooks.WebhookEndpointNotFound)
 @webhook_deliveries.response(202, WebhookDeliverySchema)
 def replay_webhook_delivery(webhook_delivery_id: str) -> WebhookDelivery:
     """Send a delivery again with a fresh set of attempts."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import http
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, json
 from flask_smorest import Api
@@ -29,9 +30,11 @@ HTTP_CODES = {
     406: "not_acceptable",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "rate_limited",
+    431: "header_fields_too_large",
     500: "internal_error",
     503: "unavailable",
 }
@@ -123,6 +126,52 @@ class ProblemApi(Api):
         default: dict[str, Any] = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
         prepare_response(default, self.spec, PROBLEM_JSON)
         self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+
+# What the web kit answers with whatever the operation, for the OpenAPI document: code -> (status, detail).
+KIT_PROBLEMS: dict[str, tuple[int, str]] = {
+    "malformed_body": (400, "The request body is not valid JSON: Invalid JSON body."),
+    "invalid_idempotency_key": (400, "Idempotency-Key must be 1 to 255 characters."),
+    "invalid_cursor": (400, "starting_after must be the id of an item of this list."),
+    "unauthenticated": (401, "A valid bearer token is required."),
+    "insufficient_scope": (403, "The token lacks the scope this operation needs."),
+    "tenant_required": (403, "This operation is for a tenant's API client."),
+    "operator_required": (403, "This operation is for platform operators."),
+    "not_found": (404, "No such object."),
+    "conflict": (409, "A concurrent request changed the same data; retry the request."),
+    "payload_too_large": (413, "The data value transmitted exceeds the capacity limit."),
+    "validation_failed": (422, "The request has invalid fields; see errors."),
+    "json_too_deep": (422, "The JSON body nests arrays and objects too deeply."),
+    "idempotency_key_reused": (422, "This Idempotency-Key was used with another request; use a new key."),
+}
+
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+
+
+def problems(*errors: type[DomainError]) -> Callable[[ViewT], ViewT]:
+    """Document the domain errors a view can answer with; the OpenAPI document lists them per status.
+
+    Only documentation: the errors are answered by the app's handlers whether listed or not.
+    """
+
+    def decorate(view: ViewT) -> ViewT:
+        view._mvne_problems = (*getattr(view, "_mvne_problems", ()), *errors)  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def problem_example(
+    status: int, code: str, title: str | None = None, detail: str | None = None, errors: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A problem body as the API sends it, for the document's examples."""
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title or _title(status), "status": status}
+    body["code"] = code
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    return body
 
 
 def http_exception_to_problem(error: HTTPException) -> Response:

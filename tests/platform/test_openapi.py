@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
 from flask import Flask
 
-from tests.support.api import ApiCaller
+from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
+from tests.support.api import OFFER, ApiCaller, TenantHandle
 
 # The documentation's own routes are not operations of the API.
 DOC_ROUTES = ("/v1/openapi.json", "/v1/docs")
+# Served outside /v1 and documented too: how a client gets its token and checks it.
+AUTH_ROUTES = ("/oauth/token", "/.well-known/jwks.json")
 
 
 def spec(api: ApiCaller) -> dict[str, Any]:
@@ -33,6 +37,48 @@ def resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+def component(document: dict[str, Any], node: dict[str, Any], section: str) -> dict[str, Any]:
+    """A response or parameter, following its `$ref` into `components`."""
+    if "$ref" in node:
+        return dict(document["components"][section][node["$ref"].rsplit("/", 1)[-1]])
+    return node
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+
+
+def api_operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, operation) for path, method, operation in operations(document) if path.startswith("/v1/")]
+
+
+def problem_codes(document: dict[str, Any], operation: dict[str, Any], status: int) -> set[str]:
+    """The `code`s an operation documents for a status; fails unless it is documented as problem+json."""
+    assert str(status) in operation["responses"], f"no {status} documented"
+    response = component(document, operation["responses"][str(status)], "responses")
+    media = response.get("content", {}).get("application/problem+json")
+    assert media, f"{status} is not application/problem+json: {response}"
+    assert resolve(document, media["schema"])["properties"]["code"]["type"] == "string"
+    examples = [example["value"] for example in media.get("examples", {}).values()]
+    if "example" in media:
+        examples.append(media["example"])
+    assert examples, f"{status} has no example"
+    for example in examples:
+        assert example["status"] == status, example
+        assert example["type"].endswith(":" + example["code"]), example
+    return {example["code"] for example in examples}
+
+
+def parameters_of(document: dict[str, Any], path: str, operation: dict[str, Any]) -> list[dict[str, Any]]:
+    shared = document["paths"][path].get("parameters", [])
+    return [component(document, parameter, "parameters") for parameter in (*shared, *operation.get("parameters", []))]
+
+
 def assert_decimal_string(field: dict[str, Any]) -> None:
     types = field.get("type")
     assert types == "string" or (isinstance(types, list) and "string" in types), field
@@ -50,7 +96,7 @@ def test_the_document_is_openapi_3_1(api: ApiCaller) -> None:
 def test_every_v1_route_of_the_app_is_documented_and_nothing_else(api: ApiCaller, app: Flask) -> None:
     served = set()
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/v1/") or rule.rule.startswith(DOC_ROUTES):
+        if not (rule.rule.startswith("/v1/") or rule.rule in AUTH_ROUTES) or rule.rule.startswith(DOC_ROUTES):
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         served |= {(path, method.lower()) for method in rule.methods or () if method not in ("HEAD", "OPTIONS")}
@@ -63,6 +109,7 @@ def test_every_v1_route_of_the_app_is_documented_and_nothing_else(api: ApiCaller
     }
 
     assert ("/v1/offers", "post") in served
+    assert ("/oauth/token", "post") in served
     assert documented == served
 
 
@@ -126,13 +173,202 @@ def test_the_docs_page_loads_swagger_ui_from_our_own_server(api: ApiCaller) -> N
     assert page.status_code == 200
     assert page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert any(asset.endswith("swagger-ui-bundle.js") for asset in assets), assets
-    assert any(asset.endswith(".css") for asset in assets), assets
+    assets = re.findall(r'<(?:script[^>]*\ssrc|link[^>]*\shref)="([^"]+)"', html)
+    assert any(re.search(r"/swagger-ui-bundle\.js(\?|$)", asset) for asset in assets), assets
+    assert any(re.search(r"\.css(\?|$)", asset) for asset in assets), assets
     for asset in assets:
         assert asset.startswith("/v1/docs/assets/"), asset
-        assert api.get(asset).status_code == 200, asset
+        assert api.client.get(asset).status_code == 200, asset
     assert "/v1/openapi.json" in html
+
+
+def test_the_oauth2_flow_declares_the_token_url_and_every_scope(api: ApiCaller) -> None:
+    schemes = spec(api)["components"]["securitySchemes"]
+
+    flow = schemes["oauth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/oauth/token"
+    assert set(flow["scopes"]) == set(TENANT_SCOPES) | set(OPERATOR_SCOPES)
+    for scope, description in flow["scopes"].items():
+        assert description, scope
+        assert description != scope, scope
+
+
+def test_every_protected_operation_requires_the_scope_its_view_checks(api: ApiCaller, app: Flask) -> None:
+    document = spec(api)
+    scopes = document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["scopes"]
+    checked = 0
+
+    for rule in app.url_map.iter_rules():
+        scope = getattr(app.view_functions[rule.endpoint], "_mvne_scope", None)
+        if scope is None:
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            operation = document["paths"][path][method.lower()]
+            security = operation.get("security")
+            assert security, (method, path)
+            for requirement in security:
+                assert requirement, (method, path, "an empty requirement would let anyone call it")
+                for name, needed in requirement.items():
+                    assert name in document["components"]["securitySchemes"], name
+                    assert needed == [scope], (method, path, requirement)
+            assert any("oauth2" in requirement for requirement in security), (method, path)
+            assert scope in scopes
+            checked += 1
+
+    assert checked >= 30
+
+
+def test_every_api_operation_documents_what_it_can_answer(api: ApiCaller) -> None:
+    document = spec(api)
+    missing: list[str] = []
+
+    for path, method, operation in api_operations(document):
+        where = f"{method.upper()} {path}"
+        parameters = parameters_of(document, path, operation)
+        try:
+            assert operation.get("security"), "no security"
+            assert "unauthenticated" in problem_codes(document, operation, 401)
+            assert "insufficient_scope" in problem_codes(document, operation, 403)
+            if "{" in path:
+                assert any(p["in"] == "path" for p in parameters), "path parameters"
+                problem_codes(document, operation, 404)
+            has_body = "requestBody" in operation
+            if has_body or any(p["in"] == "query" for p in parameters):
+                assert "validation_failed" in problem_codes(document, operation, 422)
+            if has_body:
+                assert "malformed_body" in problem_codes(document, operation, 400)
+                assert "payload_too_large" in problem_codes(document, operation, 413)
+            if any(p["in"] == "query" and p["name"] == "starting_after" for p in parameters):
+                assert "invalid_cursor" in problem_codes(document, operation, 400)
+            if method == "post":
+                keys = [p for p in parameters if p["in"] == "header" and p["name"].lower() == "idempotency-key"]
+                assert keys, "no Idempotency-Key header"
+                assert keys[0]["schema"]["type"] == "string"
+                assert "idempotency_key_reused" in problem_codes(document, operation, 422)
+            if method in ("post", "put", "patch", "delete"):
+                assert "conflict" in problem_codes(document, operation, 409)
+            assert "429" not in operation["responses"], "no rate limit is enforced yet"
+        except AssertionError as error:
+            missing.append(f"{where}: {error}")
+
+    assert not missing, "\n".join(missing)
+
+
+def assert_example_fits(document: dict[str, Any], schema: dict[str, Any], example: Any, where: str) -> None:
+    """The example has every required field and no field the schema does not know, at every level."""
+    schema = resolve(document, schema)
+    if isinstance(example, dict) and "properties" in schema:
+        properties = schema["properties"]
+        assert set(schema.get("required", ())) <= set(example), (where, sorted(example))
+        assert set(example) <= set(properties), (where, sorted(set(example) - set(properties)))
+        for name, value in example.items():
+            assert_example_fits(document, properties[name], value, f"{where}.{name}")
+    elif isinstance(example, list) and "items" in schema:
+        for index, item in enumerate(example):
+            assert_example_fits(document, schema["items"], item, f"{where}[{index}]")
+
+
+def test_every_request_body_has_an_example_that_fits_its_schema(api: ApiCaller) -> None:
+    document = spec(api)
+    bodies = 0
+
+    for path, method, operation in operations(document):
+        for content_type, media in operation.get("requestBody", {}).get("content", {}).items():
+            where = f"{method.upper()} {path} {content_type}"
+            examples = [media["example"]] if "example" in media else []
+            examples += [example["value"] for example in media.get("examples", {}).values()]
+            assert examples, f"{where}: no example"
+            for example in examples:
+                assert_example_fits(document, media["schema"], example, where)
+            bodies += 1
+
+    assert bodies >= 9
+
+
+def test_domain_problems_are_documented_on_the_operations_that_raise_them(api: ApiCaller) -> None:
+    paths = spec(api)["paths"]
+    document = spec(api)
+
+    assert "offer_code_taken" in problem_codes(document, paths["/v1/offers"]["post"], 409)
+    assert "offer_not_found" in problem_codes(document, paths["/v1/offers/{offer_id}"]["get"], 404)
+    assert "offer_not_publishable" in problem_codes(document, paths["/v1/offers/{offer_id}/publish"]["post"], 409)
+    assert "customer_email_taken" in problem_codes(document, paths["/v1/customers"]["post"], 409)
+    assert "tenant_slug_taken" in problem_codes(document, paths["/v1/tenants"]["post"], 409)
+    assert "billing_run_in_progress" in problem_codes(document, paths["/v1/billing-runs"]["post"], 409)
+    subscription = paths["/v1/subscriptions"]["post"]
+    assert {"customer_not_found", "offer_not_found"} <= problem_codes(document, subscription, 404)
+    assert "offer_not_published" in problem_codes(document, subscription, 409)
+
+
+def test_the_answers_of_the_api_are_among_the_documented_ones(api: ApiCaller, tenant: TenantHandle) -> None:
+    document = spec(api)
+    offers = document["paths"]["/v1/offers"]
+    offer = {**OFFER, "code": "DOCS-1"}
+    assert tenant.api.post("/v1/offers", offer).status_code == 201
+
+    again = tenant.api.post("/v1/offers", offer)
+    unknown = tenant.api.get("/v1/offers/off_01M8NHTM21YRHT2QG60D9HJAWC")
+    anonymous = api.get("/v1/offers")
+
+    assert again.status_code == 409
+    assert again.json["code"] in problem_codes(document, offers["post"], 409)
+    assert unknown.status_code == 404
+    assert unknown.json["code"] in problem_codes(document, document["paths"]["/v1/offers/{offer_id}"]["get"], 404)
+    assert anonymous.status_code == 401
+    assert anonymous.json["code"] in problem_codes(document, offers["get"], 401)
+    bad_limit = tenant.api.get("/v1/offers", limit=0)
+    assert bad_limit.status_code == 422
+    assert bad_limit.json["code"] in problem_codes(document, offers["get"], 422)
+
+
+def test_the_token_endpoint_and_the_key_set_are_documented(api: ApiCaller) -> None:
+    document = spec(api)
+
+    token = document["paths"]["/oauth/token"]["post"]
+    form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    request = resolve(document, form["schema"])
+    assert request["properties"]["grant_type"]["enum"] == ["client_credentials"]
+    assert {"client_id", "client_secret", "scope"} <= set(request["properties"])
+    answer = resolve(document, token["responses"]["200"]["content"]["application/json"]["schema"])
+    assert {"access_token", "token_type", "expires_in", "scope"} <= set(answer["properties"])
+    for status in ("400", "401"):
+        error = resolve(document, token["responses"][status]["content"]["application/json"]["schema"])
+        assert "invalid_client" in error["properties"]["error"]["enum"]
+    assert {} in token["security"], "credentials may come in the form instead of HTTP Basic"
+    jwks = document["paths"]["/.well-known/jwks.json"]["get"]
+    assert "keys" in resolve(document, jwks["responses"]["200"]["content"]["application/json"]["schema"])["properties"]
+
+
+def test_the_token_endpoint_answers_as_documented(api: ApiCaller, tenant: TenantHandle) -> None:
+    document = spec(api)
+    token = document["paths"]["/oauth/token"]["post"]
+    errors = resolve(document, {"$ref": "#/components/schemas/OAuthError"})["properties"]["error"]["enum"]
+    basic = base64.b64encode(f"{tenant.client_id}:{tenant.secret}".encode()).decode()
+    wrong = base64.b64encode(f"{tenant.client_id}:not-the-secret".encode()).decode()
+
+    granted = api.client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "offers:read"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    refused = api.client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {wrong}"}
+    )
+    unsupported = api.client.post(
+        "/oauth/token", data={"grant_type": "password"}, headers={"Authorization": f"Basic {basic}"}
+    )
+
+    assert granted.status_code == 200, granted.json
+    properties = resolve(document, token["responses"]["200"]["content"]["application/json"]["schema"])["properties"]
+    assert set(granted.json) <= set(properties)
+    assert granted.json["token_type"] in properties["token_type"]["enum"]
+    assert granted.json["scope"] == "offers:read"
+    for response in (refused, unsupported):
+        assert str(response.status_code) in token["responses"], (response.status_code, response.json)
+        assert response.json["error"] in errors, response.json
+    assert refused.json["error"] == "invalid_client"
+    assert unsupported.json["error"] == "unsupported_grant_type"
 
 
 def test_healthz_answers_ok(api: ApiCaller) -> None:

@@ -1,0 +1,443 @@
+"""The OpenAPI document's shared parts, and the page that renders it at `/v1/docs`.
+
+Each domain's blueprint documents its own bodies, answers and domain problems (`@problems(...)`).
+What every operation shares is added here from the view functions themselves, as the document is
+built: the OAuth2 scope the view requires (`require` marks it), the `Idempotency-Key` header on
+POSTs, and the problems the web kit answers with (400, 401, 403, 404, 409, 413, 422). The token
+endpoint and the key set, served by `mvne.platform.auth`, are documented here too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from apispec import APISpec, BasePlugin
+from flask import Flask, Response, render_template_string, send_from_directory, url_for
+from flask_smorest import Api
+
+from mvne.infra.errors import DomainError
+from mvne.infra.web.idempotency import HEADER as IDEMPOTENCY_HEADER
+from mvne.infra.web.problems import KIT_PROBLEMS, PROBLEM_JSON, problem_example
+from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
+
+DOCS_FOLDER = Path(__file__).parent / "static" / "docs"
+TOKEN_URL = "/oauth/token"  # noqa: S105 (a path, not a secret)
+JWKS_URL = "/.well-known/jwks.json"
+OAUTH_TAG = "oauth"
+METHODS = ("get", "post", "put", "patch", "delete")
+WRITES = ("post", "put", "patch", "delete")
+
+SCOPE_DESCRIPTIONS = {
+    "offers:read": "Read the tenant's offers.",
+    "offers:write": "Create and publish offers.",
+    "customers:read": "Read subscriber accounts.",
+    "customers:write": "Open subscriber accounts.",
+    "subscriptions:read": "Read lines, their eSIM details and their usage.",
+    "subscriptions:write": "Order lines.",
+    "usage:write": "Send usage records to rate.",
+    "billing:read": "Read billing runs.",
+    "billing:write": "Start billing runs.",
+    "invoices:read": "Read invoices and their PDFs.",
+    "events:read": "Read the tenant's event log.",
+    "webhooks:read": "Read webhook endpoints and their deliveries.",
+    "webhooks:write": "Register, delete and replay webhook endpoints and deliveries.",
+    "tenants:read": "Platform operators: read tenants.",
+    "tenants:write": "Platform operators: onboard tenants and issue their API clients.",
+    "operations:read": "Platform operators: read dead-lettered jobs.",
+    "operations:write": "Platform operators: replay dead-lettered jobs.",
+}
+
+DESCRIPTION = f"""Launch and run a mobile operator: tenants, offers, customers, eSIM subscriptions, usage,
+billing runs and invoices.
+
+**Authentication.** Exchange your API client's credentials for an access token at `{TOKEN_URL}`
+(OAuth2 client credentials) and send it as `Authorization: Bearer <token>`. Each operation names the
+scope it needs; a tenant's client acts on its own tenant only. On this page, **Authorize** does the
+exchange for you.
+
+**Errors** are `application/problem+json` (RFC 9457) with a stable `code`, and `errors` per field
+when fields are invalid.
+
+**Retries.** Send an `{IDEMPOTENCY_HEADER}` with every POST: a retry with the same key and body
+returns the first response (marked `Idempotent-Replayed: true`); the same key with another body is
+answered 422 `idempotency_key_reused`.
+
+**Lists** are paged by cursor: `limit` and `starting_after` (the last id of the previous page),
+answered with `data` and `has_more`.
+"""
+
+# What each status means, before the list of its codes.
+STATUS_TEXT = {
+    400: "The request is malformed.",
+    401: "No valid bearer token was sent.",
+    403: "The token may not do this.",
+    404: "No such object for the caller.",
+    409: "The request conflicts with the current state; nothing was changed.",
+    413: "The request body is too large.",
+    422: "The request is well-formed but invalid; nothing was changed.",
+}
+
+
+def scopes() -> dict[str, str]:
+    """Every scope a token can carry, with what it allows."""
+    return {scope: SCOPE_DESCRIPTIONS.get(scope, scope) for scope in (*TENANT_SCOPES, *OPERATOR_SCOPES)}
+
+
+def spec_options() -> dict[str, Any]:
+    """The document's fixed parts (flask-smorest's `API_SPEC_OPTIONS`)."""
+    return {
+        "info": {"description": DESCRIPTION},
+        "components": {
+            "securitySchemes": {
+                "oauth2": {
+                    "type": "oauth2",
+                    "description": "OAuth2 client credentials: an API client's id and secret for a token.",
+                    "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": scopes()}},
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": f"An access token from `{TOKEN_URL}`, pasted as is.",
+                },
+                "clientBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The API client's id and secret, for the token endpoint only.",
+                },
+            },
+            "parameters": {
+                "IdempotencyKey": {
+                    "in": "header",
+                    "name": IDEMPOTENCY_HEADER,
+                    "required": False,
+                    "description": "Makes the POST safe to retry: a retry with the same key and body returns the "
+                    "first response; the same key with another body is answered 422 `idempotency_key_reused`.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "example": "8b1f7e52-4c1d-4a0e-9a57-0d3c1f6a2b90",
+                }
+            },
+        },
+        "security": [{"oauth2": []}, {"bearer": []}],
+    }
+
+
+class OperationDocs(BasePlugin):
+    """Adds to each operation what its view function says: scope, idempotency, the problems it can answer."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        rule = kwargs.get("rule")
+        if rule is None or not operations or path is None:
+            return
+        view = self.app.view_functions.get(rule.endpoint)
+        scope: str | None = getattr(view, "_mvne_scope", None)
+        if scope is None:
+            return
+        tenant: bool = getattr(view, "_mvne_tenant", True)
+        errors: tuple[type[DomainError], ...] = getattr(view, "_mvne_problems", ())
+        for method, operation in operations.items():
+            if method in METHODS:
+                self.document(operation, method=method, path=path, scope=scope, tenant=tenant, errors=errors)
+
+    def document(
+        self,
+        operation: dict[str, Any],
+        *,
+        method: str,
+        path: str,
+        scope: str,
+        tenant: bool,
+        errors: Iterable[type[DomainError]],
+    ) -> None:
+        operation["security"] = [{"oauth2": [scope]}, {"bearer": [scope]}]
+        caller = "a tenant's API client" if tenant else "a platform operator's client"
+        note = f"Needs a token of {caller} with the scope `{scope}`."
+        operation["description"] = f"{operation['description']}\n\n{note}" if operation.get("description") else note
+
+        has_body = "requestBody" in operation
+        has_query = any(isinstance(p, dict) and p.get("in") == "query" for p in operation.get("parameters", ()))
+        kit: dict[str, None] = dict.fromkeys(["unauthenticated", "insufficient_scope"])
+        kit["tenant_required" if tenant else "operator_required"] = None
+        if "{" in path:
+            kit.update(dict.fromkeys(["not_found", "validation_failed"]))  # a path segment may carry a NUL
+        if any(isinstance(p, dict) and p.get("name") == "starting_after" for p in operation.get("parameters", ())):
+            kit["invalid_cursor"] = None
+        if method == "post":
+            operation.setdefault("parameters", []).append("IdempotencyKey")
+            kit.update(dict.fromkeys(["invalid_idempotency_key", "idempotency_key_reused"]))
+            _mark_replayable(operation)
+        if has_body:
+            kit.update(dict.fromkeys(["malformed_body", "payload_too_large", "validation_failed", "json_too_deep"]))
+        if has_query:
+            kit["validation_failed"] = None
+        if method in WRITES:
+            kit["conflict"] = None
+
+        by_status: dict[int, list[dict[str, Any]]] = {}
+        for error in errors:
+            by_status.setdefault(error.status, []).append(problem_example(error.status, error.code, error.title))
+        for code in kit:
+            status, detail = KIT_PROBLEMS[code]
+            if status == 404 and 404 in by_status:
+                continue  # the view names what is not found
+            fields = {"name": ["Missing data for required field."]} if code == "validation_failed" else None
+            by_status.setdefault(status, []).append(problem_example(status, code, detail=detail, errors=fields))
+
+        responses = operation.setdefault("responses", {})
+        for status, examples in sorted(by_status.items()):
+            for key in (status, str(status)):
+                responses.pop(key, None)
+            responses[str(status)] = self.problem_response(status, examples)
+
+    def problem_response(self, status: int, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        text = STATUS_TEXT.get(status, "")
+        if status == 413 and self.app.config.get("MAX_CONTENT_LENGTH"):
+            text = f"The request body is larger than {self.app.config['MAX_CONTENT_LENGTH']} bytes."
+        codes = ", ".join(f"`{example['code']}`" for example in examples)
+        response: dict[str, Any] = {
+            "description": f"{text} `code`: {codes}.".strip(),
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "examples": {
+                        example["code"]: {
+                            "summary": example.get("detail") or example["code"].replace("_", " ").capitalize(),
+                            "value": example,
+                        }
+                        for example in examples
+                    },
+                }
+            },
+        }
+        if status in (401, 403):
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "description": "The bearer challenge (RFC 6750), naming the error and, on 403, the scope needed.",
+                    "schema": {"type": "string"},
+                }
+            }
+        return response
+
+
+def _mark_replayable(operation: dict[str, Any]) -> None:
+    for status, response in operation.get("responses", {}).items():
+        if str(status).startswith("2") and isinstance(response, dict):
+            response.setdefault("headers", {})["Idempotent-Replayed"] = {
+                "description": f"`true` when this is the stored response of an earlier request with the same "
+                f"`{IDEMPOTENCY_HEADER}`.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+
+
+# The token endpoint and the key set (RFC 6749 section 4.4 and 5, RFC 7517).
+TOKEN_SCHEMAS: dict[str, dict[str, Any]] = {
+    "TokenRequest": {
+        "type": "object",
+        "required": ["grant_type"],
+        "properties": {
+            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+            "scope": {
+                "type": "string",
+                "description": "Space-separated scopes to grant, among the client's; all of them when absent.",
+                "example": "offers:read offers:write",
+            },
+            "client_id": {"type": "string", "description": "When not sent with HTTP Basic authentication."},
+            "client_secret": {"type": "string", "description": "When not sent with HTTP Basic authentication."},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in"],
+        "properties": {
+            "access_token": {"type": "string", "description": "A signed JWT (RS256); keys at " + JWKS_URL},
+            "token_type": {"type": "string", "enum": ["Bearer"]},
+            "expires_in": {"type": "integer", "description": "Seconds until the token expires."},
+            "scope": {"type": "string", "description": "The scopes granted, space-separated."},
+        },
+    },
+    "OAuthError": {
+        "type": "object",
+        "required": ["error"],
+        "description": "An OAuth2 error (RFC 6749 section 5.2).",
+        "properties": {
+            "error": {
+                "type": "string",
+                "enum": [
+                    "invalid_request",
+                    "invalid_client",
+                    "invalid_grant",
+                    "unauthorized_client",
+                    "unsupported_grant_type",
+                    "invalid_scope",
+                ],
+            },
+            "error_description": {"type": "string"},
+            "error_uri": {"type": "string"},
+        },
+    },
+    "JsonWebKeySet": {
+        "type": "object",
+        "required": ["keys"],
+        "properties": {
+            "keys": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["kty", "kid"],
+                    "properties": {
+                        "kty": {"type": "string", "example": "RSA"},
+                        "kid": {"type": "string"},
+                        "use": {"type": "string", "example": "sig"},
+                        "alg": {"type": "string", "example": "RS256"},
+                        "n": {"type": "string"},
+                        "e": {"type": "string"},
+                    },
+                },
+            }
+        },
+    },
+}
+
+NO_STORE = {
+    "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}},
+    "Pragma": {"schema": {"type": "string", "enum": ["no-cache"]}},
+}
+
+
+def _oauth_error(description: str, errors: dict[str, str], headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/OAuthError"},
+                "examples": {
+                    error: {"value": {"error": error, "error_description": text}} for error, text in errors.items()
+                },
+            }
+        },
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+TOKEN_OPERATION: dict[str, Any] = {
+    "tags": [OAUTH_TAG],
+    "operationId": "issueToken",
+    "summary": "Get an access token (client credentials)",
+    "description": "Authenticate the API client with HTTP Basic (`client_secret_basic`) or with `client_id` and "
+    "`client_secret` in the form (`client_secret_post`), and receive a short-lived signed access token.",
+    "security": [{"clientBasic": []}, {}],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"$ref": "#/components/schemas/TokenRequest"},
+                "example": {"grant_type": "client_credentials", "scope": "offers:read offers:write"},
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "The access token.",
+            "headers": NO_STORE,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Token"},
+                    "example": {
+                        "access_token": "eyJhbGciOiJSUzI1NiIsImtpZCI6...",
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                        "scope": "offers:read offers:write",
+                    },
+                }
+            },
+        },
+        "400": _oauth_error(
+            "The request is not a valid client-credentials request.",
+            {
+                "invalid_request": 'Missing "grant_type" in request.',
+                "unsupported_grant_type": "unsupported_grant_type: grant_type=password is not supported",
+                "invalid_scope": "The requested scope is invalid, unknown, or malformed.",
+                "unauthorized_client": "The client is not authorized to use this grant type.",
+            },
+            NO_STORE,
+        ),
+        "401": _oauth_error(
+            "The client's credentials are unknown or wrong.",
+            {"invalid_client": "The client cannot authenticate with methods: client_secret_basic."},
+            {"WWW-Authenticate": {"description": "Basic challenge.", "schema": {"type": "string"}}, **NO_STORE},
+        ),
+    },
+}
+
+JWKS_OPERATION: dict[str, Any] = {
+    "tags": [OAUTH_TAG],
+    "operationId": "getJwks",
+    "summary": "The public keys that verify access tokens",
+    "security": [],
+    "responses": {
+        "200": {
+            "description": "The key set (RFC 7517).",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JsonWebKeySet"}}},
+        }
+    },
+}
+
+
+def document_auth(api: Api, app: Flask) -> None:
+    """Add the token endpoint and the key set to the document (they are plain Flask routes)."""
+    spec: APISpec = api.spec
+    for name, schema in TOKEN_SCHEMAS.items():
+        spec.components.schema(name, schema)
+    spec.tag({"name": OAUTH_TAG, "description": "Access tokens (OAuth2 client credentials) and their keys."})
+    for url, method, operation in ((TOKEN_URL, "post", TOKEN_OPERATION), (JWKS_URL, "get", JWKS_OPERATION)):
+        rule = next(rule for rule in app.url_map.iter_rules() if rule.rule == url)
+        spec.path(rule=rule, operations={method: operation})
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{{ title }}</title>
+  <link rel="stylesheet" href="{{ asset('swagger-ui.css') }}">
+</head>
+<body>
+  <noscript>This page needs JavaScript. The API document itself is at {{ spec_url }}.</noscript>
+  <div id="swagger-ui" data-spec-url="{{ spec_url }}"></div>
+  <script src="{{ asset('swagger-ui-bundle.js') }}"></script>
+  <script src="{{ asset('docs.js') }}"></script>
+</body>
+</html>
+"""
+
+
+def register_docs_page(app: Flask, *, spec_url: str = "/v1/openapi.json") -> None:
+    """Serve the API reference at `/v1/docs`, its assets from this package (no network needed)."""
+    versions: dict[str, str] = {}
+
+    def asset(name: str) -> str:
+        if name not in versions:
+            versions[name] = hashlib.sha256((DOCS_FOLDER / name).read_bytes()).hexdigest()[:12]
+        return url_for("docs_asset", name=name, v=versions[name])
+
+    def page() -> str:
+        """The API reference: the OpenAPI document rendered by Swagger UI."""
+        return render_template_string(PAGE, title=app.config["API_TITLE"], spec_url=spec_url, asset=asset)
+
+    def docs_asset(name: str) -> Response:
+        """Swagger UI's files, vendored in this package."""
+        return send_from_directory(DOCS_FOLDER, name, max_age=86400)
+
+    app.add_url_rule("/v1/docs", "docs_page", page, methods=["GET"])
+    app.add_url_rule("/v1/docs/assets/<path:name>", "docs_asset", docs_asset, methods=["GET"])
