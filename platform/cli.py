@@ -84,6 +84,34 @@ def create_client(name: str) -> None:
     click.echo(json.dumps({"client_id": issued.client_id, "client_secret": issued.client_secret}))
 
 
+@operator.command("grow-pool")
+@click.option("--tenant", "tenant_ref", required=True, help="The tenant's id or slug.")
+@click.option("--count", type=click.IntRange(1, 10_000), required=True, help="How many eSIM profiles to add.")
+def grow_pool(tenant_ref: str, count: int) -> None:
+    """Add eSIM profiles to a tenant's pool; print the pool's counts as JSON."""
+    from mvne.esim.service import grow_profile_pool, pool_summary
+    from mvne.infra.crypto import SecretBox
+    from mvne.infra.errors import DomainError
+    from mvne.platform.wiring import build_runtime
+    from mvne.tenants.service import get_tenant_by_slug
+
+    rt = build_runtime(_settings())
+    try:
+        with rt.db.transaction(platform=True) as session:
+            tenant = get_tenant_by_slug(session, tenant_ref)
+            tenant_id = tenant.id if tenant is not None else tenant_ref
+            batch = grow_profile_pool(
+                session, tenant_id=tenant_id, count=count, box=SecretBox.from_setting(rt.settings.sim_key)
+            )
+            pool = pool_summary(session, tenant_id)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        rt.stop()
+    summary = {"available": pool.available, "reserved": pool.reserved, "in_use": pool.in_use}
+    click.echo(json.dumps({"tenant": tenant_id, "batch": batch.id, "added": count, "esim_pool": summary}))
+
+
 @main.command()
 @click.option("--processes", default=2, show_default=True)
 @click.option("--threads", default=4, show_default=True)
@@ -138,21 +166,69 @@ def _serve(app: Any, host: str, port: int) -> None:
     serve(app, host=host, port=port, threads=8, _quiet=True)
 
 
+def _serve_tls(app: Any, host: str, port: int, context: Any) -> None:
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True, ssl_context=context)
+    click.echo(f"listening on https://{host}:{server.port}")
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    server.serve_forever()
+
+
+_PEM = click.Path(exists=True, dir_okay=False)
+
+
 @sim.command("smdp")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=8101, show_default=True)
 @click.option("--address", default=None, help="The SM-DP+ address in activation codes.")
 @click.option("--state", type=click.Path(path_type=Path), default=None, help="JSON file keeping its state.")
 @click.option("--notify", default=None, help="URL receiving HandleDownloadProgressInfo.")
-def sim_smdp(host: str, port: int, address: str | None, state: Path | None, notify: str | None) -> None:
-    """Run the SM-DP+ (ES2+) simulator alone."""
+@click.option("--certfile", type=_PEM, default=None, help="Serve HTTPS with this certificate (PEM).")
+@click.option("--keyfile", type=_PEM, default=None, help="The key of --certfile (PEM).")
+@click.option("--ca-file", type=_PEM, default=None, help="CA of the operators' client certificates (PEM).")
+@click.option("--require-client-cert", is_flag=True, help="Refuse TLS clients without a certificate from --ca-file.")
+@click.option("--notify-cert", type=_PEM, default=None, help="Client certificate for notifications [--certfile].")
+@click.option("--notify-key", type=_PEM, default=None, help="The key of --notify-cert [--keyfile].")
+@click.option("--notify-ca-file", type=_PEM, default=None, help="CA of the operator's HTTPS server [--ca-file].")
+def sim_smdp(
+    *,
+    host: str,
+    port: int,
+    address: str | None,
+    state: Path | None,
+    notify: str | None,
+    certfile: str | None,
+    keyfile: str | None,
+    ca_file: str | None,
+    require_client_cert: bool,
+    notify_cert: str | None,
+    notify_key: str | None,
+    notify_ca_file: str | None,
+) -> None:
+    """Run the SM-DP+ (ES2+) simulator alone, over HTTPS with client certificates when given them."""
     from mvne.esim.simulator import create_smdp_simulator
+    from mvne.esim.tls import client_tls, server_tls
 
+    if bool(certfile) != bool(keyfile):
+        raise click.UsageError("--certfile and --keyfile go together")
+    if require_client_cert and not (certfile and ca_file):
+        raise click.UsageError("--require-client-cert needs --certfile, --keyfile and --ca-file")
+    cert_file, key_file = notify_cert or certfile, notify_key or keyfile
+    if bool(cert_file) != bool(key_file):
+        raise click.UsageError("--notify-cert and --notify-key go together")
+    notify_tls = client_tls(notify_ca_file or ca_file, (cert_file, key_file) if cert_file and key_file else None)
     settings = _settings()
     app = create_smdp_simulator(
-        smdp_address=address or settings.smdp_address, state_path=state, notification_url=notify
+        smdp_address=address or settings.smdp_address,
+        state_path=state,
+        notification_url=notify,
+        notify_tls=notify_tls,
     )
-    _serve(app, host, port)
+    if certfile and keyfile:
+        _serve_tls(app, host, port, server_tls(certfile, keyfile, ca_file, require_client_cert=require_client_cert))
+    else:
+        _serve(app, host, port)
 
 
 @sim.group("network", invoke_without_command=True)
@@ -195,7 +271,16 @@ def emit_usage(
     body: dict[str, object] = {"msisdns": list(msisdns), "data_mb": data_mb, "voice_minutes": voice_minutes, "sms": sms}
     if start:
         body["start"] = start
-    response = httpx.post(f"{base.rstrip('/')}/usage/emit", timeout=30, json=body)
+    target = f"{base.rstrip('/')}/usage/emit"
+    try:
+        response = httpx.post(target, timeout=30, json=body)
+    except httpx.HTTPError as exc:
+        # One line, naming where it looked: the address follows MVNE_PORT / MVNE_PUBLIC_URL / MVNE_NETWORK_URL.
+        reason = str(exc) or type(exc).__name__
+        raise click.ClickException(
+            f"cannot reach the network simulator at {base} ({reason}); is the platform running? "
+            "Its address comes from MVNE_NETWORK_URL, else MVNE_PUBLIC_URL or MVNE_HOST and MVNE_PORT, or --url."
+        ) from None
     if response.status_code >= 400:
         raise click.ClickException(f"the network simulator refused: {response.text}")
     click.echo(json.dumps(response.json()))

@@ -1,6 +1,6 @@
 """Who is calling, and the decorator every API view wears: a valid bearer token with the view's scope.
 
-The token server and its keys are wired by the app (`mvne.platform.auth`); views below the platform
+The token server and its keys are wired by the app that registers them; views below the platform
 only need the checks here, which find the app's protector in `current_app.extensions`.
 """
 
@@ -70,7 +70,7 @@ def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
                 raise ProblemError(403, "tenant_required", "This operation is for a tenant's API client.")
             if not tenant and principal.tenant_id is not None:
                 raise ProblemError(403, "operator_required", "This operation is for platform operators.")
-            if request.method == "POST" and request.headers.get(idempotency.HEADER):
+            if request.method == "POST" and idempotency.HEADER in request.headers:
                 with runtime().db.transaction(platform=True) as session:
                     replay = idempotency.check_replay(session, principal.client_id, principal.tenant_id)
                 if replay is not None:

@@ -168,6 +168,17 @@ def test_sim_network_emit_usage_drops_a_usage_file_for_a_provisioned_line(
     assert sum(r.quantity for r in records if r.service == "sms") == 2
 
 
+def test_sim_network_emit_usage_follows_mvne_port_and_says_in_one_line_when_nothing_answers(cli: Cli) -> None:
+    # Nothing listens on the cli's port: the command must look there, and say so without a traceback.
+    done = cli("sim", "network", "emit-usage", "--msisdn", "+33612345678", "--sms", "1")
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [message] = done.stderr.strip().splitlines()
+    assert f"http://127.0.0.1:{cli.port}/sim/network" in message
+    assert "cannot reach the network simulator" in message
+
+
 def test_sim_network_emit_usage_for_an_unknown_line_fails_with_the_simulators_reason(
     cli: Cli, network: tuple[str, FileStorage]
 ) -> None:

@@ -159,6 +159,29 @@ def test_a_client_lacking_a_scope_is_a_403_insufficient_scope_problem(
     assert reader.api.get("/v1/offers").json["data"] == []
 
 
+def test_a_403_names_the_missing_scope_in_the_problem_and_the_rfc_6750_challenge(
+    app: Flask, operator: Operator, live_url: str
+) -> None:
+    reader = make_tenant(app.test_client(), operator, scopes=("offers:read",))
+
+    response = reader.api.post("/v1/offers", OFFER)
+
+    assert_problem(response, 403, "insufficient_scope")
+    assert "offers:write" in response.json["detail"]
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert 'error="insufficient_scope"' in challenge
+    assert 'scope="offers:write"' in challenge
+
+
+def test_a_401_with_a_bad_token_says_invalid_token_and_without_one_says_nothing_more(api: ApiCaller) -> None:
+    without = api.get("/v1/offers")
+    garbled = api.with_token("not-a-token").get("/v1/offers")
+
+    assert without.headers["WWW-Authenticate"] == 'Bearer realm="mvne"'
+    assert garbled.headers["WWW-Authenticate"] == 'Bearer realm="mvne", error="invalid_token"'
+
+
 def test_a_tenant_token_is_refused_on_operator_routes(tenant: TenantHandle) -> None:
     response = tenant.api.post("/v1/tenants", {**TENANT_BODY, "slug": f"sneaky-{tenant.slug}"})
 
