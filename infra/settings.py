@@ -6,6 +6,7 @@ from deep inside a library at the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -37,6 +38,32 @@ def _bool(name: str, raw: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _subjects(name: str, raw: str) -> tuple[str, ...]:
+    """Split on `;` (RFC 4514 escapes a `;` inside a value as `\\;`, which stays in place)."""
+    entries: list[str] = []
+    current, escaped = "", False
+    for char in raw:
+        if char == ";" and not escaped:
+            entries.append(current)
+            current = ""
+            continue
+        current += char
+        escaped = char == "\\" and not escaped
+    entries.append(current)
+    return tuple(entry.strip() for entry in entries if entry.strip())
+
+
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR blocks, checked here and kept as text."""
+    values = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: expected IP addresses or CIDR blocks, got {value!r}") from None
+    return values
 
 
 def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -72,6 +99,18 @@ class Settings:
     smdp_requester_id: str = "mvne"
     # The SM-DP+ is our simulator: profile batches are loaded into it through its admin API.
     smdp_sandbox: bool = True
+    # ES2+ runs over mutual TLS both ways. Our certificate and key (PEM files) when we call the SM-DP+;
+    # the SM-DP+'s CA (PEM bundle) verifies its server and the client certificate it notifies us with.
+    smdp_client_cert_file: str = ""
+    smdp_client_key_file: str = ""
+    smdp_ca_file: str = ""
+    # Certificates allowed to notify us: common names or full RFC 4514 subjects, `;`-separated (empty: any
+    # certificate issued under the CA).
+    smdp_allowed_subjects: tuple[str, ...] = ()
+    # Behind a TLS-terminating proxy: the addresses (IPs or CIDRs) whose forwarded client certificate
+    # header (URL-encoded PEM, as nginx's $ssl_client_escaped_cert) is believed; from others it is ignored.
+    smdp_trusted_proxies: tuple[str, ...] = ()
+    smdp_client_cert_header: str = "X-Client-Cert"
     network_url: str = ""
     embedded_simulators: bool = True
     # Webhook endpoints may be on private or loopback addresses (sandboxes); never in production.
@@ -131,6 +170,7 @@ class Settings:
             raise SettingsError(f"MVNE_BROKER_URL: expected memory:// or redis://host:port/db, got {self.broker_url!r}")
         if not self.storage_url.startswith(("file://", "s3://")):
             raise SettingsError(f"MVNE_STORAGE_URL: expected file://folder or s3://bucket, got {self.storage_url!r}")
+        self._check_smdp_tls()
         if self.is_production:
             for name in ("secret_key", "jwt_private_key", "sim_key"):
                 if not getattr(self, name):
@@ -150,6 +190,17 @@ class Settings:
                 raise SettingsError("MVNE_NETWORK_URL: required in production mode")
         return self
 
+    def _check_smdp_tls(self) -> None:
+        # The files themselves are read (and refused with their variable's name) when the app starts.
+        if bool(self.smdp_client_cert_file) != bool(self.smdp_client_key_file):
+            missing = "MVNE_SMDP_CLIENT_KEY_FILE" if self.smdp_client_cert_file else "MVNE_SMDP_CLIENT_CERT_FILE"
+            raise SettingsError(f"{missing}: give the ES2+ client certificate and its key together")
+        if self.is_production and not self.smdp_ca_file:
+            raise SettingsError(
+                "MVNE_SMDP_CA_FILE: required in production mode (the SM-DP+'s CA: without it anyone could "
+                "send ES2+ download notifications)"
+            )
+
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "mode": lambda n, v: _choice(n, v, ("embedded", "production")),
@@ -166,6 +217,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_json_depth": lambda n, v: _int(n, v, 2, 1000),
     "embedded_simulators": _bool,
     "smdp_sandbox": _bool,
+    "smdp_allowed_subjects": _subjects,
+    "smdp_trusted_proxies": _networks,
     "webhook_allow_private": _bool,
     "log_format": lambda n, v: _choice(n, v, ("json", "console")),
     "log_level": lambda n, v: _choice(n, v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")),
