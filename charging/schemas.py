@@ -114,21 +114,26 @@ class InvoiceLineSchema(Schema):
     )
 
 
-class InvoiceSchema(Schema):
-    id = fields.String()
-    number = fields.String()
-    customer = fields.String(attribute="customer_id")
-    billing_run = fields.String(attribute="billing_run_id", allow_none=True)
+class _InvoiceFiguresSchema(Schema):
+    """What an issued invoice and a preview share: the period, the currency and the totals."""
+
     period = fields.String()
     period_start = fields.Date()
     period_end = fields.Date()
-    status = fields.String()
     currency = fields.String()
-    lines = fields.List(fields.Nested(InvoiceLineSchema))
     subtotal = DecimalString()
     tax = DecimalString()
     tax_rate = DecimalString()
     total = DecimalString()
+
+
+class InvoiceSchema(_InvoiceFiguresSchema):
+    id = fields.String()
+    number = fields.String()
+    customer = fields.String(attribute="customer_id")
+    billing_run = fields.String(attribute="billing_run_id", allow_none=True)
+    status = fields.String()
+    lines = fields.List(fields.Nested(InvoiceLineSchema))
     issued_at = fields.AwareDateTime()
     due_date = fields.Date()
     pdf_url = fields.String()
@@ -141,18 +146,10 @@ class UpcomingInvoiceLineSchema(InvoiceLineSchema):
     )
 
 
-class UpcomingInvoiceSchema(Schema):
+class UpcomingInvoiceSchema(_InvoiceFiguresSchema):
     customer = fields.String()
-    period = fields.String()
-    period_start = fields.Date()
-    period_end = fields.Date()
     period_ends_at = fields.AwareDateTime(metadata={"description": "When the period closes and can be billed."})
-    currency = fields.String()
     lines = fields.List(fields.Nested(UpcomingInvoiceLineSchema))
-    subtotal = DecimalString()
-    tax = DecimalString()
-    tax_rate = DecimalString()
-    total = DecimalString()
 
 
 class InvoiceListArgs(PageArgs):
