@@ -18,6 +18,8 @@ from mvne.esim.adapters import ADMIN_PROTOCOL, InvalidNotification, parse_downlo
 from mvne.esim.errors import NotificationRefused
 from mvne.esim.service import record_download_progress
 from mvne.esim.tls import NotifierAuth, NotifierRefused
+from mvne.infra.web.guard import refusals_answered_by
+from mvne.infra.web.problems import ProblemError
 
 log = logging.getLogger("mvne.esim")
 
@@ -55,7 +57,14 @@ def _failed(status: int, subject_code: str, reason_code: str, message: str) -> R
     return Response(body, status=status, mimetype="application/json", headers={"X-Admin-Protocol": _protocol()})
 
 
+def _refused_request(refusal: ProblemError) -> Response:
+    """A request the web kit refused before parsing it (too large, too deep, not JSON): an ES2+ failure too."""
+    status = refusal.code if isinstance(refusal.code, int) and 400 <= refusal.code < 500 else 400
+    return _failed(status, "1.3.1", "2.1", refusal.detail)
+
+
 @es2plus.post("/handleDownloadProgressInfo")
+@refusals_answered_by(_refused_request)
 def handle_download_progress_info() -> Response:
     """Record how a profile's download and installation went; 204 as ES2+ requires, or an ES2+ failure."""
     rt = current_app.extensions["mvne.runtime"]

@@ -200,6 +200,11 @@ class Settings:
                 "MVNE_SMDP_CA_FILE: required in production mode (the SM-DP+'s CA: without it anyone could "
                 "send ES2+ download notifications)"
             )
+        if self.is_production and not self.smdp_allowed_subjects:
+            raise SettingsError(
+                "MVNE_SMDP_ALLOWED_SUBJECTS: required in production mode (the SM-DP+ certificates allowed to "
+                "notify us: without it any certificate the CA ever issued could)"
+            )
 
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {

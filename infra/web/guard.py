@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from flask import Flask, Response, request
 
@@ -173,13 +173,34 @@ def _check_form() -> Response | None:
     return None
 
 
+RefusalAnswer = Callable[[ProblemError], Response]
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def refusals_answered_by(answer: RefusalAnswer) -> Callable[[V], V]:
+    """Mark a view whose protocol has its own error format (ES2+): the guard's refusals go through `answer`."""
+
+    def mark(view: V) -> V:
+        view._mvne_refusal_answer = answer  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
 def register_guard(app: Flask, *, max_body_bytes: int, max_json_depth: int) -> None:
     """Check every request of `app` against the bounds above, before its view runs."""
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
     @app.before_request
     def guard_request() -> Response | None:
-        _check_path_and_query()
-        _check_headers()
-        _check_body(max_body_bytes, max_json_depth)
+        try:
+            _check_path_and_query()
+            _check_headers()
+            _check_body(max_body_bytes, max_json_depth)
+        except ProblemError as refusal:
+            view = app.view_functions.get(request.endpoint or "")
+            answer: RefusalAnswer | None = getattr(view, "_mvne_refusal_answer", None)
+            if answer is None:
+                raise
+            return answer(refusal)
         return _check_form()

@@ -297,6 +297,25 @@ def test_a_malformed_notification_gets_an_es2plus_format_failure(
     assert status_code_data(not_an_object) == (400, "Failed", "1.3.1", "2.1")
 
 
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b'{"header": ', 400),  # not JSON
+        (b"[" * 500 + b"]" * 500, 422),  # nested past the bound
+        (b'{"iccid": "89\\u0000"}', 422),  # a NUL in a string
+    ],
+)
+def test_a_body_the_web_kit_refuses_still_gets_an_es2plus_failure_not_a_problem(
+    client: FlaskClient, pki: EsPlusPki, data: bytes, status: int
+) -> None:
+    response = client.post(
+        PATH, data=data, content_type="application/json", environ_base={"SSL_CLIENT_CERT": pki.smdp.pem}
+    )
+
+    assert response.mimetype == "application/json"
+    assert status_code_data(response) == (status, "Failed", "1.3.1", "2.1")
+
+
 def test_without_a_ca_the_embedded_endpoint_keeps_taking_notifications_as_before(
     api: Any, settings: Settings, runtime: Runtime, tenant: TenantHandle
 ) -> None:

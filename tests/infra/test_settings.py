@@ -25,6 +25,7 @@ PRODUCTION = {
     "MVNE_SMDP_URL": "https://smdp.example.net/gsma/rsp2/es2plus",
     "MVNE_NETWORK_URL": "https://hlr.example.net/api",
     "MVNE_SMDP_CA_FILE": "smdp-ca.pem",
+    "MVNE_SMDP_ALLOWED_SUBJECTS": "smdp.example.net",
 }
 
 
@@ -77,6 +78,7 @@ def test_a_complete_production_environment_is_accepted_as_given() -> None:
         ("MVNE_SMDP_URL", "MVNE_SMDP_URL"),
         ("MVNE_NETWORK_URL", "MVNE_NETWORK_URL"),
         ("MVNE_SMDP_CA_FILE", "MVNE_SMDP_CA_FILE"),
+        ("MVNE_SMDP_ALLOWED_SUBJECTS", "MVNE_SMDP_ALLOWED_SUBJECTS"),
     ],
 )
 def test_production_mode_refuses_to_start_without_each_thing_it_needs(missing: str, named: str) -> None:
