@@ -317,6 +317,68 @@ def job_figures(db: Database, *, actor: str | None = None, tenant_id: str | None
     )
 
 
+@dataclass(frozen=True)
+class JobHealth:
+    """One job's account in the outbox: what was asked, sent, resent, finished, owed, overdue and dead."""
+
+    actor: str
+    queue: str
+    jobs: int
+    sent: int
+    resent: int
+    finished: int
+    owed: int
+    overdue: int
+    dead_letters: int
+    oldest_owed_at: dt.datetime | None
+
+
+def job_health(db: Database) -> list[JobHealth]:
+    """Every job's figures in one grouped pass over the outbox (and one over the dead letters)."""
+    now = utcnow()
+    owed = OutboxMessage.finished_at.is_(None)
+    with db.transaction(platform=True) as session:
+        rows = session.execute(
+            select(
+                OutboxMessage.actor,
+                OutboxMessage.queue,
+                func.count(),
+                func.coalesce(func.sum(OutboxMessage.send_count), 0),
+                func.coalesce(func.sum(case((OutboxMessage.send_count > 1, OutboxMessage.send_count - 1), else_=0)), 0),
+                func.count(OutboxMessage.finished_at),
+                func.coalesce(func.sum(case((owed & (OutboxMessage.lease_until < now), 1), else_=0)), 0),
+                func.min(case((owed, OutboxMessage.created_at), else_=None)),
+            ).group_by(OutboxMessage.actor, OutboxMessage.queue)
+        ).all()
+        dead = dict(
+            session.execute(
+                select(DeadLetter.actor, func.count())
+                .where(DeadLetter.replayed_at.is_(None))
+                .group_by(DeadLetter.actor)
+            ).all()
+        )
+    found = {
+        actor: JobHealth(
+            actor=actor,
+            queue=queue,
+            jobs=int(jobs),
+            sent=int(sent),
+            resent=int(resent),
+            finished=int(finished),
+            owed=int(jobs) - int(finished),
+            overdue=int(overdue),
+            dead_letters=int(dead.get(actor, 0)),
+            oldest_owed_at=oldest,
+        )
+        for actor, queue, jobs, sent, resent, finished, overdue, oldest in rows
+    }
+    for actor, count in dead.items():  # dead letters whose outbox rows were purged already
+        if actor not in found:
+            spec = JOBS.get(actor)
+            found[actor] = JobHealth(actor, spec.queue if spec else "", 0, 0, 0, 0, 0, 0, int(count), None)
+    return [found[actor] for actor in sorted(found)]
+
+
 def purge_sent(db: Database, *, older_than: dt.timedelta = dt.timedelta(days=3)) -> int:
     """Delete finished outbox rows past their retention."""
     with db.transaction(platform=True) as session:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from mvne.esim.service import MAX_POOL_GROWTH, grow_profile_pool, pool_summary
 from mvne.infra.errors import NotFound
 from mvne.infra.fields import Integer
-from mvne.infra.jobs import DeadLetter, replay_dead_letter
+from mvne.infra.jobs import DeadLetter, JobHealth, job_health, replay_dead_letter
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, runtime
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
@@ -32,6 +32,9 @@ operations = Blueprint(
     __name__,
     url_prefix="/v1/dead-letters",
     description="Operators: jobs that failed past their last retry.",
+)
+job_health_blp = Blueprint(
+    "job_health", __name__, url_prefix="/v1/job-health", description="Operators: every job's account in the outbox."
 )
 
 
@@ -179,3 +182,34 @@ def replay(dead_letter_id: str) -> DeadLetter:
     if letter is None:
         raise NotFound(f"No dead letter {dead_letter_id}.")
     return letter
+
+
+class JobHealthSchema(Schema):
+    actor = fields.String(metadata={"description": "The job's name, `<domain>.<verb_noun>`."})
+    queue = fields.String()
+    jobs = fields.Integer(
+        metadata={"description": "Jobs asked for (outbox rows kept; finished rows are purged after 3 days)."}
+    )
+    sent = fields.Integer(metadata={"description": "Sends to the broker, first sends and resends."})
+    resent = fields.Integer(
+        metadata={"description": "Sends beyond the first: a lease ran out before the job finished."}
+    )
+    finished = fields.Integer()
+    owed = fields.Integer(metadata={"description": "Jobs not finished yet (queued, running or waiting for a retry)."})
+    overdue = fields.Integer(metadata={"description": "Owed jobs whose lease has run out: about to be sent again."})
+    dead_letters = fields.Integer(metadata={"description": "Jobs failed past their last retry and not replayed."})
+    oldest_owed_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "When the oldest owed job was asked for."}
+    )
+
+
+class JobHealthListSchema(Schema):
+    data = fields.List(fields.Nested(JobHealthSchema), required=True)
+
+
+@job_health_blp.get("")
+@require("operations:read", tenant=False)
+@job_health_blp.response(200, JobHealthListSchema)
+def list_job_health() -> dict[str, list[JobHealth]]:
+    """Each job's figures: asked for, sent, resent, finished, owed, overdue and dead-lettered."""
+    return {"data": job_health(runtime().db)}

@@ -38,6 +38,7 @@ from mvne.infra.db import Database, utcnow
 from mvne.infra.jobs import (
     JOBS,
     QUEUE_DEFAULT,
+    QUEUE_PROVISIONING,
     QUEUES,
     DeadLetter,
     OutboxMessage,
@@ -99,6 +100,16 @@ def refuse_while_broken(token: str, tenant_id: str | None = None) -> None:
         FAILURES.append(token)
         raise PermanentJobError(f"cannot do {token}")
     CALLS.append({"token": token, "tenant_id": tenant_id})
+
+
+@job("tests.health_ok", queue=QUEUE_PROVISIONING)
+def health_ok(token: str) -> None:
+    CALLS.append({"token": token})
+
+
+@job("tests.health_refused")
+def health_refused(token: str) -> None:
+    raise PermanentJobError(f"cannot do {token}")
 
 
 @job("tests.slow", lease_s=1)
@@ -756,6 +767,40 @@ def test_dead_letters_are_closed_to_callers_without_the_operations_scopes(rt: Ru
     assert reader.get("/v1/dead-letters").status_code == 403
     assert reader.post("/v1/dead-letters/dlq_x/replay").status_code == 403
     assert anonymous.get("/v1/dead-letters").status_code == 401
+
+
+def test_an_operator_sees_each_jobs_sends_resends_finished_owed_overdue_and_dead_letters(
+    rt: Runtime, jobs_app: Flask
+) -> None:
+    api = _operator_api(jobs_app, rt, ("operations:read",))
+    tokens = [_token() for _ in range(4)]
+    with rt.db.transaction(platform=True) as session:
+        for token in tokens[:2]:
+            enqueue(session, "tests.health_ok", token=token)
+        enqueue(session, "tests.health_refused", token=tokens[3])
+    rt.drain(timeout=10)
+    with rt.db.transaction(platform=True) as session:
+        enqueue(session, "tests.health_ok", token=tokens[2])
+    relay_once(rt.db, _lost_broker(), lease_s=0)  # sent, lost with its broker, its lease already over
+
+    response = api.get("/v1/job-health")
+
+    assert response.status_code == 200, response.json
+    health = {row["actor"]: row for row in response.json["data"]}
+    ok = health["tests.health_ok"]
+    assert (ok["queue"], ok["jobs"], ok["sent"], ok["resent"], ok["finished"]) == ("provisioning", 3, 3, 0, 2)
+    assert (ok["owed"], ok["overdue"], ok["dead_letters"]) == (1, 1, 0)
+    assert ok["oldest_owed_at"] is not None
+    refused = health["tests.health_refused"]
+    assert (refused["jobs"], refused["finished"], refused["owed"], refused["dead_letters"]) == (1, 1, 0, 1)
+
+    # The lost job is sent again and finishes: nothing owed, one resend on record.
+    resend_expired(rt.db)
+    rt.drain(timeout=10)
+    again = {row["actor"]: row for row in api.get("/v1/job-health").json["data"]}["tests.health_ok"]
+    assert (again["sent"], again["resent"], again["finished"], again["owed"], again["overdue"]) == (4, 1, 3, 0, 0)
+    assert again["oldest_owed_at"] is None
+    assert _operator_api(jobs_app, rt, ("tenants:read",)).get("/v1/job-health").status_code == 403
 
 
 # Queues and the worker command --------------------------------------------------------------------

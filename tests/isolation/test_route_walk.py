@@ -41,7 +41,7 @@ OPERATOR_PARAMS = {
 PUBLIC_PARAMS = {
     "name": "swagger-ui.css",
 }
-OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters")
+OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters", "/v1/job-health")
 PUBLIC_RULES = {"/v1/openapi.json", "/v1/docs", "/v1/docs/assets/<path:name>"}
 PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
 # Id prefixes, to make up ids of objects that exist nowhere (B's answer must not tell them apart).
