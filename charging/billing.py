@@ -38,6 +38,7 @@ from mvne.infra.jobs import enqueue
 from mvne.infra.storage import ObjectNotFound, Storage
 from mvne.provisioning.models import Subscription
 from mvne.tenants.errors import CustomerNotFound
+from mvne.tenants.legal import find_legal_profile
 from mvne.tenants.models import Customer, Tenant
 from mvne.tenants.service import get_tenant, next_counter, record_event
 
@@ -400,6 +401,12 @@ def _customer_charges(
     return charges
 
 
+def _payment_terms(session: Session) -> dt.timedelta:
+    """The tenant's payment terms from its legal profile, or the platform's default."""
+    profile = find_legal_profile(session)
+    return dt.timedelta(days=profile.payment_terms_days) if profile and profile.payment_terms_days else PAYMENT_TERMS
+
+
 def invoice_customer(
     session: Session, *, tenant_id: str, customer_id: str, period: str, billing_run_id: str | None = None
 ) -> Invoice | None:
@@ -431,7 +438,7 @@ def invoice_customer(
         tax_rate=zero,
         total=zero,
         issued_at=issued,
-        due_date=issued.date() + PAYMENT_TERMS,
+        due_date=issued.date() + _payment_terms(session),
     )
     session.add(invoice)
     session.flush()  # the claimed usage points at it
@@ -530,13 +537,39 @@ def invoice_document(session: Session, invoice: Invoice) -> InvoiceDocument:
     customer = session.get(Customer, invoice.customer_id)
     assert customer is not None
     from mvne.charging.invoicing import InvoiceLine as DocLine
+    from mvne.charging.pdf import BankDetails
+    from mvne.tenants.identifiers import default_locale
+    from mvne.tenants.legal import find_legal_profile, registration_kind
+
+    def address_lines(address: dict[str, str]) -> tuple[str, ...]:
+        lines = [
+            address.get("line1", ""),
+            address.get("line2", ""),
+            f"{address.get('postal_code', '')} {address.get('city', '')}".strip(),
+        ]
+        return tuple(x for x in lines if x)
 
     address = customer.address or {}
-    buyer_lines = [
-        address.get("line1", ""),
-        address.get("line2", ""),
-        f"{address.get('postal_code', '')} {address.get('city', '')}".strip(),
-    ]
+    # The seller as its legal profile states it; a tenant without one is named by its brand and country.
+    profile = find_legal_profile(session)
+    seller = Party(name=tenant.name, address_lines=(), country=tenant.country)
+    locale, bank = default_locale(tenant.country), None
+    if profile is not None:
+        seller = Party(
+            name=profile.legal_name,
+            address_lines=address_lines(profile.address),
+            country=profile.address["country"],
+            vat_id=profile.vat_id,
+            email=profile.support_email,
+            legal_form=profile.legal_form,
+            registration_number=profile.registration_number,
+            registration_kind=registration_kind(profile),
+            rcs_city=profile.rcs_city,
+            share_capital=profile.share_capital,
+            phone=profile.support_phone,
+        )
+        locale = profile.invoice_locale
+        bank = BankDetails(profile.iban, profile.bic) if profile.iban else None
     return InvoiceDocument(
         number=invoice.number,
         issued_at=invoice.issued_at,
@@ -544,14 +577,17 @@ def invoice_document(session: Session, invoice: Invoice) -> InvoiceDocument:
         period_end=invoice.period_end,
         due_date=invoice.due_date,
         currency=invoice.currency,
-        locale="fr_FR" if tenant.country == "FR" else "en_GB",
-        seller=Party(name=tenant.name, address_lines=(), country=tenant.country),
+        locale=locale,
+        seller=seller,
         buyer=Party(
             name=customer.name,
-            address_lines=tuple(x for x in buyer_lines if x),
+            address_lines=address_lines(address),
             country=address.get("country", ""),
+            vat_id=customer.vat_id,
             email=customer.email,
         ),
+        bank=bank,
+        brand_name=tenant.name,
         lines=[
             DocLine(
                 kind=line.kind,

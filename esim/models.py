@@ -7,13 +7,15 @@ import datetime as dt
 from sqlalchemy import Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mvne.infra.db import Base, TenantOwned, utcnow
+from mvne.infra.db import KEPT_AFTER_TENANT, Base, TenantOwned, utcnow
 
 
 class SimBatch(Base):
     """A block of ICCID/IMSI serials handed to a tenant; a platform table so serials never collide."""
 
     __tablename__ = "sim_batches"
+    # Kept after its tenant is offboarded: its serials are retired, never handed to another tenant.
+    __table_args__ = {"info": {KEPT_AFTER_TENANT: True}}
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(40), index=True)

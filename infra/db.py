@@ -117,6 +117,11 @@ class TenantOwned:
         return mapped_column(String(40), index=True, nullable=False)
 
 
+# Platform tables whose rows name a tenant but must outlive it (the ledgers that keep number ranges
+# and SIM serials from being handed out twice, the job ledger) carry this key in their table `info`;
+# offboarding a tenant exports their rows and erases its rows everywhere else.
+KEPT_AFTER_TENANT = "kept_after_tenant"
+
 M = TypeVar("M")
 
 

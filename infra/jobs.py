@@ -46,7 +46,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mvne.infra.db import Base, Database, JSONValue, utcnow
+from mvne.infra.db import KEPT_AFTER_TENANT, Base, Database, JSONValue, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.logging import bind_context, clear_context
 from mvne.infra.metrics import JOBS_DONE
@@ -134,6 +134,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_messages_pending", "sent_at", "available_at"),
         Index("ix_outbox_messages_lease", "finished_at", "lease_until"),
+        {"info": {KEPT_AFTER_TENANT: True}},  # the job ledger outlives an offboarded tenant
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -157,6 +158,7 @@ class OutboxMessage(Base):
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
+    __table_args__ = {"info": {KEPT_AFTER_TENANT: True}}  # the job ledger outlives an offboarded tenant
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)

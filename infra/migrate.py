@@ -25,7 +25,7 @@ def owner_url(settings: Settings) -> str:
     return settings.migration_database_url or settings.database_url
 
 
-def upgrade(settings: Settings, revision: str = "heads") -> None:
+def upgrade(settings: Settings, revision: str = "head") -> None:
     """Migrate as the schema owner, then let the application's role use the tables (not own them)."""
     if settings.database_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,22 @@ def _networks(name: str, raw: str) -> tuple[str, ...]:
     return values
 
 
+RATE_LIMIT_STORAGES = ("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
+
+
+def _rates(name: str, raw: str) -> str:
+    """Rate limits as "<count>/<unit>" ("1200/minute", "20 per second"), several separated by ";"."""
+    from limits import parse_many
+
+    try:
+        items = parse_many(raw) if raw.strip() else []
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise SettingsError(f"{name}: expected a rate limit such as 1200/minute (several separated by ;), got {raw!r}")
+    return raw.strip()
+
+
 def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
     if raw not in choices:
         raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
@@ -127,6 +143,14 @@ class Settings:
     # Bounds on request bodies: larger bodies get 413, deeper JSON gets 422.
     max_body_bytes: int = 4 * 1024 * 1024
     max_json_depth: int = 32
+    # Rate limits: where the counters live (shared by every web instance), the budget of each caller of the
+    # API, and the stricter one of the token endpoint (per client id and per address). Limits are written as
+    # "1200/minute", several separated by ";" ("20/second;1200/minute").
+    rate_limit_storage_url: str = ""
+    rate_limit_default: str = "1200/minute"
+    rate_limit_token: str = "30/minute"  # noqa: S105 (a rate, not a secret)
+    # Proxies (IPs or CIDRs) in front of the web instances whose X-Forwarded-For names the caller's address.
+    rate_limit_trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
     log_format: str = "json"
     demo_client_secret: str = "demo-secret-change-me"  # noqa: S105 (embedded demo only)
@@ -158,6 +182,8 @@ class Settings:
             changes["smdp_url"] = f"{public_url}/sim/smdp"
         if not self.network_url and self.embedded_simulators:
             changes["network_url"] = f"{public_url}/sim/network"
+        if not self.rate_limit_storage_url:
+            changes["rate_limit_storage_url"] = self.broker_url if self.is_production else "memory://"
         return replace(self, **changes)
 
     def check(self) -> Settings:
@@ -188,7 +214,22 @@ class Settings:
                 raise SettingsError("MVNE_SMDP_URL: required in production mode")
             if not self.network_url:
                 raise SettingsError("MVNE_NETWORK_URL: required in production mode")
+        self._check_rate_limits()
         return self
+
+    def _check_rate_limits(self) -> None:
+        for name in ("rate_limit_default", "rate_limit_token"):
+            _rates(f"MVNE_{name.upper()}", getattr(self, name))
+        if not self.rate_limit_storage_url.startswith(RATE_LIMIT_STORAGES):
+            raise SettingsError(
+                f"MVNE_RATE_LIMIT_STORAGE_URL: expected memory:// or redis://host:port/db, "
+                f"got {self.rate_limit_storage_url!r}"
+            )
+        if self.is_production and self.rate_limit_storage_url.startswith("memory://"):
+            raise SettingsError(
+                "MVNE_RATE_LIMIT_STORAGE_URL: production mode needs Redis (every web instance must count against "
+                "the same limits)"
+            )
 
     def _check_smdp_tls(self) -> None:
         # The files themselves are read (and refused with their variable's name) when the app starts.
@@ -220,6 +261,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "usage_retention_days": lambda n, v: _int(n, v, 1, 3650),
     "max_body_bytes": lambda n, v: _int(n, v, 1024, 1024**3),
     "max_json_depth": lambda n, v: _int(n, v, 2, 1000),
+    "rate_limit_default": _rates,
+    "rate_limit_token": _rates,
+    "rate_limit_trusted_proxies": _networks,
     "embedded_simulators": _bool,
     "smdp_sandbox": _bool,
     "smdp_allowed_subjects": _subjects,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 import boto3
@@ -22,6 +23,10 @@ class Storage(Protocol):
     """Objects by key (`tenants/ten_x/invoices/inv_y.pdf`); keys use `/` and never start with one."""
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str = "application/octet-stream") -> None:
+        """Store what `source` reads from its position to its end, in pieces: large objects never sit in memory."""
+        ...
 
     def get(self, key: str) -> bytes: ...
 
@@ -104,12 +109,26 @@ class FileStorage:
             raise ValueError(f"object key {key!r} runs through an existing object") from exc
         self._write_atomically(path, data)
 
+    def put_file(self, key: str, source: BinaryIO, content_type: str = "application/octet-stream") -> None:
+        """Store the rest of `source` under `key`, copied in pieces, replacing any object there."""
+        path = self._path(key)
+        if path.is_dir():
+            raise ValueError(f"object key {key!r} is a folder of other keys here")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise ValueError(f"object key {key!r} runs through an existing object") from exc
+        self._write_atomically(path, source)
+
     @staticmethod
-    def _write_atomically(path: Path, data: bytes) -> None:
+    def _write_atomically(path: Path, data: bytes | BinaryIO) -> None:
         fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
+                if isinstance(data, bytes):
+                    tmp.write(data)
+                else:
+                    shutil.copyfileobj(data, tmp)
                 tmp.flush()
                 # Without fsync a crash right after the rename can leave an empty file under the key.
                 os.fsync(tmp.fileno())
@@ -260,6 +279,10 @@ class S3Storage:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Store `data` under `key` with its content type."""
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str = "application/octet-stream") -> None:
+        """Store the rest of `source` under `key`; large objects go up as a multipart upload, part by part."""
+        self.client.upload_fileobj(source, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
 
     def get(self, key: str) -> bytes:
         """The bytes under `key`; ObjectNotFound if there are none."""

@@ -21,6 +21,7 @@ from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings, load_settings
 from mvne.infra.web import idempotency
 from mvne.infra.web.guard import register_guard
+from mvne.infra.web.limits import exempt, init_rate_limits
 from mvne.infra.web.problems import ProblemApi, problem, register_error_handlers
 from mvne.platform import openapi
 from mvne.platform.auth import init_auth
@@ -54,6 +55,15 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     register_error_handlers(app)  # again: flask-smorest registered its own HTTPException handler
     init_auth(app, issuer=settings.public_url, private_pem=settings.jwt_private_key, ttl=settings.token_ttl)
     _register_request_hooks(app)
+    init_rate_limits(
+        app,
+        storage_url=settings.rate_limit_storage_url,
+        default=settings.rate_limit_default,
+        token=settings.rate_limit_token,
+        token_endpoints=("issue_token",),
+        key_prefix=settings.broker_namespace,
+        trusted_proxies=settings.rate_limit_trusted_proxies,
+    )
     register_guard(app, max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth)
     _register_health(app, rt)
     openapi.register_docs_page(app)
@@ -66,6 +76,8 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     app.register_blueprint(files_blueprint)
     app.register_blueprint(es2plus)
     register_api(api)
+    # Not limited: probes and scrapes, the documentation, and the SM-DP+'s notifications (mutual TLS).
+    exempt(app, "healthz", "readyz", "metrics", "docs_page", "docs_asset", blueprints=("api-docs", es2plus.name))
 
     if settings.embedded_simulators:
         _mount_simulators(app, rt)

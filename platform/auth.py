@@ -10,14 +10,18 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator, JWTBearerTokenValidator
 from flask import Flask, Response, jsonify, request
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy import select
 
 from mvne.infra.web.auth import AUTH_EXTENSION
 from mvne.infra.web.context import runtime
 from mvne.infra.web.problems import ProblemError
 from mvne.tenants.models import ApiClient
+from mvne.tenants.service import record_token_issued
 
 AUDIENCE = "mvne-api"
 
@@ -36,6 +40,10 @@ TENANT_SCOPES = (
     "events:read",
     "webhooks:read",
     "webhooks:write",
+    "api_clients:read",
+    "api_clients:write",
+    "tenant:read",
+    "tenant:write",
 )
 OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write")
 
@@ -75,6 +83,26 @@ class TokenValidator(JWTBearerTokenValidator):
 
     def get_jwks(self) -> KeySet:
         return self.keys.public_set
+
+    def validate_token(self, token: Any, scopes: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+        """A well-signed, unexpired token of a client that still exists and is not revoked, then its scopes.
+
+        Revocation is checked before scopes, so a revoked client's token is 401 whatever it asks for.
+        """
+        try:
+            token.validate()
+        except JoseError as exc:
+            raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes) from exc
+        if not _client_is_live(str(token.get("client_id") or "")):
+            raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
+        super().validate_token(token, scopes, request, *args, **kwargs)
+
+
+def _client_is_live(client_id: str) -> bool:
+    """One primary-key lookup per request: the client exists and is not revoked."""
+    with runtime().db.transaction(platform=True) as session:
+        row = session.execute(select(ApiClient.revoked_at).where(ApiClient.id == client_id)).first()
+    return row is not None and row.revoked_at is None
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -116,8 +144,10 @@ def _query_client(client_id: str) -> ApiClient | None:
 
 
 def _save_token(token: dict[str, Any], request: Any) -> None:
-    # Access tokens are self-contained JWTs; nothing to store.
-    return None
+    """Access tokens are self-contained JWTs, not stored; the client's last use (and a rehash) is."""
+    client: ApiClient = request.client
+    with runtime().db.transaction(platform=True) as session:
+        record_token_issued(session, client.id, rehash=getattr(client, "pending_rehash", None))
 
 
 def init_auth(app: Flask, *, issuer: str, private_pem: str, ttl: int) -> None:

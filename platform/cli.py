@@ -84,6 +84,54 @@ def create_client(name: str) -> None:
     click.echo(json.dumps({"client_id": issued.client_id, "client_secret": issued.client_secret}))
 
 
+@operator.command("list-clients")
+@click.option("--tenant", "tenant_ref", default=None, help="Only this tenant's clients (its id or slug).")
+def list_clients(tenant_ref: str | None) -> None:
+    """Print every API client (tenants' and operators'), oldest first, as a JSON array; never a secret."""
+    from sqlalchemy import select
+
+    from mvne.infra.errors import DomainError
+    from mvne.platform.wiring import build_runtime
+    from mvne.tenants.models import ApiClient
+    from mvne.tenants.schemas import ApiClientSchema
+    from mvne.tenants.service import get_tenant, get_tenant_by_slug
+
+    rt = build_runtime(_settings())
+    try:
+        with rt.db.transaction(platform=True) as session:
+            stmt = select(ApiClient).order_by(ApiClient.id)
+            if tenant_ref is not None:
+                tenant = get_tenant_by_slug(session, tenant_ref) or get_tenant(session, tenant_ref)
+                stmt = stmt.where(ApiClient.tenant_id == tenant.id)
+            clients = ApiClientSchema(many=True).dump(session.scalars(stmt).all())
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    finally:
+        rt.stop()
+    click.echo(json.dumps(clients, indent=2))
+
+
+@operator.command("revoke-client")
+@click.argument("client_id")
+def revoke_client(client_id: str) -> None:
+    """Revoke an API client: no new tokens, and its live tokens are refused at once; print it as JSON."""
+    from mvne.infra.errors import DomainError
+    from mvne.platform.wiring import build_runtime
+    from mvne.tenants.schemas import ApiClientSchema
+    from mvne.tenants.service import get_api_client, revoke_api_client
+
+    rt = build_runtime(_settings())
+    try:
+        with rt.db.transaction(platform=True) as session:
+            client = revoke_api_client(session, get_api_client(session, client_id, lock=True), by="operator")
+            view = ApiClientSchema().dump(client)
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    finally:
+        rt.stop()
+    click.echo(json.dumps(view))
+
+
 @operator.command("grow-pool")
 @click.option("--tenant", "tenant_ref", required=True, help="The tenant's id or slug.")
 @click.option("--count", type=click.IntRange(1, 10_000), required=True, help="How many eSIM profiles to add.")
@@ -110,6 +158,58 @@ def grow_pool(tenant_ref: str, count: int) -> None:
         rt.stop()
     summary = {"available": pool.available, "reserved": pool.reserved, "in_use": pool.in_use}
     click.echo(json.dumps({"tenant": tenant_id, "batch": batch.id, "added": count, "esim_pool": summary}))
+
+
+def _change_standing(tenant_ref: str, change: str, **values: Any) -> None:
+    """Run one of the tenants' standing services in the CLI's own transaction; print the tenant as JSON."""
+    from mvne.infra.errors import DomainError
+    from mvne.platform.wiring import build_runtime
+    from mvne.tenants import standing
+
+    rt = build_runtime(_settings())
+    try:
+        with rt.db.transaction(platform=True) as session:
+            tenant = getattr(standing, change)(session, tenant_ref, **values)
+            view = {
+                "id": tenant.id,
+                "slug": tenant.slug,
+                "status": tenant.status,
+                "suspended_at": tenant.suspended_at.isoformat() if tenant.suspended_at else None,
+                "suspension_reason": tenant.suspension_reason,
+                "offboarded_at": tenant.offboarded_at.isoformat() if tenant.offboarded_at else None,
+                "export_location": tenant.export_location,
+            }
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    finally:
+        rt.stop()
+    click.echo(json.dumps(view))
+
+
+@operator.command("suspend-tenant")
+@click.argument("tenant_ref", metavar="ID_OR_SLUG")
+@click.option("--reason", default=None, help="Why, for the record and the tenant's event log.")
+def suspend_tenant(tenant_ref: str, reason: str | None) -> None:
+    """Suspend a tenant: its API refuses its clients (403 tenant_suspended); its subscribers keep service."""
+    _change_standing(tenant_ref, "suspend_tenant", reason=reason)
+
+
+@operator.command("resume-tenant")
+@click.argument("tenant_ref", metavar="ID_OR_SLUG")
+def resume_tenant(tenant_ref: str) -> None:
+    """Resume a suspended tenant: its clients' calls are served again."""
+    _change_standing(tenant_ref, "resume_tenant")
+
+
+@operator.command("offboard-tenant")
+@click.argument("tenant_ref", metavar="ID_OR_SLUG")
+def offboard_tenant(tenant_ref: str) -> None:
+    """Offboard a suspended tenant: queue the job that exports its data to storage, then erases it.
+
+    A worker runs the job (`mvne worker`, or `mvne run` in embedded mode); the tenant shows
+    `offboarding`, then `offboarded` with the export's location (`GET /v1/tenants/{id}`).
+    """
+    _change_standing(tenant_ref, "request_offboarding")
 
 
 @main.command()

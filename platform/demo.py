@@ -27,6 +27,7 @@ from mvne.platform.wiring import build_runtime
 from mvne.provisioning.actors import secret_box
 from mvne.provisioning.models import Subscription
 from mvne.provisioning.service import onboard_tenant, request_subscription
+from mvne.tenants.legal import find_legal_profile, set_legal_profile
 from mvne.tenants.models import ApiClient, Customer
 from mvne.tenants.service import create_customer, get_tenant_by_slug, issue_api_client
 
@@ -41,6 +42,19 @@ OFFERS = (
     ("FLEX-50", "Flex 50 GB", "19.99", 50_000, 600, 500, "0.005", "0.15", "0.08"),
     ("UNLIMITED", "Unlimited Talk + 150 GB", "29.99", 150_000, 100_000, 100_000, "0.002", "0.00", "0.00"),
 )
+# Made-up but well-formed identifiers (their check digits hold), so the demo invoice reads like a real one.
+DEMO_LEGAL_PROFILE: dict[str, Any] = {
+    "legal_name": "Demo Mobile",
+    "legal_form": "SAS",
+    "address": {"line1": "10 rue de la Paix", "postal_code": "75002", "city": "Paris", "country": "FR"},
+    "registration_number": "732 829 320",
+    "rcs_city": "Paris",
+    "share_capital": Decimal("10000.00"),
+    "vat_id": "FR 44 732 829 320",
+    "iban": "FR14 2004 1010 0505 0001 3M02 606",
+    "bic": "PSSTFRPPPAR",
+    "support_email": "support@demo-mobile.example",
+}
 CUSTOMERS = (
     ("Camille Martin", "camille.martin@example.com", "FLEX-5", "12 rue de la Paix", "75002", "Paris"),
     ("Hugo Bernard", "hugo.bernard@example.com", "FLEX-50", "4 quai Saint-Antoine", "69002", "Lyon"),
@@ -86,6 +100,8 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
             )
 
     with rt.db.transaction(tenant_id=tenant_id) as session:
+        if find_legal_profile(session) is None:
+            set_legal_profile(session, DEMO_LEGAL_PROFILE)
         offer_ids = {}
         for code, name, price, data_mb, minutes, sms, per_mb, per_min, per_sms in OFFERS:
             offer = get_offer_by_code(session, code)

@@ -3,12 +3,14 @@
 Each domain's blueprint documents its own bodies, answers and domain problems (`@problems(...)`).
 What every operation shares is added here from the view functions themselves, as the document is
 built: the OAuth2 scope the view requires (`require` marks it), the `Idempotency-Key` header on
-POSTs, and the problems the web kit answers with (400, 401, 403, 404, 409, 413, 422). The token
-endpoint and the key set, served by `mvne.platform.auth`, are documented here too.
+POSTs, and the problems the web kit answers with (400, 401, 403, 404, 409, 413, 422). Every operation
+the app rate-limits documents its 429 (with `Retry-After`) and the RateLimit fields of its answers. The
+token endpoint and the key set, served by `mvne.platform.auth`, are documented here too.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +21,7 @@ from flask import Flask, Response, render_template_string, send_from_directory, 
 from flask_smorest import Api
 
 from mvne.infra.errors import DomainError
+from mvne.infra.web import limits
 from mvne.infra.web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from mvne.infra.web.problems import KIT_PROBLEMS, PROBLEM_JSON, problem_example
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
@@ -44,8 +47,12 @@ SCOPE_DESCRIPTIONS = {
     "events:read": "Read the tenant's event log.",
     "webhooks:read": "Read webhook endpoints and their deliveries.",
     "webhooks:write": "Register, delete and replay webhook endpoints and deliveries.",
-    "tenants:read": "Platform operators: read tenants.",
-    "tenants:write": "Platform operators: onboard tenants and issue their API clients.",
+    "api_clients:read": "Read the tenant's API clients (never their secrets).",
+    "api_clients:write": "Create the tenant's API clients, rotate their secrets and revoke them.",
+    "tenant:read": "Read the tenant's own legal profile.",
+    "tenant:write": "Set the tenant's own legal profile (legal name, registration, VAT id, bank details).",
+    "tenants:read": "Platform operators: read tenants and every API client.",
+    "tenants:write": "Platform operators: onboard tenants, issue their API clients and revoke any client.",
     "operations:read": "Platform operators: read dead-lettered jobs.",
     "operations:write": "Platform operators: replay dead-lettered jobs.",
 }
@@ -67,6 +74,12 @@ answered 422 `idempotency_key_reused`.
 
 **Lists** are paged by cursor: `limit` and `starting_after` (the last id of the previous page),
 answered with `data` and `has_more`.
+
+**Rate limits.** Each API client has a budget of requests per window, and the token endpoint a
+stricter one per client id and per address; calls without a valid token count against their address.
+Answers carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds), and the same as
+`RateLimit-Policy` and `RateLimit`. Past the limit the answer is 429 `rate_limited` with `Retry-After`
+(seconds).
 """
 
 # What each status means, before the list of its codes.
@@ -78,6 +91,29 @@ STATUS_TEXT = {
     409: "The request conflicts with the current state; nothing was changed.",
     413: "The request body is too large.",
     422: "The request is well-formed but invalid; nothing was changed.",
+    429: "Too many requests in the window; nothing was changed. Retry after `Retry-After` seconds.",
+}
+
+_INTEGER = {"type": "integer", "minimum": 0}
+# The RateLimit fields (IETF httpapi-ratelimit-headers), in `components.headers`.
+RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
+    limits.LIMIT_HEADER: {"description": "Requests allowed in the window.", "schema": _INTEGER},
+    limits.REMAINING_HEADER: {"description": "Requests left in the current window.", "schema": _INTEGER},
+    limits.RESET_HEADER: {"description": "Seconds until the window resets.", "schema": _INTEGER},
+    limits.POLICY_HEADER: {
+        "description": "The quota policy: its name, `q` requests per `w` seconds.",
+        "schema": {"type": "string"},
+        "example": '"api";q=1200;w=60',
+    },
+    limits.RATELIMIT_HEADER: {
+        "description": "What is left of the policy: `r` requests remaining, `t` seconds until it resets.",
+        "schema": {"type": "string"},
+        "example": '"api";r=1199;t=60',
+    },
+}
+RETRY_AFTER = {
+    "description": "Seconds to wait before the limit allows another request.",
+    "schema": {"type": "integer", "minimum": 1},
 }
 
 
@@ -109,6 +145,7 @@ def spec_options() -> dict[str, Any]:
                     "description": "The API client's id and secret, for the token endpoint only.",
                 },
             },
+            "headers": {**RATE_LIMIT_HEADERS, limits.RETRY_AFTER_HEADER: RETRY_AFTER},
             "parameters": {
                 "IdempotencyKey": {
                     "in": "header",
@@ -137,6 +174,11 @@ class OperationDocs(BasePlugin):
         rule = kwargs.get("rule")
         if rule is None or not operations or path is None:
             return
+        policies = limits.rate_limits(self.app).policies(rule.endpoint)
+        if policies:
+            for method, operation in operations.items():
+                if method in METHODS:
+                    document_rate_limits(operation, policies)
         view = self.app.view_functions.get(rule.endpoint)
         scope: str | None = getattr(view, "_mvne_scope", None)
         if scope is None:
@@ -225,6 +267,36 @@ class OperationDocs(BasePlugin):
                 }
             }
         return response
+
+
+def document_rate_limits(operation: dict[str, Any], policies: list[tuple[str, Any]]) -> None:
+    """The 429 a limited operation answers past its limit, and the RateLimit fields of its answers."""
+    window = " and ".join(f"{item.amount} per {limits.window_text(item)}" for _, item in policies)
+    name = policies[0][0]
+    who = "client id and per address" if name == limits.TOKEN_POLICY else "API client (per address without a token)"
+    text = f"Over the limit of {window} per {who}; nothing was changed. Retry after `Retry-After` seconds."
+    example = problem_example(
+        429,
+        limits.CODE,
+        detail=f"Too many requests: the limit is {window} "
+        f"{'for this client id' if name == limits.TOKEN_POLICY else 'for this API client'}; retry in 30 seconds.",
+    )
+    refs = {header: {"$ref": f"#/components/headers/{header}"} for header in RATE_LIMIT_HEADERS}
+    responses = operation.setdefault("responses", {})
+    for status, response in responses.items():
+        if str(status).startswith("2") and isinstance(response, dict):
+            response.setdefault("headers", {}).update(refs)
+    responses.pop(429, None)
+    responses["429"] = {
+        "description": f"{text} `code`: `{limits.CODE}`.",
+        "headers": {limits.RETRY_AFTER_HEADER: {"$ref": f"#/components/headers/{limits.RETRY_AFTER_HEADER}"}, **refs},
+        "content": {
+            PROBLEM_JSON: {
+                "schema": {"$ref": "#/components/schemas/Problem"},
+                "examples": {limits.CODE: {"summary": example["detail"], "value": example}},
+            }
+        },
+    }
 
 
 def _mark_replayable(operation: dict[str, Any]) -> None:
@@ -401,7 +473,8 @@ def document_auth(api: Api, app: Flask) -> None:
     spec.tag({"name": OAUTH_TAG, "description": "Access tokens (OAuth2 client credentials) and their keys."})
     for url, method, operation in ((TOKEN_URL, "post", TOKEN_OPERATION), (JWKS_URL, "get", JWKS_OPERATION)):
         rule = next(rule for rule in app.url_map.iter_rules() if rule.rule == url)
-        spec.path(rule=rule, operations={method: operation})
+        # A copy: the document's plugins fill in each app's own answers (its rate limits).
+        spec.path(rule=rule, operations={method: copy.deepcopy(operation)})
 
 
 PAGE = """<!DOCTYPE html>

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from mvne.esim.service import MAX_POOL_GROWTH, grow_profile_pool, pool_summary
 from mvne.infra.errors import NotFound
-from mvne.infra.fields import Integer
+from mvne.infra.fields import Integer, Text
 from mvne.infra.jobs import DeadLetter, JobHealth, job_health, replay_dead_letter
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, runtime
@@ -22,9 +22,25 @@ from mvne.provisioning.actors import secret_box
 from mvne.provisioning.errors import CountryNotSupported, NumberRangeExhausted
 from mvne.provisioning.service import number_block_of, onboard_tenant
 from mvne.tenants import service as tenants
-from mvne.tenants.errors import InvalidScopes, TenantNotFound, TenantSlugTaken
-from mvne.tenants.models import Tenant
-from mvne.tenants.schemas import ApiClientCreateSchema, CredentialsSchema, TenantCreateSchema, TenantSchema
+from mvne.tenants import standing
+from mvne.tenants.errors import (
+    ApiClientNotFound,
+    InvalidScopes,
+    TenantAlreadySuspended,
+    TenantNotFound,
+    TenantNotSuspended,
+    TenantOffboarded,
+    TenantSlugTaken,
+)
+from mvne.tenants.models import ApiClient, Tenant
+from mvne.tenants.schemas import (
+    ApiClientCreateSchema,
+    ApiClientSchema,
+    CredentialsSchema,
+    TenantCreateSchema,
+    TenantSchema,
+    TenantSuspendSchema,
+)
 
 tenants_blp = Blueprint("tenants", __name__, url_prefix="/v1/tenants", description="Operators: tenants.")
 operations = Blueprint(
@@ -35,6 +51,12 @@ operations = Blueprint(
 )
 job_health_blp = Blueprint(
     "job_health", __name__, url_prefix="/v1/job-health", description="Operators: every job's account in the outbox."
+)
+api_clients_blp = Blueprint(
+    "operator_api_clients",
+    __name__,
+    url_prefix="/v1/operator/api-clients",
+    description="Operators: every API client, tenants' and operators', and their revocation.",
 )
 
 
@@ -111,6 +133,80 @@ def create_api_client(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         "scopes": list(issued.scopes),
         "tenant_id": tenant.id,
     }
+
+
+@tenants_blp.post("/<tenant_id>/suspend")
+@require("tenants:write", tenant=False)
+@problems(TenantNotFound, TenantAlreadySuspended, TenantOffboarded)
+@tenants_blp.arguments(TenantSuspendSchema, required=False, example={"reason": "Unpaid platform fees since March."})
+@tenants_blp.response(200, TenantSchema)
+def suspend_tenant(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    """Suspend a tenant: its API answers its clients 403 `tenant_suspended`; its subscribers keep service.
+
+    Lines stay active on the network, usage files are still rated, and jobs already queued for it run.
+    Its clients can still obtain tokens; every API call with them is refused until the tenant is resumed.
+    """
+    session = db_session()
+    tenant = standing.suspend_tenant(session, tenant_id, reason=body.get("reason"))
+    return present_tenant(session, tenant)
+
+
+@tenants_blp.post("/<tenant_id>/resume")
+@require("tenants:write", tenant=False)
+@problems(TenantNotFound, TenantNotSuspended, TenantOffboarded)
+@tenants_blp.response(200, TenantSchema)
+def resume_tenant(tenant_id: str) -> dict[str, Any]:
+    """Resume a suspended tenant: its clients' calls are served again."""
+    session = db_session()
+    return present_tenant(session, standing.resume_tenant(session, tenant_id))
+
+
+@tenants_blp.post("/<tenant_id>/offboard")
+@require("tenants:write", tenant=False)
+@problems(TenantNotFound, TenantNotSuspended, TenantOffboarded)
+@tenants_blp.response(202, TenantSchema)
+def offboard_tenant(tenant_id: str) -> dict[str, Any]:
+    """Offboard a suspended tenant: export all its data to storage, then erase it (a job; follow `status`).
+
+    The tenant turns `offboarding`; its rows of every table and its stored objects are exported under
+    `exports/tenants/{id}/` with a manifest, then erased. It ends `offboarded`, with `offboarded_at` and
+    `export_location` (the manifest), its row kept as a tombstone.
+    """
+    session = db_session()
+    return present_tenant(session, standing.request_offboarding(session, tenant_id))
+
+
+class ApiClientListArgs(PageArgs):
+    tenant = Text(
+        load_default=None,
+        allow_none=False,
+        min_length=1,
+        max_length=64,
+        metadata={"description": "Only the clients of this tenant (its id)."},
+    )
+
+
+@api_clients_blp.get("")
+@require("tenants:read", tenant=False)
+@api_clients_blp.arguments(ApiClientListArgs, location="query")
+@api_clients_blp.response(200, page_schema(ApiClientSchema, "OperatorApiClientPage"))
+def list_all_api_clients(args: dict[str, Any]) -> dict[str, Any]:
+    """Every API client across tenants (operators' own too), oldest first; never a secret."""
+    stmt = select(ApiClient)
+    if args.get("tenant") is not None:
+        stmt = stmt.where(ApiClient.tenant_id == args["tenant"])
+    return paginate(db_session(), stmt, ApiClient.id, args, prefix="cli")
+
+
+@api_clients_blp.post("/<api_client_id>/revoke")
+@require("tenants:write", tenant=False)
+@problems(ApiClientNotFound)
+@api_clients_blp.response(200, ApiClientSchema)
+def revoke_any_api_client(api_client_id: str) -> ApiClient:
+    """Revoke any client: no new tokens, and its live tokens are refused from the next request."""
+    session = db_session()
+    client = tenants.get_api_client(session, api_client_id, lock=True)
+    return tenants.revoke_api_client(session, client, by="operator")
 
 
 class PoolGrowthSchema(Schema):

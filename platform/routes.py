@@ -8,14 +8,15 @@ from flask_smorest import Api
 def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
     from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, usage_records
-    from mvne.platform.operator_api import job_health_blp, operations, tenants_blp
+    from mvne.platform.operator_api import api_clients_blp, job_health_blp, operations, tenants_blp
     from mvne.provisioning.api import subscriptions
-    from mvne.tenants.api import customers, events, webhook_deliveries, webhook_endpoints
+    from mvne.tenants.api import api_clients, customers, events, legal_profile, webhook_deliveries, webhook_endpoints
 
     for blueprint in (
         tenants_blp,
         operations,
         job_health_blp,
+        api_clients_blp,
         offers,
         customers,
         customer_billing,
@@ -27,5 +28,7 @@ def register_api(api: Api) -> None:
         events,
         webhook_endpoints,
         webhook_deliveries,
+        api_clients,
+        legal_profile,
     ):
         api.register_blueprint(blueprint)

@@ -7,14 +7,15 @@ import datetime as dt
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mvne.infra.db import Base, TenantOwned, utcnow
+from mvne.infra.db import KEPT_AFTER_TENANT, Base, TenantOwned, utcnow
 
 
 class NumberBlock(Base):
     """A range of MSISDNs held by one tenant; a platform table so ranges never overlap."""
 
     __tablename__ = "number_blocks"
-    __table_args__ = (UniqueConstraint("country", "block"),)
+    # Kept after its tenant is offboarded: the range is retired, never handed to another tenant.
+    __table_args__ = (UniqueConstraint("country", "block"), {"info": {KEPT_AFTER_TENANT: True}})
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(40), index=True)

@@ -1,4 +1,4 @@
-"""Tenant jobs: webhook deliveries."""
+"""Tenant jobs: webhook deliveries, offboarding."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from mvne.infra.crypto import SecretBox
 from mvne.infra.jobs import QUEUE_DEFAULT, job
 from mvne.infra.runtime import current_runtime
-from mvne.tenants import webhooks
+from mvne.tenants import offboarding, webhooks
 
 
 @functools.lru_cache(maxsize=4)
@@ -45,3 +45,11 @@ def deliver_webhook(tenant_id: str, delivery_id: str) -> None:
         box=_box(rt.settings.sim_key),
         allow_private=rt.settings.webhook_allow_private,
     )
+
+
+# Long: the worker renews the lease while it runs; a killed worker's job is sent again and finishes the work.
+@job("tenants.offboard_tenant", queue=QUEUE_DEFAULT, time_limit_ms=6 * 60 * 60 * 1000)
+def offboard_tenant(tenant_id: str) -> None:
+    """Export every row and object of an offboarding tenant to storage, then erase them (resumable)."""
+    rt = current_runtime()
+    offboarding.offboard_tenant(rt.db, rt.storage, tenant_id)

@@ -1,37 +1,59 @@
-"""Customers and the event log of the calling tenant."""
+"""Customers, the event log and the API clients of the calling tenant."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from mvne.infra.crypto import SecretBox
-from mvne.infra.web.auth import require
+from mvne.infra.web.auth import current_principal, require
 from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.infra.web.problems import problems
-from mvne.tenants import service, webhooks
-from mvne.tenants.errors import CustomerEmailTaken, CustomerNotFound
-from mvne.tenants.models import Customer, Event, WebhookDelivery, WebhookEndpoint
+from mvne.tenants import legal, service, webhooks
+from mvne.tenants.errors import (
+    ApiClientNotFound,
+    ApiClientRevoked,
+    CustomerEmailTaken,
+    CustomerNotFound,
+    InvalidIdentifier,
+    InvalidScopes,
+    LegalProfileNotFound,
+)
+from mvne.tenants.models import ApiClient, Customer, Event, TenantLegalProfile, WebhookDelivery, WebhookEndpoint
 from mvne.tenants.schemas import (
+    ApiClientCreateSchema,
+    ApiClientSchema,
+    ApiClientSecretSchema,
     CustomerCreateSchema,
     CustomerSchema,
     EventSchema,
+    LegalProfileInputSchema,
+    LegalProfileSchema,
+    SecretRotationSchema,
     WebhookDeliverySchema,
     WebhookEndpointCreatedSchema,
     WebhookEndpointCreateSchema,
     WebhookEndpointSchema,
+    api_client_view,
 )
 
 customers = Blueprint("customers", __name__, url_prefix="/v1/customers", description="Subscriber accounts.")
 events = Blueprint("events", __name__, url_prefix="/v1/events", description="The tenant's event log.")
+legal_profile = Blueprint(
+    "legal_profile",
+    __name__,
+    url_prefix="/v1/tenant/legal-profile",
+    description="The calling tenant's legal identity, printed on its invoices.",
+)
 
 
 @customers.post("")
 @require("customers:write")
-@problems(CustomerEmailTaken)
+@problems(CustomerEmailTaken, InvalidIdentifier)
 @customers.arguments(
     CustomerCreateSchema,
     example={
@@ -43,7 +65,9 @@ events = Blueprint("events", __name__, url_prefix="/v1/events", description="The
 @customers.response(201, CustomerSchema)
 def create_customer(body: dict[str, Any]) -> Customer:
     """Open a subscriber account."""
-    return service.create_customer(db_session(), name=body["name"], email=body["email"], address=body["address"])
+    return service.create_customer(
+        db_session(), name=body["name"], email=body["email"], address=body["address"], vat_id=body.get("vat_id")
+    )
 
 
 @customers.get("")
@@ -71,6 +95,42 @@ def get_customer(customer_id: str) -> Customer:
 def list_events(args: dict[str, Any]) -> dict[str, Any]:
     """The tenant's event log, oldest first."""
     return paginate(db_session(), select(Event), Event.id, args)
+
+
+LEGAL_PROFILE_EXAMPLE = {
+    "legal_name": "Nova Mobile",
+    "legal_form": "SAS",
+    "address": {"line1": "12 rue de la Paix", "postal_code": "75002", "city": "Paris", "country": "FR"},
+    "registration_number": "732829320",
+    "rcs_city": "Paris",
+    "share_capital": "10000.00",
+    "vat_id": "FR44732829320",
+    "iban": "FR1420041010050500013M02606",
+    "bic": "PSSTFRPPPAR",
+    "payment_terms_days": 14,
+    "invoice_locale": "fr_FR",
+    "support_email": "facturation@nova.example",
+    "support_phone": "+33 1 23 45 67 89",
+}
+
+
+@legal_profile.get("")
+@require("tenant:read")
+@problems(LegalProfileNotFound)
+@legal_profile.response(200, LegalProfileSchema)
+def get_legal_profile() -> TenantLegalProfile:
+    """The tenant's legal profile: legal name and form, registered office, identifiers, bank details."""
+    return legal.get_legal_profile(db_session())
+
+
+@legal_profile.put("")
+@require("tenant:write")
+@problems(InvalidIdentifier)
+@legal_profile.arguments(LegalProfileInputSchema, example=LEGAL_PROFILE_EXAMPLE)
+@legal_profile.response(200, LegalProfileSchema)
+def put_legal_profile(body: dict[str, Any]) -> TenantLegalProfile:
+    """Set the tenant's legal profile as a whole; VAT id, SIREN/SIRET, IBAN and BIC are checked, 422 names each."""
+    return legal.set_legal_profile(db_session(), body)
 
 
 webhook_endpoints = Blueprint(
@@ -156,3 +216,79 @@ def list_webhook_deliveries(args: dict[str, Any], webhook_endpoint_id: str) -> d
 def replay_webhook_delivery(webhook_delivery_id: str) -> WebhookDelivery:
     """Send a delivery again with a fresh set of attempts."""
     return webhooks.replay_delivery(db_session(), tenant_id(), webhook_delivery_id)
+
+
+api_clients = Blueprint(
+    "api_clients",
+    __name__,
+    url_prefix="/v1/api-clients",
+    description="The tenant's own API clients (OAuth2 client credentials): create, rotate secrets, revoke.",
+)
+
+
+@api_clients.get("")
+@require("api_clients:read")
+@api_clients.arguments(PageArgs, location="query")
+@api_clients.response(200, page_schema(ApiClientSchema, "ApiClientPage"))
+def list_api_clients(args: dict[str, Any]) -> dict[str, Any]:
+    """The tenant's API clients, oldest first, revoked ones included; never a secret."""
+    stmt = select(ApiClient).where(ApiClient.tenant_id == tenant_id())
+    return paginate(db_session(), stmt, ApiClient.id, args, prefix="cli")
+
+
+@api_clients.post("")
+@require("api_clients:write")
+@problems(InvalidScopes)
+@api_clients.arguments(
+    ApiClientCreateSchema, example={"name": "Billing back end", "scopes": ["customers:read", "invoices:read"]}
+)
+@api_clients.response(201, ApiClientSecretSchema)
+def create_api_client(body: dict[str, Any]) -> dict[str, Any]:
+    """Create a client with scopes the calling token holds itself; its secret is in this response only."""
+    session = db_session()
+    issued = service.issue_api_client(
+        session,
+        tenant_id=tenant_id(),
+        name=body["name"],
+        scopes=body["scopes"],
+        allowed=tuple(sorted(current_principal().scopes)),
+    )
+    client = service.get_tenant_api_client(session, tenant_id(), issued.client_id)
+    return {**api_client_view(client), "client_secret": issued.client_secret}
+
+
+@api_clients.get("/<api_client_id>")
+@require("api_clients:read")
+@problems(ApiClientNotFound)
+@api_clients.response(200, ApiClientSchema)
+def get_api_client(api_client_id: str) -> ApiClient:
+    """One of the tenant's API clients."""
+    return service.get_tenant_api_client(db_session(), tenant_id(), api_client_id)
+
+
+@api_clients.post("/<api_client_id>/rotate-secret")
+@require("api_clients:write")
+@problems(ApiClientNotFound, ApiClientRevoked)
+@api_clients.arguments(SecretRotationSchema, example={"overlap_seconds": 3600})
+@api_clients.response(200, ApiClientSecretSchema)
+def rotate_api_client_secret(body: dict[str, Any], api_client_id: str) -> dict[str, Any]:
+    """Give a client a new secret, shown in this response only; the one before keeps working for the overlap."""
+    session = db_session()
+    client = service.get_tenant_api_client(session, tenant_id(), api_client_id, lock=True)
+    rotated = service.rotate_api_client_secret(session, client, overlap=dt.timedelta(seconds=body["overlap_seconds"]))
+    return {**api_client_view(rotated.client), "client_secret": rotated.client_secret}
+
+
+@api_clients.post("/<api_client_id>/revoke")
+@require("api_clients:write")
+@problems(ApiClientNotFound)
+@api_clients.response(200, ApiClientSchema)
+def revoke_api_client(api_client_id: str) -> ApiClient:
+    """Revoke a client: it gets no new token, and its live tokens are refused from the next request.
+
+    A client may revoke itself: the owner's call; the token that asked stops working right after.
+    Revoking a revoked client changes nothing.
+    """
+    session = db_session()
+    client = service.get_tenant_api_client(session, tenant_id(), api_client_id, lock=True)
+    return service.revoke_api_client(session, client, by="tenant")

@@ -23,3 +23,41 @@ class CustomerEmailTaken(Conflict):
 
 class InvalidScopes(InvalidInput):
     code = "invalid_scopes"
+
+
+class ApiClientNotFound(NotFound):
+    code = "api_client_not_found"
+
+
+class ApiClientRevoked(Conflict):
+    code = "api_client_revoked"
+
+
+class InvalidSecretOverlap(InvalidInput):
+    code = "invalid_secret_overlap"
+
+
+class LegalProfileNotFound(NotFound):
+    code = "legal_profile_not_found"
+
+
+class InvalidIdentifier(InvalidInput):
+    """A VAT id, registration number, IBAN, BIC, locale or phone number that does not check out."""
+
+    code = "invalid_identifier"
+
+
+class TenantAlreadySuspended(Conflict):
+    code = "tenant_already_suspended"
+
+
+class TenantNotSuspended(Conflict):
+    """Resuming or offboarding a tenant that is not suspended (an operator suspends it first)."""
+
+    code = "tenant_not_suspended"
+
+
+class TenantOffboarded(Conflict):
+    """The tenant is being offboarded, or was: it can no longer be suspended, resumed or offboarded again."""
+
+    code = "tenant_offboarded"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mvne.infra.db import Base, JSONValue, TenantOwned, utcnow
+from mvne.tenants import credentials
 
 
 class Tenant(Base):
@@ -24,8 +24,15 @@ class Tenant(Base):
     country: Mapped[str] = mapped_column(String(2))
     currency: Mapped[str] = mapped_column(String(3))
     timezone: Mapped[str] = mapped_column(String(64))
+    # active -> suspended (its API refuses its clients; its subscribers keep service) -> active again,
+    # or -> offboarding (its rows are exported, then erased) -> offboarded (this row stays as a tombstone).
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    suspended_at: Mapped[dt.datetime | None] = mapped_column()
+    suspension_reason: Mapped[str | None] = mapped_column(String(500))
+    offboarded_at: Mapped[dt.datetime | None] = mapped_column()
+    # Where the offboarding export lies in storage (its manifest), once the export is complete.
+    export_location: Mapped[str | None] = mapped_column(String(300))
 
 
 class ApiClient(Base):
@@ -40,15 +47,29 @@ class ApiClient(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    secret_hash: Mapped[str] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(255))
     scopes: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    # After a rotation, the secret before it keeps working until previous_secret_expires_at.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(255))
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
 
     @staticmethod
     def hash_secret(secret: str) -> str:
-        # Secrets are 256-bit random strings, so a plain digest resists guessing without a slow KDF.
-        return hashlib.sha256(secret.encode()).hexdigest()
+        return credentials.hash_secret(secret)
+
+    @property
+    def status(self) -> str:
+        return "revoked" if self.revoked_at is not None else "active"
+
+    def previous_secret_valid_until(self, now: dt.datetime | None = None) -> dt.datetime | None:
+        """When the secret before the last rotation stops working; None when it no longer does."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret_hash is None or expires is None or expires <= (now or utcnow()):
+            return None
+        return expires
 
     # Authlib's ClientMixin interface -------------------------------------------------------------
 
@@ -68,7 +89,23 @@ class ApiClient(Base):
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return self.revoked_at is None and hmac.compare_digest(self.secret_hash, self.hash_secret(client_secret))
+        """The current secret, or the previous one until its overlap ends; never for a revoked client.
+
+        A match on a hash made before argon2id (or with older parameters) leaves the new hash in
+        `pending_rehash`, for the token endpoint to store once the token is issued.
+        """
+        self.pending_rehash: tuple[str, str, str] | None = None
+        if self.revoked_at is not None:
+            return False
+        candidates = [("secret_hash", self.secret_hash)]
+        if self.previous_secret_valid_until() is not None and self.previous_secret_hash is not None:
+            candidates.append(("previous_secret_hash", self.previous_secret_hash))
+        for column, stored in candidates:
+            if credentials.verify_secret(stored, client_secret):
+                if credentials.needs_rehash(stored):
+                    self.pending_rehash = (column, stored, credentials.hash_secret(client_secret))
+                return True
+        return False
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in {"client_secret_basic", "client_secret_post"}
@@ -90,6 +127,7 @@ class Customer(TenantOwned, Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
     address: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    vat_id: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -149,3 +187,30 @@ class WebhookDelivery(TenantOwned, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column()
     delivered_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class TenantLegalProfile(TenantOwned, Base):
+    """Who the tenant is in law, as its invoices must say: name, form, seat, registration, VAT, bank details.
+
+    One per tenant (unique `tenant_id`); identifiers are stored checked and compact (FR40303265045).
+    """
+
+    __tablename__ = "tenant_legal_profiles"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    legal_name: Mapped[str] = mapped_column(String(200))
+    legal_form: Mapped[str | None] = mapped_column(String(50))
+    address: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    registration_number: Mapped[str | None] = mapped_column(String(50))
+    rcs_city: Mapped[str | None] = mapped_column(String(100))
+    share_capital: Mapped[Decimal | None] = mapped_column()
+    vat_id: Mapped[str | None] = mapped_column(String(20))
+    iban: Mapped[str | None] = mapped_column(String(34))
+    bic: Mapped[str | None] = mapped_column(String(11))
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=14)
+    invoice_locale: Mapped[str] = mapped_column(String(20))
+    support_email: Mapped[str | None] = mapped_column(String(254))
+    support_phone: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

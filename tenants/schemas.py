@@ -6,9 +6,9 @@ import functools
 import zoneinfo
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates
 
-from mvne.infra.fields import Country, Text
+from mvne.infra.fields import Country, DecimalString, Integer, Text
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 SUPPORTED_CURRENCIES = ("EUR", "GBP", "USD", "CHF", "SEK", "PLN", "DKK", "NOK")
@@ -59,10 +59,27 @@ class TenantSchema(Schema):
     country = fields.String()
     currency = fields.String()
     timezone = fields.String()
-    status = fields.String()
+    status = fields.String(
+        metadata={
+            "description": "active; suspended (its API answers 403 tenant_suspended, its subscribers keep "
+            "service); offboarding (its data is being exported, then erased); offboarded (a tombstone).",
+            "enum": ["active", "suspended", "offboarding", "offboarded"],
+        }
+    )
     created_at = fields.AwareDateTime()
+    suspended_at = fields.AwareDateTime(allow_none=True)
+    suspension_reason = fields.String(allow_none=True)
+    offboarded_at = fields.AwareDateTime(allow_none=True)
+    export_location = fields.String(
+        allow_none=True,
+        metadata={"description": "The storage key of the offboarding export's manifest, once the export is complete."},
+    )
     number_range = fields.Nested(NumberRangeSchema, allow_none=True)
     esim_pool = fields.Dict(keys=fields.String(), values=fields.Integer(), allow_none=True)
+
+
+class TenantSuspendSchema(Schema):
+    reason = Text(max_length=500, metadata={"description": "Why, for the record and the tenant's event log."})
 
 
 class ApiClientCreateSchema(Schema):
@@ -81,6 +98,65 @@ class CredentialsSchema(Schema):
     tenant_id = fields.String(allow_none=True)
 
 
+class ApiClientSchema(Schema):
+    """An API client as its owner sees it; never its secret."""
+
+    id = fields.String()
+    tenant_id = fields.String(allow_none=True, metadata={"description": "None for a platform operator's client."})
+    name = fields.String()
+    scopes = fields.List(fields.String())
+    status = fields.String(metadata={"enum": ["active", "revoked"]})
+    created_at = fields.AwareDateTime()
+    last_used_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "When the client last obtained an access token."}
+    )
+    revoked_at = fields.AwareDateTime(allow_none=True)
+    previous_secret_expires_at = fields.AwareDateTime(
+        allow_none=True,
+        metadata={
+            "description": "After a rotation, when the secret before it stops working; null when only the "
+            "current secret works."
+        },
+    )
+
+    @pre_dump
+    def _view(self, client: Any, **kwargs: Any) -> dict[str, Any]:
+        return client if isinstance(client, dict) else api_client_view(client)
+
+
+def api_client_view(client: Any) -> dict[str, Any]:
+    """What `ApiClientSchema` shows of an `ApiClient` row."""
+    return {
+        "id": client.id,
+        "tenant_id": client.tenant_id,
+        "name": client.name,
+        "scopes": client.scopes.split(),
+        "status": client.status,
+        "created_at": client.created_at,
+        "last_used_at": client.last_used_at,
+        "revoked_at": client.revoked_at,
+        "previous_secret_expires_at": client.previous_secret_valid_until(),
+    }
+
+
+class ApiClientSecretSchema(ApiClientSchema):
+    client_secret = fields.String(metadata={"description": "The client's secret; shown in this response only."})
+
+
+API_CLIENT_MAX_OVERLAP_SECONDS = 7 * 24 * 3600
+
+
+class SecretRotationSchema(Schema):
+    overlap_seconds = Integer(
+        load_default=24 * 3600,
+        validate=validate.Range(0, API_CLIENT_MAX_OVERLAP_SECONDS),
+        metadata={
+            "description": "How long the current secret keeps working beside the new one: 0 (it stops at once) "
+            "to 604800 (7 days); 86400 (24 hours) when absent."
+        },
+    )
+
+
 class AddressSchema(Schema):
     line1 = Text(required=True, min_length=1, max_length=200)
     line2 = Text(max_length=200)
@@ -89,10 +165,19 @@ class AddressSchema(Schema):
     country = Country(required=True)
 
 
+VAT_ID = r"^[A-Za-z0-9 .-]{2,30}$"
+
+
 class CustomerCreateSchema(Schema):
     name = Text(required=True, min_length=1, max_length=200)
     email = fields.Email(required=True, validate=validate.Length(max=254))
     address = fields.Nested(AddressSchema, required=True)
+    vat_id = Text(
+        max_length=30,
+        pattern=VAT_ID,
+        pattern_error="Letters and digits of a VAT id, such as FR40303265045.",
+        metadata={"description": "A business customer's VAT id; EU ids are checked against the address's country."},
+    )
 
 
 class CustomerSchema(Schema):
@@ -100,7 +185,57 @@ class CustomerSchema(Schema):
     name = fields.String()
     email = fields.String()
     address = fields.Nested(AddressSchema)
+    vat_id = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
+
+
+class LegalProfileInputSchema(Schema):
+    legal_name = Text(required=True, min_length=1, max_length=200, metadata={"example": "Nova Mobile"})
+    legal_form = Text(max_length=50, metadata={"example": "SAS"})
+    address = fields.Nested(AddressSchema, required=True, metadata={"description": "The registered office."})
+    registration_number = Text(
+        max_length=50,
+        metadata={"description": "In France the SIREN (9 digits) or SIRET (14 digits), required; elsewhere as issued."},
+    )
+    rcs_city = Text(max_length=100, metadata={"description": "France: the city of the RCS registry."})
+    share_capital = DecimalString(metadata={"description": "Share capital, in the tenant's currency."})
+    vat_id = Text(
+        max_length=30,
+        pattern=VAT_ID,
+        pattern_error="Letters and digits of a VAT id, such as FR40303265045.",
+        metadata={"description": "EU VAT ids are checked; the prefix must be the address's country (EL for GR)."},
+    )
+    iban = Text(max_length=50, metadata={"description": "The account customers pay transfers to."})
+    bic = Text(max_length=15)
+    payment_terms_days = Integer(
+        load_default=14,
+        validate=validate.Range(0, 120),
+        metadata={"description": "Days between an invoice and its due date."},
+    )
+    invoice_locale = Text(
+        max_length=20,
+        metadata={"description": "Language of the invoices, e.g. fr_FR; by default fr_FR in France, en_GB elsewhere."},
+    )
+    support_email = fields.Email(validate=validate.Length(max=254))
+    support_phone = Text(max_length=30)
+
+
+class LegalProfileSchema(Schema):
+    legal_name = fields.String()
+    legal_form = fields.String(allow_none=True)
+    address = fields.Nested(AddressSchema)
+    registration_number = fields.String(allow_none=True)
+    rcs_city = fields.String(allow_none=True)
+    share_capital = DecimalString(allow_none=True)
+    vat_id = fields.String(allow_none=True)
+    iban = fields.String(allow_none=True)
+    bic = fields.String(allow_none=True)
+    payment_terms_days = fields.Integer()
+    invoice_locale = fields.String()
+    support_email = fields.String(allow_none=True)
+    support_phone = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
 
 
 class EventSchema(Schema):

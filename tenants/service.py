@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +14,15 @@ from sqlalchemy.orm import Session
 
 from mvne.infra.db import get_or_raise, utcnow
 from mvne.infra.ids import new_id
-from mvne.tenants import webhooks
+from mvne.tenants import identifiers, webhooks
 from mvne.tenants.errors import (
+    ApiClientNotFound,
+    ApiClientRevoked,
     CustomerEmailTaken,
     CustomerNotFound,
+    InvalidIdentifier,
     InvalidScopes,
+    InvalidSecretOverlap,
     TenantNotFound,
     TenantSlugTaken,
 )
@@ -59,7 +64,7 @@ def issue_api_client(
     secret: str | None = None,
     client_id: str | None = None,
 ) -> IssuedCredentials:
-    """Create client credentials; the secret is shown once and only its digest is kept."""
+    """Create client credentials; the secret is shown once and only its argon2id hash is kept."""
     unknown = sorted(set(scopes) - set(allowed))
     if unknown:
         raise InvalidScopes(
@@ -76,15 +81,124 @@ def issue_api_client(
     )
     session.add(client)
     session.flush()
+    if tenant_id is not None:
+        data = {"name": name, "scopes": client.scopes.split()}
+        record_event(session, "api_client.created", client.id, data, tenant_id=tenant_id)
     return IssuedCredentials(client.id, secret, tuple(sorted(set(scopes))))
 
 
-def create_customer(session: Session, *, name: str, email: str, address: dict[str, Any]) -> Customer:
-    """A subscriber account of the session's tenant; one account per email."""
+# How long the secret before a rotation keeps working, unless the rotation says otherwise.
+DEFAULT_SECRET_OVERLAP = dt.timedelta(hours=24)
+MAX_SECRET_OVERLAP = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    client: ApiClient
+    client_secret: str
+
+
+def get_api_client(session: Session, client_id: str, *, lock: bool = False) -> ApiClient:
+    """Any client, a tenant's or an operator's (for platform operators)."""
+    client = session.get(ApiClient, client_id, with_for_update=lock)
+    if client is None:
+        raise ApiClientNotFound(f"No API client {client_id}.")
+    return client
+
+
+def get_tenant_api_client(session: Session, tenant_id: str, client_id: str, *, lock: bool = False) -> ApiClient:
+    """One of the tenant's clients; another tenant's (or an operator's) is not found, like a missing one."""
+    client = session.get(ApiClient, client_id, with_for_update=lock)
+    if client is None or client.tenant_id != tenant_id:
+        raise ApiClientNotFound(f"No API client {client_id}.")
+    return client
+
+
+def rotate_api_client_secret(
+    session: Session, client: ApiClient, *, overlap: dt.timedelta = DEFAULT_SECRET_OVERLAP
+) -> RotatedSecret:
+    """Give a client a new secret, shown once; the current one keeps working for `overlap` (0 to 7 days).
+
+    Only one earlier secret is kept: rotating again within an overlap ends the older secret at once.
+    Tokens already issued stay valid until they expire; revocation is what ends them.
+    """
+    if client.revoked_at is not None:
+        raise ApiClientRevoked(f"API client {client.id} is revoked; its secret cannot be rotated.")
+    if not dt.timedelta(0) <= overlap <= MAX_SECRET_OVERLAP:
+        raise InvalidSecretOverlap(
+            f"The overlap must be 0 to {int(MAX_SECRET_OVERLAP.total_seconds())} seconds.",
+            errors={"overlap_seconds": [f"Must be between 0 and {int(MAX_SECRET_OVERLAP.total_seconds())}."]},
+        )
+    secret = secrets.token_urlsafe(32)
+    if overlap:
+        client.previous_secret_hash = client.secret_hash
+        client.previous_secret_expires_at = utcnow() + overlap
+    else:
+        client.previous_secret_hash = None
+        client.previous_secret_expires_at = None
+    client.secret_hash = ApiClient.hash_secret(secret)
+    session.flush()
+    if client.tenant_id is not None:
+        expires = client.previous_secret_expires_at
+        record_event(
+            session,
+            "api_client.secret_rotated",
+            client.id,
+            {"previous_secret_expires_at": expires.isoformat() if expires else None},
+            tenant_id=client.tenant_id,
+        )
+    return RotatedSecret(client, secret)
+
+
+def revoke_api_client(session: Session, client: ApiClient, *, by: str) -> ApiClient:
+    """Revoke a client for good: no new tokens, and its live tokens are refused from the next request.
+
+    `by` is who did it (`tenant` or `operator`), for the event. Revoking a revoked client changes nothing.
+    """
+    if client.revoked_at is not None:
+        return client
+    client.revoked_at = utcnow()
+    client.previous_secret_hash = None
+    client.previous_secret_expires_at = None
+    session.flush()
+    if client.tenant_id is not None:
+        record_event(
+            session,
+            "api_client.revoked",
+            client.id,
+            {"revoked_at": client.revoked_at.isoformat(), "by": by},
+            tenant_id=client.tenant_id,
+        )
+    return client
+
+
+def record_token_issued(session: Session, client_id: str, *, rehash: tuple[str, str, str] | None = None) -> None:
+    """The client obtained a token: note when, and store the argon2id hash of a legacy secret it used.
+
+    `rehash` is (column, hash it matched, new hash); the new one is stored only if the old is still there.
+    """
+    session.execute(update(ApiClient).where(ApiClient.id == client_id).values(last_used_at=utcnow()))
+    if rehash is not None:
+        column, old, new = rehash
+        if column not in ("secret_hash", "previous_secret_hash"):
+            raise ValueError(f"not a secret column: {column}")
+        stored = getattr(ApiClient, column)
+        session.execute(update(ApiClient).where(ApiClient.id == client_id, stored == old).values({column: new}))
+
+
+def create_customer(
+    session: Session, *, name: str, email: str, address: dict[str, Any], vat_id: str | None = None
+) -> Customer:
+    """A subscriber account of the session's tenant; one account per email. A business gives its VAT id."""
     email = email.strip().lower()
+    if vat_id is not None:
+        try:
+            vat_id = identifiers.check_vat_id(vat_id, str(address.get("country", "")))
+        except identifiers.IdentifierError as error:
+            raise InvalidIdentifier(str(error), errors={"vat_id": [str(error)]}) from None
     if session.scalar(select(Customer.id).where(Customer.email == email)) is not None:
         raise CustomerEmailTaken(f"A customer with email {email} already exists.")
-    customer = Customer(id=new_id("cus"), name=name, email=email, address=address)
+    customer = Customer(id=new_id("cus"), name=name, email=email, address=address, vat_id=vat_id)
     session.add(customer)
     session.flush()
     record_event(session, "customer.created", customer.id, {"email": email})

@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 
 from authlib.oauth2 import OAuth2Error
 from flask import current_app, g, request
+from sqlalchemy import String, text
 
+from mvne.infra.db import UTCDateTime
 from mvne.infra.logging import bind_context
 from mvne.infra.web import idempotency
 
@@ -57,6 +59,35 @@ def authenticate(scope: str | None) -> Principal:
     return principal
 
 
+def refuse_if_suspended(principal: Principal) -> None:
+    """403 `tenant_suspended` when the caller's tenant is not active (one primary-key read, platform scope).
+
+    Suspension stops a tenant's clients, not its subscribers: the network, usage files and queued jobs
+    do not pass through here. A tenant being offboarded or offboarded is refused the same way.
+    """
+    from mvne.infra.web.context import runtime
+    from mvne.infra.web.problems import ProblemError
+
+    if principal.tenant_id is None:
+        return
+    with runtime().db.transaction(platform=True) as session:
+        row = session.execute(
+            text("SELECT status, suspended_at FROM tenants WHERE id = :id").columns(
+                status=String(), suspended_at=UTCDateTime()
+            ),
+            {"id": principal.tenant_id},
+        ).one_or_none()
+    if row is None or row.status == "active":
+        return
+    since = f" since {row.suspended_at:%Y-%m-%dT%H:%M:%SZ}" if row.suspended_at is not None else ""
+    raise ProblemError(
+        403,
+        "tenant_suspended",
+        f"This tenant's API access is {row.status}{since}. Its subscribers keep service; to restore access, "
+        "contact platform support through your account manager or the operators' support desk.",
+    )
+
+
 def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
     """Protect a view: a valid token with `scope`; `tenant=False` for platform-operator routes."""
     from mvne.infra.web.context import runtime
@@ -70,6 +101,7 @@ def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
                 raise ProblemError(403, "tenant_required", "This operation is for a tenant's API client.")
             if not tenant and principal.tenant_id is not None:
                 raise ProblemError(403, "operator_required", "This operation is for platform operators.")
+            refuse_if_suspended(principal)
             if request.method == "POST" and idempotency.HEADER in request.headers:
                 with runtime().db.transaction(platform=True) as session:
                     replay = idempotency.check_replay(session, principal.client_id, principal.tenant_id)

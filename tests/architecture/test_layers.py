@@ -79,3 +79,13 @@ def test_every_domain_models_module_is_declared_for_infra_to_find() -> None:
 
     on_disk = {f"mvne.{path.parent.name}.models" for path in ROOT.glob("*/models.py") if path.parent.name != "infra"}
     assert on_disk <= set(model_modules())
+
+
+def test_the_migrations_have_one_head_and_one_root() -> None:
+    from alembic.script import ScriptDirectory
+
+    from mvne.infra.migrate import alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert len(scripts.get_heads()) == 1, scripts.get_heads()
+    assert len(scripts.get_bases()) == 1, scripts.get_bases()

@@ -186,3 +186,19 @@ def test_the_usage_window_has_a_tolerance_and_a_retention() -> None:
     too_old = window.refusal(now - dt.timedelta(days=30, seconds=1), now)
     assert too_old is not None
     assert too_old[0] == "too_old"
+
+
+def test_an_invoice_is_due_after_the_payment_terms_of_the_tenants_legal_profile(
+    tenant: TenantHandle, line_since_last_period: tuple[dict[str, Any], str, dt.datetime]
+) -> None:
+    from tests.tenants.test_legal_profile import PROFILE
+
+    stored = tenant.api.request("PUT", "/v1/tenant/legal-profile", {**PROFILE, "payment_terms_days": 30})
+    assert stored.status_code == 200, stored.json
+    sub, period, _ = line_since_last_period
+
+    billed_run(tenant.api, period)
+
+    [invoice] = tenant.api.get("/v1/invoices", customer=sub["customer"]).json["data"]
+    issued = dt.datetime.fromisoformat(invoice["issued_at"]).date()
+    assert dt.date.fromisoformat(invoice["due_date"]) - issued == dt.timedelta(days=30)

@@ -130,7 +130,7 @@ def test_the_html_shows_unit_prices_below_a_cent_and_short_quantities(document: 
 def test_the_html_formats_money_and_dates_for_the_locale() -> None:
     html = render_invoice_html(make_document(locale="de_DE"))
     assert "1.804,13\xa0€" in html
-    assert "15.04.2025" in html
+    assert "15. April 2025" in html
     assert "Frankreich" in html  # the buyer's country, named in German
 
 
@@ -161,3 +161,157 @@ def test_a_document_whose_lines_do_not_add_up_to_the_subtotal_is_refused(documen
 def test_a_naive_issue_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
         make_document(issued_at=datetime(2025, 4, 1, 6, 0))  # noqa: DTZ001
+
+
+# Invoices of real tenants, billed by a run: the seller's legal identity, in the tenant's language.
+
+FRENCH_MONTHS = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+FRENCH_PROFILE = {
+    "legal_name": "Nova Mobile",
+    "legal_form": "SAS",
+    "address": {"line1": "12 rue de la Paix", "postal_code": "75002", "city": "Paris", "country": "FR"},
+    "registration_number": "732829320",
+    "rcs_city": "Paris",
+    "share_capital": "10000.00",
+    "vat_id": "FR44732829320",
+    "iban": "FR1420041010050500013M02606",
+    "bic": "PSSTFRPPPAR",
+    "support_email": "facturation@nova.example",
+}
+
+
+def pdf_words(pdf: bytes) -> str:
+    """The PDF's text with every run of spaces (no-break ones included) made one space."""
+    if shutil.which("pdftotext") is None:
+        pytest.fail("pdftotext (poppler-utils) is needed to read invoice PDFs")
+    text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+    return " ".join(text.split())
+
+
+def shows_label(text: str, label: str) -> bool:
+    """Whether the label is in the text, whatever the case and the letter spacing (titles are set in capitals)."""
+    return "".join(label.split()).casefold() in "".join(text.split()).casefold()
+
+
+def billed_invoice(runtime: Any, tenant: Any, *, customer_changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One customer on the 20.00 offer with 1,820 MB used last period: 28.20 before tax, 33.84 with 20 % VAT."""
+    from datetime import timedelta
+
+    from tests.support.api import active_subscription, backdate_line, last_period, published_offer, wait_for
+
+    offer = published_offer(tenant.api)
+    body = {
+        "name": "Atelier Martin",
+        "email": "compta@atelier-martin.example",
+        "address": {"line1": "8 avenue Victor Hugo", "postal_code": "69002", "city": "Lyon", "country": "FR"},
+        **(customer_changes or {}),
+    }
+    buyer = tenant.api.post("/v1/customers", body)
+    assert buyer.status_code == 201, buyer.json
+    sub = active_subscription(tenant.api, buyer.json["id"], offer["id"])
+    period, start = last_period()
+    backdate_line(runtime, sub["id"], start)
+    record = {
+        "record_id": "pdf-1",
+        "subscription": sub["id"],
+        "service": "data",
+        "started_at": (start + timedelta(days=2)).isoformat(),
+        "volume": 1_820_000_000,
+    }
+    assert tenant.api.post("/v1/usage-records", {"records": [record]}).json["accepted"] == 1
+    run = tenant.api.post("/v1/billing-runs", {"period": period})
+    assert run.status_code == 202, run.json
+
+    def issued() -> list[dict[str, Any]]:
+        return list(tenant.api.get("/v1/invoices", customer=buyer.json["id"]).json["data"])
+
+    [invoice] = wait_for(issued, what="the invoice")
+    assert invoice["total"] == "33.84", invoice
+    return invoice
+
+
+def invoice_pdf_words(tenant: Any, invoice: dict[str, Any]) -> str:
+    response = tenant.api.get(f"/v1/invoices/{invoice['id']}/pdf")
+    assert response.status_code == 200
+    return pdf_words(response.data)
+
+
+def test_a_french_tenants_invoice_carries_its_legal_identity_in_french(runtime: Any, tenant: Any) -> None:
+    assert tenant.api.request("PUT", "/v1/tenant/legal-profile", FRENCH_PROFILE).status_code == 200
+    invoice = billed_invoice(runtime, tenant, customer_changes={"vat_id": "FR40303265045"})
+
+    text = invoice_pdf_words(tenant, invoice)
+
+    assert shows_label(text, "Facture")
+    assert not shows_label(text, "Invoice")
+    for words in ("Facturé à", "Date d'échéance", "Total HT", "TVA 20 %", "Total TTC", "Données hors forfait"):
+        assert shows_label(text, words), words
+    assert "Nova Mobile SAS" in text
+    assert "au capital de 10 000,00 €" in text
+    assert "SIREN 732 829 320" in text
+    assert "RCS Paris" in text
+    assert "FR44732829320" in text  # the seller's VAT id
+    assert "FR40303265045" in text  # the buyer's
+    assert "12 rue de la Paix" in text
+    assert "FR14 2004 1010 0505 0001 3M02 606" in text
+    assert "BIC PSSTFRPPPAR" in text
+    assert f"référence {invoice['number']}" in text
+    assert "33,84 €" in text
+    due = date.fromisoformat(invoice["due_date"])
+    assert f"{due.day} {FRENCH_MONTHS[due.month - 1]} {due.year}" in text
+    assert "indemnité forfaitaire pour frais de recouvrement de 40 €" in text
+    assert "Pas d'escompte pour paiement anticipé" in text
+    assert "Page 1 / 1" in text
+
+
+def test_an_english_locale_tenants_invoice_speaks_english(runtime: Any, tenant: Any) -> None:
+    profile = {**FRENCH_PROFILE, "invoice_locale": "en_GB"}
+    assert tenant.api.request("PUT", "/v1/tenant/legal-profile", profile).status_code == 200
+    invoice = billed_invoice(runtime, tenant)
+
+    text = invoice_pdf_words(tenant, invoice)
+
+    for words in ("Invoice", "Bill to", "Due date", "Subtotal", "VAT 20%", "Total due", "Data beyond allowance"):
+        assert shows_label(text, words), words
+    assert not shows_label(text, "Facture")
+    assert "€33.84" in text
+    due = date.fromisoformat(invoice["due_date"])
+    assert f"{due.day} {due.strftime('%B')} {due.year}" in text
+    # A French seller's legal mentions, said in English.
+    assert "fixed indemnity of €40 for recovery costs" in text
+    assert "No discount for early payment" in text
+
+
+def test_a_tenant_without_a_legal_profile_still_gets_its_invoice(runtime: Any, tenant: Any) -> None:
+    invoice = billed_invoice(runtime, tenant)
+
+    text = invoice_pdf_words(tenant, invoice)
+
+    assert shows_label(text, "Facture")
+    assert tenant.api.get("/v1/tenant/legal-profile").status_code == 404
+    assert invoice["number"] in text
+    assert "33,84 €" in text
+    assert "IBAN" not in text
+
+
+def test_a_zero_rated_sale_to_an_eu_business_abroad_says_the_customer_owes_the_vat() -> None:
+    charges = [Charge("recurring", "Nova 20 GB, monthly fee (+33612345678)", Decimal(1), "month", None, Decimal("20"))]
+    totals = compute_invoice(charges, currency="EUR", tax_rate=Decimal(0))
+    buyer = Party(name="Muster GmbH", address_lines=("Hauptstr. 1", "10115 Berlin"), country="DE", vat_id="DE136695976")
+    html = render_invoice_html(
+        make_document(
+            locale="fr_FR",
+            buyer=buyer,
+            lines=totals.lines,
+            subtotal=totals.subtotal,
+            tax=totals.tax,
+            total=totals.total,
+            tax_rate=totals.tax_rate,
+        )
+    )
+    assert "Autoliquidation" in html
+    assert "Nova 20 GB, abonnement mensuel (+33612345678)" in html
+    assert "1 mois" in html

@@ -349,3 +349,49 @@ def test_lines_being_activated_when_mvne_run_is_stopped_are_activated_after_a_re
             now = sorted(c["status"] for c in again.demo_list("/v1/subscriptions") or [])
             pytest.fail(f"lines were {at_stop} at the stop and are still {now} 30 s after the restart")
         assert again.interrupt(timeout=15) == 0
+
+
+def test_operator_suspends_resumes_and_offboards_a_tenant_by_slug_or_id(cli: Cli, database: Database) -> None:
+    from mvne.infra.jobs import OutboxMessage
+    from mvne.tenants.offboarding import offboard_tenant
+    from mvne.tenants.service import create_customer, create_tenant
+
+    _ok(cli("db", "upgrade"))
+    with database.session(platform=True) as session, session.begin():
+        tenant_id = create_tenant(
+            session, name="Leaving Mobile", slug="leaving", country="FR", currency="EUR", timezone="Europe/Paris"
+        ).id
+    with database.session(tenant_id=tenant_id) as session, session.begin():
+        address = {"line1": "1 rue", "postal_code": "75001", "city": "Paris", "country": "FR"}
+        create_customer(session, name="Ada", email="ada@example.com", address=address)
+
+    suspended = json.loads(_ok(cli("operator", "suspend-tenant", "leaving", "--reason", "unpaid fees")).stdout)
+    assert (suspended["id"], suspended["status"], suspended["suspension_reason"]) == (
+        tenant_id,
+        "suspended",
+        "unpaid fees",
+    )
+    again = cli("operator", "suspend-tenant", tenant_id)
+    assert again.returncode != 0
+    assert "tenant_already_suspended" in again.stderr
+    assert json.loads(_ok(cli("operator", "resume-tenant", tenant_id)).stdout)["status"] == "active"
+    refused = cli("operator", "offboard-tenant", "leaving")
+    assert refused.returncode != 0
+    assert "tenant_not_suspended" in refused.stderr
+    assert "tenant_not_found" in cli("operator", "resume-tenant", "nobody").stderr
+
+    _ok(cli("operator", "suspend-tenant", "leaving"))
+    offboarding = json.loads(_ok(cli("operator", "offboard-tenant", "leaving")).stdout)
+    assert offboarding["status"] == "offboarding"
+    with database.session(platform=True) as session:
+        queued = session.scalars(select(OutboxMessage.actor).where(OutboxMessage.tenant_id == tenant_id)).all()
+        assert "tenants.offboard_tenant" in queued
+    # The queued job, as a worker runs it.
+    with side_runtime(cli.settings) as rt:
+        offboard_tenant(rt.db, rt.storage, tenant_id)
+    with database.session(platform=True) as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        assert (tenant.status, tenant.export_location) == ("offboarded", f"exports/tenants/{tenant_id}/manifest.json")
+        assert session.scalar(select(func.count()).where(Customer.tenant_id == tenant_id)) == 0
+    assert "tenant_offboarded" in cli("operator", "resume-tenant", "leaving").stderr

@@ -74,6 +74,22 @@ def test_binary_data_round_trips_byte_for_byte(storage: Storage) -> None:
     assert storage.get("blobs/random.bin") == data
 
 
+def test_a_file_put_from_its_current_position_is_stored_whole_and_replaces_the_object(
+    storage: Storage, tmp_path: Path
+) -> None:
+    data = os.urandom(9 * 1024 * 1024)  # past boto3's multipart threshold: sent in parts
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"skipped" + data)
+    storage.put("exports/big.bin", b"old")
+
+    with source.open("rb") as reader:
+        reader.seek(len(b"skipped"))
+        storage.put_file("exports/big.bin", reader, content_type="application/x-ndjson")
+
+    assert storage.get("exports/big.bin") == data
+    assert storage.list("exports/") == ["exports/big.bin"]
+
+
 def test_an_empty_object_is_still_an_object(storage: Storage) -> None:
     storage.put("empty", b"")
 

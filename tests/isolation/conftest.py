@@ -1,7 +1,7 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
-Each tenant gets a webhook endpoint (with deliveries to a local receiver), a published offer, a customer,
-an active eSIM line, rated usage, a completed billing run for the last period and its invoice, so every
+Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a published offer,
+a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, so every
 tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
@@ -69,6 +69,7 @@ class World:
             "webhook_endpoint": self.webhook_endpoint_id,
             "webhook_delivery": self.webhook_delivery_id,
             "dead_letter": self.dead_letter_id,
+            "api_client": self.tenant.client_id,
             "msisdn": self.msisdn,
             "iccid": self.iccid,
         }
@@ -128,10 +129,29 @@ def _first_delivery(handle: TenantHandle, endpoint_id: str) -> str:
     return str(listed.json["data"][0]["id"])
 
 
+def legal_profile_body(handle: TenantHandle) -> dict[str, Any]:
+    """A valid French legal profile, named after the tenant."""
+    return {
+        "legal_name": f"Legal {handle.slug}",
+        "legal_form": "SAS",
+        "address": {"line1": "12 rue de la Paix", "postal_code": "75002", "city": "Paris", "country": "FR"},
+        "registration_number": "732829320",
+        "vat_id": "FR44732829320",
+        "iban": "FR1420041010050500013M02606",
+    }
+
+
+def _legal_profile(handle: TenantHandle) -> None:
+    stored = handle.api.request("PUT", "/v1/tenant/legal-profile", legal_profile_body(handle))
+    assert stored.status_code == 200, stored.json
+
+
 def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url: str) -> TwoTenants:
     handles = [make_tenant(app.test_client(), operator) for _ in range(2)]
     # First, so every event that follows is delivered to it (deliveries are written with the events).
     endpoints = [_webhook_endpoint(h, receiver_url) for h in handles]
+    for handle in handles:
+        _legal_profile(handle)
     offers = [published_offer(h.api, code=f"ISO-{secrets.token_hex(3)}") for h in handles]
     customers = [customer(h.api, name=f"Customer of {h.slug}") for h in handles]
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]

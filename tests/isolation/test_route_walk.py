@@ -19,7 +19,7 @@ from flask import Flask
 from werkzeug.routing import Rule
 
 from mvne.infra.ids import new_id
-from tests.isolation.conftest import TwoTenants, World, contains_any
+from tests.isolation.conftest import TwoTenants, World, contains_any, legal_profile_body
 from tests.support.api import ApiCaller, Operator, wait_for
 
 # Path parameters that name an object a tenant owns: tenant B gets 404 for tenant A's.
@@ -31,6 +31,7 @@ TENANT_OBJECT_PARAMS = {
     "invoice_id": "invoice",
     "webhook_endpoint_id": "webhook_endpoint",
     "webhook_delivery_id": "webhook_delivery",
+    "api_client_id": "api_client",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -41,7 +42,7 @@ OPERATOR_PARAMS = {
 PUBLIC_PARAMS = {
     "name": "swagger-ui.css",
 }
-OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters", "/v1/job-health")
+OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters", "/v1/job-health", "/v1/operator/")
 PUBLIC_RULES = {"/v1/openapi.json", "/v1/docs", "/v1/docs/assets/<path:name>"}
 PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
 # Id prefixes, to make up ids of objects that exist nowhere (B's answer must not tell them apart).
@@ -53,6 +54,7 @@ ID_PREFIXES = {
     "invoice": "inv",
     "webhook_endpoint": "whe",
     "webhook_delivery": "whd",
+    "api_client": "cli",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -64,6 +66,7 @@ LIST_OWN_OBJECT = {
     "/v1/billing-runs": "billing_run",
     "/v1/events": "customer",
     "/v1/webhook-endpoints": "webhook_endpoint",
+    "/v1/api-clients": "api_client",
 }
 
 
@@ -125,10 +128,26 @@ def _run_sees_only_b(response: Any, a: World, b: World) -> None:
     assert (run["status"], run["customers_total"], run["invoices_created"]) == ("completed", 1, 0), run
 
 
+def _api_client_is_b_only(response: Any, a: World, b: World) -> None:
+    client_id = response.json["id"]
+    assert response.json["tenant_id"] == b.tenant.id, response.json
+    assert b.tenant.api.get(f"/v1/api-clients/{client_id}").status_code == 200
+    assert a.tenant.api.get(f"/v1/api-clients/{client_id}").status_code == 404
+
+
 def _endpoint_is_b_only(response: Any, a: World, b: World) -> None:
     endpoint_id = response.json["id"]
     assert b.tenant.api.get(f"/v1/webhook-endpoints/{endpoint_id}").status_code == 200
     assert a.tenant.api.get(f"/v1/webhook-endpoints/{endpoint_id}").status_code == 404
+
+
+def _legal_profile_is_b_only(response: Any, a: World, b: World) -> None:
+    # B set its own profile under A's legal name; A's profile is untouched and B reads back its own.
+    assert response.json["legal_name"] == f"Legal {a.tenant.slug}"
+    assert a.tenant.api.get("/v1/tenant/legal-profile").json["legal_name"] == f"Legal {a.tenant.slug}"
+    assert b.tenant.api.get("/v1/tenant/legal-profile").json["legal_name"] == f"Legal {a.tenant.slug}"
+    restored = b.tenant.api.request("PUT", "/v1/tenant/legal-profile", legal_profile_body(b.tenant))
+    assert restored.status_code == 200, restored.json
 
 
 # Keyed "METHOD rule"; each answer is about B's own objects, so a success here is no leak.
@@ -142,10 +161,21 @@ WRITE_PROBES: dict[str, Probe] = {
     "POST /v1/billing-runs": Probe(lambda a, b: {"period": a.period}, 202, _run_sees_only_b),
     # A's receiver URL: tenants may share one; the endpoint made is B's alone.
     "POST /v1/webhook-endpoints": Probe(lambda a, b: {"url": a.webhook_url}, 201, _endpoint_is_b_only),
+    # A's legal name: B may use it for itself; the profile written is B's alone.
+    "PUT /v1/tenant/legal-profile": Probe(lambda a, b: legal_profile_body(a.tenant), 200, _legal_profile_is_b_only),
+    # The client made is B's alone, whatever it is named.
+    "POST /v1/api-clients": Probe(
+        lambda a, b: {"name": "back end", "scopes": ["customers:read"]}, 201, _api_client_is_b_only
+    ),
 }
 # Plausible bodies for writes with a path parameter (so B's call is not refused for its body instead).
 PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     "/v1/tenants/<tenant_id>/api-clients": {"name": "stolen", "scopes": ["offers:read"]},
+    "/v1/api-clients/<api_client_id>/rotate-secret": {"overlap_seconds": 60},
+    # Operator routes: tenant B's token is refused (403) whatever the body; A's standing is unchanged.
+    "/v1/tenants/<tenant_id>/suspend": {"reason": "a tenant suspending another"},
+    "/v1/tenants/<tenant_id>/resume": {},
+    "/v1/tenants/<tenant_id>/offboard": {},
 }
 
 

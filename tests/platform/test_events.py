@@ -53,4 +53,6 @@ def test_a_tenant_sees_only_its_own_events(tenant: TenantHandle, other_tenant: T
     customer(tenant.api)
     theirs = customer(other_tenant.api)
 
-    assert {event["object_id"] for event in event_log(other_tenant.api)} == {other_tenant.id, theirs["id"]}
+    # The tenant itself and the API client it was given at onboarding, then its customer.
+    own = {other_tenant.id, other_tenant.client_id, theirs["id"]}
+    assert {event["object_id"] for event in event_log(other_tenant.api)} == own

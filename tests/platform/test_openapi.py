@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from mvne.infra.web.limits import rate_limits
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
 from tests.support.api import OFFER, ApiCaller, TenantHandle
 
@@ -248,11 +249,56 @@ def test_every_api_operation_documents_what_it_can_answer(api: ApiCaller) -> Non
                 assert "idempotency_key_reused" in problem_codes(document, operation, 422)
             if method in ("post", "put", "patch", "delete"):
                 assert "conflict" in problem_codes(document, operation, 409)
-            assert "429" not in operation["responses"], "no rate limit is enforced yet"
+            assert_rate_limit_documented(document, operation)
         except AssertionError as error:
             missing.append(f"{where}: {error}")
 
     assert not missing, "\n".join(missing)
+
+
+def assert_rate_limit_documented(document: dict[str, Any], operation: dict[str, Any]) -> None:
+    """A 429 problem `rate_limited` with `Retry-After`, and the RateLimit fields on every success."""
+    assert "rate_limited" in problem_codes(document, operation, 429)
+    too_many = component(document, operation["responses"]["429"], "responses")
+    headers = {name.lower(): component(document, header, "headers") for name, header in too_many["headers"].items()}
+    assert headers["retry-after"]["schema"]["type"] == "integer", headers
+    for name in ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy", "ratelimit"):
+        assert name in headers, f"429 without {name}"
+    successes = [component(document, r, "responses") for s, r in operation["responses"].items() if str(s)[0] == "2"]
+    assert successes, "no success documented"
+    for success in successes:
+        names = {name.lower() for name in success.get("headers", {})}
+        assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= names, f"success without {names}"
+
+
+def test_every_rate_limited_operation_documents_its_429_and_nothing_else_does(api: ApiCaller, app: Flask) -> None:
+    document = spec(api)
+    state = rate_limits(app)
+    missing: list[str] = []
+    limited = 0
+
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        if path not in document["paths"]:
+            continue
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            operation = document["paths"][path][method.lower()]
+            where = f"{method} {path}"
+            try:
+                if state.is_limited(rule.endpoint):
+                    limited += 1
+                    assert_rate_limit_documented(document, operation)
+                else:
+                    assert "429" not in operation["responses"], "documents a limit that is not enforced"
+            except AssertionError as error:
+                missing.append(f"{where}: {error}")
+
+    assert not missing, "\n".join(missing)
+    assert limited >= 30
+    assert state.is_limited("issue_token")
+    assert not state.is_limited("api-docs.openapi_json")
+    token = document["paths"]["/oauth/token"]["post"]["responses"]["429"]
+    assert "per client id and per address" in token["description"]
 
 
 def assert_example_fits(document: dict[str, Any], schema: dict[str, Any], example: Any, where: str) -> None:

@@ -33,7 +33,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-OPERATOR_PATHS = ("/v1/tenants", "/v1/dead-letters")
+OPERATOR_PATHS = ("/v1/tenants", "/v1/dead-letters", "/v1/operator/")
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
 
 
