@@ -100,17 +100,14 @@ class FileStorage:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Store `data` under `key`, replacing any object there (the content type is not kept)."""
-        path = self._path(key)
-        if path.is_dir():
-            raise ValueError(f"object key {key!r} is a folder of other keys here")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise ValueError(f"object key {key!r} runs through an existing object") from exc
-        self._write_atomically(path, data)
+        self._write_atomically(self._writable_path(key), data)
 
     def put_file(self, key: str, source: BinaryIO, content_type: str = "application/octet-stream") -> None:
         """Store the rest of `source` under `key`, copied in pieces, replacing any object there."""
+        self._write_atomically(self._writable_path(key), source)
+
+    def _writable_path(self, key: str) -> Path:
+        """Where `key` is written, its folders made; a key that is a folder or runs through an object is refused."""
         path = self._path(key)
         if path.is_dir():
             raise ValueError(f"object key {key!r} is a folder of other keys here")
@@ -118,7 +115,7 @@ class FileStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise ValueError(f"object key {key!r} runs through an existing object") from exc
-        self._write_atomically(path, source)
+        return path
 
     @staticmethod
     def _write_atomically(path: Path, data: bytes | BinaryIO) -> None:
