@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from mvne.infra.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Tables the application and platform roles may read and append to, never change nor erase.
+APPEND_ONLY_TABLES = ("audit_events",)
 
 
 def alembic_config(url: str) -> Config:
@@ -39,7 +41,10 @@ def check(settings: Settings) -> None:
 
 
 def grant_application_role(settings: Settings) -> None:
-    """On PostgreSQL, give the application and platform roles DML rights only: they never own the tables."""
+    """On PostgreSQL, give the application and platform roles DML rights only: they never own the tables.
+
+    On the append-only tables they keep SELECT and INSERT alone.
+    """
     owner = make_url(owner_url(settings))
     if owner.get_backend_name() != "postgresql":
         return
@@ -58,6 +63,9 @@ def grant_application_role(settings: Settings) -> None:
                 conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
                 conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}"))
                 conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
+                for table in APPEND_ONLY_TABLES:
+                    if conn.scalar(text("SELECT to_regclass(:name)"), {"name": f"public.{table}"}) is not None:
+                        conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {quoted}"))
     finally:
         engine.dispose()
 

@@ -38,6 +38,7 @@ TENANT_SCOPES = (
     "billing:write",
     "invoices:read",
     "events:read",
+    "audit:read",
     "webhooks:read",
     "webhooks:write",
     "api_clients:read",

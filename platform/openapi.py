@@ -45,6 +45,7 @@ SCOPE_DESCRIPTIONS = {
     "billing:write": "Start billing runs.",
     "invoices:read": "Read invoices and their PDFs.",
     "events:read": "Read the tenant's event log.",
+    "audit:read": "Read the tenant's audit log: who changed what through the API, before and after.",
     "webhooks:read": "Read webhook endpoints and their deliveries.",
     "webhooks:write": "Register, delete and replay webhook endpoints and deliveries.",
     "api_clients:read": "Read the tenant's API clients (never their secrets).",

@@ -13,6 +13,7 @@ from mvne.esim.service import MAX_POOL_GROWTH, grow_profile_pool, pool_summary
 from mvne.infra.errors import NotFound
 from mvne.infra.fields import Integer, Text
 from mvne.infra.jobs import DeadLetter, JobHealth, job_health, replay_dead_letter
+from mvne.infra.web.audit import AuditEvent, AuditEventSchema
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, runtime
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
@@ -58,6 +59,22 @@ api_clients_blp = Blueprint(
     url_prefix="/v1/operator/api-clients",
     description="Operators: every API client, tenants' and operators', and their revocation.",
 )
+
+audit_events_blp = Blueprint(
+    "operator_audit_events",
+    __name__,
+    url_prefix="/v1/operator/audit-events",
+    description="Operators: the audit log of every change made through the API, tenants' and operators'.",
+)
+
+
+class AuditEventArgs(PageArgs):
+    tenant = Text(
+        load_default=None,
+        allow_none=False,
+        max_length=40,
+        metadata={"description": "Only the changes of this tenant's objects (a tenant id)."},
+    )
 
 
 def present_tenant(session: Session, tenant: Tenant) -> dict[str, Any]:
@@ -246,6 +263,18 @@ def grow_esim_pool(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         "reserved": pool.reserved,
         "in_use": pool.in_use,
     }
+
+
+@audit_events_blp.get("")
+@require("tenants:read", tenant=False)
+@audit_events_blp.arguments(AuditEventArgs, location="query")
+@audit_events_blp.response(200, page_schema(AuditEventSchema, "OperatorAuditEventPage"))
+def list_audit_events(args: dict[str, Any]) -> dict[str, Any]:
+    """Changes made through the API, oldest first, optionally of one tenant's objects; secrets never."""
+    stmt = select(AuditEvent)
+    if args.get("tenant") is not None:
+        stmt = stmt.where(AuditEvent.tenant_id == args["tenant"])
+    return paginate(db_session(), stmt, AuditEvent.id, args, prefix="aud")
 
 
 class DeadLetterSchema(Schema):

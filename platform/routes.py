@@ -8,15 +8,24 @@ from flask_smorest import Api
 def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
     from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, usage_records
-    from mvne.platform.operator_api import api_clients_blp, job_health_blp, operations, tenants_blp
+    from mvne.platform.operator_api import api_clients_blp, audit_events_blp, job_health_blp, operations, tenants_blp
     from mvne.provisioning.api import subscriptions
-    from mvne.tenants.api import api_clients, customers, events, legal_profile, webhook_deliveries, webhook_endpoints
+    from mvne.tenants.api import (
+        api_clients,
+        audit_events,
+        customers,
+        events,
+        legal_profile,
+        webhook_deliveries,
+        webhook_endpoints,
+    )
 
     for blueprint in (
         tenants_blp,
         operations,
         job_health_blp,
         api_clients_blp,
+        audit_events_blp,
         offers,
         customers,
         customer_billing,
@@ -26,6 +35,7 @@ def register_api(api: Api) -> None:
         billing_runs,
         invoices,
         events,
+        audit_events,
         webhook_endpoints,
         webhook_deliveries,
         api_clients,

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from mvne.infra.crypto import SecretBox
+from mvne.infra.web.audit import AuditEvent, AuditEventSchema
 from mvne.infra.web.auth import current_principal, require
 from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
@@ -43,6 +44,12 @@ from mvne.tenants.schemas import (
 
 customers = Blueprint("customers", __name__, url_prefix="/v1/customers", description="Subscriber accounts.")
 events = Blueprint("events", __name__, url_prefix="/v1/events", description="The tenant's event log.")
+audit_events = Blueprint(
+    "audit_events",
+    __name__,
+    url_prefix="/v1/audit-events",
+    description="The tenant's audit log: every change made through the API, by whom, before and after.",
+)
 legal_profile = Blueprint(
     "legal_profile",
     __name__,
@@ -95,6 +102,16 @@ def get_customer(customer_id: str) -> Customer:
 def list_events(args: dict[str, Any]) -> dict[str, Any]:
     """The tenant's event log, oldest first."""
     return paginate(db_session(), select(Event), Event.id, args)
+
+
+@audit_events.get("")
+@require("audit:read")
+@audit_events.arguments(PageArgs, location="query")
+@audit_events.response(200, page_schema(AuditEventSchema, "AuditEventPage"))
+def list_audit_events(args: dict[str, Any]) -> dict[str, Any]:
+    """Changes made to the tenant's objects through the API, oldest first; secrets are never recorded."""
+    stmt = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id())
+    return paginate(db_session(), stmt, AuditEvent.id, args, prefix="aud")
 
 
 LEGAL_PROFILE_EXAMPLE = {

@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mvne.infra.db import Base, JSONValue, TenantOwned, utcnow
+from mvne.infra.web.audit import NOT_AUDITED
 from mvne.tenants import credentials
 
 
@@ -135,6 +136,7 @@ class Event(TenantOwned, Base):
     """The tenant's event log: one row per state change of its objects (`subscription.activated`)."""
 
     __tablename__ = "events"
+    __table_args__ = {"info": {NOT_AUDITED: True}}  # a log of its own; the audit log records API changes
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     type: Mapped[str] = mapped_column(String(80), index=True)

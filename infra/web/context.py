@@ -6,6 +6,7 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from mvne.infra.runtime import Runtime
+from mvne.infra.web import audit
 
 
 def runtime() -> Runtime:
@@ -24,6 +25,10 @@ def db_session() -> Session:
 
         principal = current_principal()
         session = runtime().db.session(tenant_id=principal.tenant_id, platform=principal.is_operator)
+        # Changes through this session are recorded in the audit log (mvne.infra.web.audit).
+        session.info[audit.ACTOR_INFO] = audit.AuditActor(
+            client_id=principal.client_id, tenant_id=principal.tenant_id, request_id=g.get("request_id")
+        )
         g.db_session = session
     return session
 

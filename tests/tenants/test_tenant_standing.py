@@ -233,9 +233,10 @@ def test_offboarding_exports_every_tenant_row_then_erases_them_and_leaves_a_tomb
         assert key == f"{export_prefix(tenant.id)}objects/{source.removeprefix(f'tenants/{tenant.id}/')}"
         assert runtime.storage.exists(key)
 
-    # The erasure: nothing of the tenant is left but its tombstone and the retired number and SIM ranges.
+    # The erasure: nothing of the tenant is left but its tombstone, the retired number and SIM ranges and
+    # the append-only audit log.
     after = _rows_of(runtime, tenant.id)
-    kept = {"tenants", "number_blocks", "sim_batches", "outbox_messages", "dead_letters"}
+    kept = {"tenants", "number_blocks", "sim_batches", "outbox_messages", "dead_letters", "audit_events"}
     assert {name: n for name, n in after.items() if name not in kept and n} == {}
     assert (after["tenants"], after["number_blocks"], after["sim_batches"]) == (
         1,
