@@ -6,16 +6,16 @@ only need the checks here, which find the app's protector in `current_app.extens
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from flask import current_app, g, request
-from sqlalchemy import String, text
 
-from mvne.infra.db import UTCDateTime
 from mvne.infra.logging import bind_context
 from mvne.infra.web import idempotency
 
@@ -44,47 +44,58 @@ def current_principal() -> Principal:
     return principal
 
 
+@dataclass(frozen=True)
+class CallerStanding:
+    """What the database says of a token's client right now: revoked or not, and its tenant's status."""
+
+    client_revoked: bool
+    tenant_status: str | None = None
+    suspended_at: dt.datetime | None = None
+
+
 def authenticate(scope: str | None) -> Principal:
-    """Check the request's bearer token (and `scope` when given); remember the caller in `g`."""
-    protector = current_app.extensions[AUTH_EXTENSION].protector
+    """Check the request's bearer token, its client's standing, then `scope`; remember the caller in `g`.
+
+    The standing is one lookup (the app's `standing` function) made before the scope check, so a revoked
+    client's token is 401 whatever it asks for.
+    """
+    auth = current_app.extensions[AUTH_EXTENSION]
+    protector = auth.protector
     try:
-        token = protector.acquire_token([scope] if scope else None)
+        token = protector.acquire_token(None)
+        standing: CallerStanding | None = auth.standing(str(token["client_id"]))
+        if standing is None or standing.client_revoked:
+            raise InvalidTokenError()
+        scopes = frozenset(str(token.get("scope") or "").split())
+        if scope and scope not in scopes:
+            raise InsufficientScopeError()
     except OAuth2Error as error:
         protector.raise_error_response(error, scope)
         raise
-    scopes = frozenset(str(token.get("scope") or "").split())
     principal = Principal(client_id=str(token["client_id"]), tenant_id=token.get("tenant_id"), scopes=scopes)
     g.principal = principal
     bind_context(tenant_id=principal.tenant_id, client_id=principal.client_id)
+    if principal.tenant_id is not None:
+        refuse_if_suspended(standing)
     return principal
 
 
-def refuse_if_suspended(principal: Principal) -> None:
-    """403 `tenant_suspended` when the caller's tenant is not active (one primary-key read, platform scope).
+def refuse_if_suspended(standing: CallerStanding) -> None:
+    """403 `tenant_suspended` when the caller's tenant is not active.
 
     Suspension stops a tenant's clients, not its subscribers: the network, usage files and queued jobs
     do not pass through here. A tenant being offboarded or offboarded is refused the same way.
     """
-    from mvne.infra.web.context import runtime
     from mvne.infra.web.problems import ProblemError
 
-    if principal.tenant_id is None:
+    if standing.tenant_status in (None, "active"):
         return
-    with runtime().db.transaction(platform=True) as session:
-        row = session.execute(
-            text("SELECT status, suspended_at FROM tenants WHERE id = :id").columns(
-                status=String(), suspended_at=UTCDateTime()
-            ),
-            {"id": principal.tenant_id},
-        ).one_or_none()
-    if row is None or row.status == "active":
-        return
-    since = f" since {row.suspended_at:%Y-%m-%dT%H:%M:%SZ}" if row.suspended_at is not None else ""
+    since = f" since {standing.suspended_at:%Y-%m-%dT%H:%M:%SZ}" if standing.suspended_at is not None else ""
     raise ProblemError(
         403,
         "tenant_suspended",
-        f"This tenant's API access is {row.status}{since}. Its subscribers keep service; to restore access, "
-        "contact platform support through your account manager or the operators' support desk.",
+        f"This tenant's API access is {standing.tenant_status}{since}. Its subscribers keep service; to restore "
+        "access, contact platform support through your account manager or the operators' support desk.",
     )
 
 
@@ -101,7 +112,6 @@ def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
                 raise ProblemError(403, "tenant_required", "This operation is for a tenant's API client.")
             if not tenant and principal.tenant_id is not None:
                 raise ProblemError(403, "operator_required", "This operation is for platform operators.")
-            refuse_if_suspended(principal)
             if request.method == "POST" and idempotency.HEADER in request.headers:
                 with runtime().db.transaction(platform=True) as session:
                     replay = idempotency.check_replay(session, principal.client_id, principal.tenant_id)
