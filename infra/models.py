@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 
 # Infra's own tables; the domains declare theirs as entry points (pyproject `mvne.models`), so infra
 # finds the whole schema without knowing which domains exist.
-INFRA_MODEL_MODULES = ("mvne.infra.jobs", "mvne.infra.web.idempotency", "mvne.infra.web.audit")
+INFRA_MODEL_MODULES = ("mvne.infra.jobs", "mvne.infra.mail", "mvne.infra.web.idempotency", "mvne.infra.web.audit")
 ENTRY_POINT_GROUP = "mvne.models"
 
 

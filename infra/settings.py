@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 Mode = Literal["embedded", "production"]
 T = TypeVar("T")
@@ -151,6 +152,10 @@ class Settings:
     rate_limit_token: str = "30/minute"  # noqa: S105 (a rate, not a secret)
     # Proxies (IPs or CIDRs) in front of the web instances whose X-Forwarded-For names the caller's address.
     rate_limit_trusted_proxies: tuple[str, ...] = ()
+    # Where e-mail goes (mvne.infra.mail): smtp://user:password@host:587, smtps://…, smtp+plain://host:25, or
+    # `mailbox` (embedded mode's default), the local mailbox read with `mvne mailbox` and GET /v1/dev/mailbox.
+    mail_url: str = ""
+    mail_from: str = "no-reply@mvne.localhost"
     log_level: str = "INFO"
     log_format: str = "json"
     demo_client_secret: str = "demo-secret-change-me"  # noqa: S105 (embedded demo only)
@@ -182,6 +187,8 @@ class Settings:
             changes["smdp_url"] = f"{public_url}/sim/smdp"
         if not self.network_url and self.embedded_simulators:
             changes["network_url"] = f"{public_url}/sim/network"
+        if not self.mail_url and not self.is_production:
+            changes["mail_url"] = "mailbox"
         if not self.rate_limit_storage_url:
             changes["rate_limit_storage_url"] = self.broker_url if self.is_production else "memory://"
         return replace(self, **changes)
@@ -197,6 +204,7 @@ class Settings:
         if not self.storage_url.startswith(("file://", "s3://")):
             raise SettingsError(f"MVNE_STORAGE_URL: expected file://folder or s3://bucket, got {self.storage_url!r}")
         self._check_smdp_tls()
+        self._check_mail()
         if self.is_production:
             for name in ("secret_key", "jwt_private_key", "sim_key"):
                 if not getattr(self, name):
@@ -216,6 +224,22 @@ class Settings:
                 raise SettingsError("MVNE_NETWORK_URL: required in production mode")
         self._check_rate_limits()
         return self
+
+    def _check_mail(self) -> None:
+        if self.mail_url == "mailbox":
+            if self.is_production:
+                raise SettingsError("MVNE_MAIL_URL: production mode sends mail through an SMTP server (smtp://…)")
+            return
+        if not self.mail_url:
+            raise SettingsError("MVNE_MAIL_URL: required in production mode (smtp://user:password@host:587)")
+        parts = urlsplit(self.mail_url)
+        if parts.scheme not in ("smtp", "smtps", "smtp+plain") or not parts.hostname:
+            raise SettingsError(
+                "MVNE_MAIL_URL: expected smtp://, smtps:// or smtp+plain:// with a host, or mailbox; got "
+                f"{parts.scheme}://{parts.hostname or ''} (credentials not shown)"
+            )
+        if "@" not in self.mail_from:
+            raise SettingsError(f"MVNE_MAIL_FROM: expected an e-mail address, got {self.mail_from!r}")
 
     def _check_rate_limits(self) -> None:
         for name in ("rate_limit_default", "rate_limit_token"):

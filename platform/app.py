@@ -16,6 +16,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from mvne.infra.fields import SchemaExtrasPlugin
 from mvne.infra.ids import new_id
 from mvne.infra.logging import bind_context, clear_context, configure_logging
+from mvne.infra.mail import MAILBOX, mailbox_messages
 from mvne.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings, load_settings
@@ -79,9 +80,34 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     # Not limited: probes and scrapes, the documentation, and the SM-DP+'s notifications (mutual TLS).
     exempt(app, "healthz", "readyz", "metrics", "docs_page", "docs_asset", blueprints=("api-docs", es2plus.name))
 
+    if settings.mail_url == MAILBOX:
+        _register_mailbox(app, rt)
+        exempt(app, "dev_mailbox")
     if settings.embedded_simulators:
         _mount_simulators(app, rt)
     return app
+
+
+def _register_mailbox(app: Flask, rt: Runtime) -> None:
+    @app.get("/v1/dev/mailbox")
+    def dev_mailbox() -> Response:
+        """Embedded mode only: the messages the platform would have e-mailed, newest first (`?to=` one address)."""
+        to = request.args.get("to", "", type=str)[:254] or None
+        with rt.db.transaction(platform=True) as session:
+            messages = mailbox_messages(session, to=to, limit=50)
+            data = [
+                {
+                    "id": m.id,
+                    "to": m.to_address,
+                    "from": m.sender,
+                    "subject": m.subject,
+                    "kind": m.kind,
+                    "text": m.text,
+                    "created_at": m.created_at.isoformat(),
+                }
+                for m in messages
+            ]
+        return jsonify(data=data)
 
 
 def _register_request_hooks(app: Flask) -> None:

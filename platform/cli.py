@@ -213,6 +213,32 @@ def offboard_tenant(tenant_ref: str) -> None:
 
 
 @main.command()
+@click.option("--to", "to", default=None, help="Only the messages sent to this address.")
+@click.option("--last", is_flag=True, help="Only the newest message, its text alone.")
+def mailbox(to: str | None, last: bool) -> None:
+    """Read the local mailbox (embedded mode): what the platform would have e-mailed, newest first."""
+    from mvne.infra.mail import MAILBOX, mailbox_messages
+    from mvne.platform.wiring import build_runtime
+
+    settings = _settings()
+    if settings.mail_url != MAILBOX:
+        raise click.ClickException("mail goes to an SMTP server here (MVNE_MAIL_URL); the local mailbox is unused")
+    rt = build_runtime(settings)
+    try:
+        with rt.db.transaction(platform=True) as session:
+            messages = mailbox_messages(session, to=to, limit=1 if last else 20)
+            if last:
+                if not messages:
+                    raise click.ClickException(f"no message{' to ' + to if to else ''} in the mailbox")
+                click.echo(messages[0].text)
+                return
+            for m in messages:
+                click.echo(f"{m.created_at:%Y-%m-%d %H:%M:%S}  {m.to_address}  [{m.kind}]  {m.subject}")
+    finally:
+        rt.stop()
+
+
+@main.command()
 @click.option("--processes", default=2, show_default=True)
 @click.option("--threads", default=4, show_default=True)
 def worker(processes: int, threads: int) -> None:

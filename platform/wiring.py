@@ -9,6 +9,7 @@ from mvne.infra.settings import Settings
 
 # Each module registers its jobs (and periodic tasks) on import; infra knows none of them by name.
 ACTOR_MODULES = (
+    "mvne.infra.mail",
     "mvne.tenants.actors",
     "mvne.esim.actors",
     "mvne.provisioning.actors",

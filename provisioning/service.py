@@ -70,14 +70,20 @@ def onboard_tenant(
     timezone: str,
     box: SecretBox,
     pool_size: int = DEFAULT_POOL_SIZE,
+    status: str = "active",
 ) -> Tenant:
-    """Create a tenant with a number block and an eSIM profile pool (platform-scoped session)."""
+    """Create a tenant with a number block and an eSIM profile pool (platform-scoped session).
+
+    `status="onboarding"` makes a sandbox tenant (self-service sign-up), made live by its launch.
+    """
     if country not in NUMBERING:
         raise CountryNotSupported(
             f"No mobile numbering plan for {country} yet; supported: {', '.join(sorted(NUMBERING))}.",
             errors={"country": [f"Supported: {', '.join(sorted(NUMBERING))}."]},
         )
-    tenant = create_tenant(session, name=name, slug=slug, country=country, currency=currency, timezone=timezone)
+    tenant = create_tenant(
+        session, name=name, slug=slug, country=country, currency=currency, timezone=timezone, status=status
+    )
     assign_number_block(session, tenant)
     batch = esim.create_profile_pool(session, tenant_id=tenant.id, size=pool_size, box=box)
     enqueue(session, "esim.load_profile_pool", tenant_id=tenant.id, batch_id=batch.id, key=f"load-{batch.id}")

@@ -61,3 +61,9 @@ class TenantOffboarded(Conflict):
     """The tenant is being offboarded, or was: it can no longer be suspended, resumed or offboarded again."""
 
     code = "tenant_offboarded"
+
+
+class WeakPassword(InvalidInput):
+    """A password that is too short, too long, or guessable (zxcvbn)."""
+
+    code = "weak_password"

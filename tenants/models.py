@@ -25,6 +25,7 @@ class Tenant(Base):
     country: Mapped[str] = mapped_column(String(2))
     currency: Mapped[str] = mapped_column(String(3))
     timezone: Mapped[str] = mapped_column(String(64))
+    # onboarding (a sandbox: simulated networks, test numbers; made live by POST /v1/tenant/launch) -> active;
     # active -> suspended (its API refuses its clients; its subscribers keep service) -> active again,
     # or -> offboarding (its rows are exported, then erased) -> offboarded (this row stays as a tombstone).
     status: Mapped[str] = mapped_column(String(20), default="active")
@@ -214,5 +215,28 @@ class TenantLegalProfile(TenantOwned, Base):
     invoice_locale: Mapped[str] = mapped_column(String(20))
     support_email: Mapped[str | None] = mapped_column(String(254))
     support_phone: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TenantBrand(TenantOwned, Base):
+    """How the brand shows itself: in its apps, its subscribers' login page, its e-mails.
+
+    One per tenant (unique `tenant_id`). The logo is an object in storage (`logo_key`), never a URL
+    we would fetch. Colours are `#rrggbb`.
+    """
+
+    __tablename__ = "tenant_brands"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    primary_color: Mapped[str] = mapped_column(String(7), default="#1f4fd1")
+    accent_color: Mapped[str] = mapped_column(String(7), default="#f5a623")
+    logo_key: Mapped[str | None] = mapped_column(String(300))
+    logo_content_type: Mapped[str | None] = mapped_column(String(40))
+    support_email: Mapped[str | None] = mapped_column(String(254))
+    support_phone: Mapped[str | None] = mapped_column(String(20))
+    support_url: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -36,11 +36,15 @@ class IssuedCredentials:
     scopes: tuple[str, ...]
 
 
-def create_tenant(session: Session, *, name: str, slug: str, country: str, currency: str, timezone: str) -> Tenant:
-    """Register a brand; its slug is unique across the platform."""
+def create_tenant(
+    session: Session, *, name: str, slug: str, country: str, currency: str, timezone: str, status: str = "active"
+) -> Tenant:
+    """Register a brand; its slug is unique across the platform. `status="onboarding"`: a sandbox until launch."""
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise TenantSlugTaken(f"The slug {slug!r} is already used by another tenant.")
-    tenant = Tenant(id=new_id("ten"), name=name, slug=slug, country=country, currency=currency, timezone=timezone)
+    tenant = Tenant(
+        id=new_id("ten"), name=name, slug=slug, country=country, currency=currency, timezone=timezone, status=status
+    )
     session.add(tenant)
     session.flush()
     return tenant

@@ -34,12 +34,18 @@ SECRET_WORDS = ("ki",)
 
 @dataclass(frozen=True)
 class AuditActor:
+    """Who made a change: the client it came through, and the person (staff user, subscriber) if any."""
+
     client_id: str
     tenant_id: str | None
     request_id: str | None
+    kind: str | None = None
+    actor_id: str | None = None
 
     @property
     def actor_type(self) -> str:
+        if self.kind:
+            return self.kind
         return "operator" if self.tenant_id is None else "client"
 
 
@@ -53,6 +59,8 @@ class AuditEvent(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
     actor_type: Mapped[str] = mapped_column(String(20))
     client_id: Mapped[str] = mapped_column(String(40))
+    # The person behind the change (a staff user or a subscriber account), or the client itself.
+    actor_id: Mapped[str | None] = mapped_column(String(40))
     object_type: Mapped[str] = mapped_column(String(80))
     object_id: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(10))
@@ -65,8 +73,16 @@ class AuditEvent(Base):
 class AuditEventSchema(Schema):
     id = fields.String()
     tenant_id = fields.String(allow_none=True)
-    actor_type = fields.String(metadata={"description": "`client` (a tenant's API client) or `operator`."})
-    client_id = fields.String(metadata={"description": "The API client that made the change."})
+    actor_type = fields.String(
+        metadata={
+            "description": "`client` (a tenant's API client), `staff` (a tenant's staff user), `subscriber` "
+            "(through one of the tenant's apps) or `operator`."
+        }
+    )
+    client_id = fields.String(metadata={"description": "The API client (or console session) the change came through."})
+    actor_id = fields.String(
+        allow_none=True, metadata={"description": "Who made the change: the staff user, subscriber or client."}
+    )
     object_type = fields.String(metadata={"description": "The kind of object changed (its table name)."})
     object_id = fields.String()
     action = fields.String(metadata={"description": "`create`, `update` or `delete`."})
@@ -133,6 +149,7 @@ def _row(obj: Any, actor: AuditActor, action: str, before: Any, after: Any) -> d
         "tenant_id": tenant_id or actor.tenant_id,
         "actor_type": actor.actor_type,
         "client_id": actor.client_id,
+        "actor_id": actor.actor_id or actor.client_id,
         "object_type": str(state.mapper.local_table.name),
         "object_id": _object_id(obj),
         "action": action,

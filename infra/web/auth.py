@@ -24,17 +24,42 @@ F = TypeVar("F", bound=Callable[..., Any])
 AUTH_EXTENSION = "mvne.auth"
 
 
+# What kind of caller a principal is.
+KIND_CLIENT = "client"  # a tenant's back end (client credentials)
+KIND_OPERATOR = "operator"  # a platform operator's client
+KIND_STAFF = "staff"  # a tenant's staff user, in a console session
+KIND_SUBSCRIBER = "subscriber"  # an end subscriber, through one of the tenant's apps (authorization code)
+
+# The access-token claim naming the subscriber a token was issued to (absent for client credentials).
+SUBSCRIBER_CLAIM = "subscriber_id"
+# The app extension a console-session authenticator registers under: a callable returning the request's
+# Principal from its session cookie (checking CSRF on unsafe methods and the tenant's standing, raising a
+# problem when either fails), or None when the request carries no session.
+SESSION_EXTENSION = "mvne.console_session"
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a tenant's client (tenant_id set) or a platform operator."""
+    """Who is calling: a tenant's client, staff user or subscriber (tenant_id set), or a platform operator.
+
+    `client_id` is the OAuth client the call came through (for staff sessions, the session's id);
+    `subject` is the person behind it: the staff user or the subscriber account (None for clients).
+    """
 
     client_id: str
     tenant_id: str | None
     scopes: frozenset[str]
+    kind: str = KIND_CLIENT
+    subject: str | None = None
 
     @property
     def is_operator(self) -> bool:
         return self.tenant_id is None
+
+    @property
+    def actor_id(self) -> str:
+        """Who to name in the audit log: the person when there is one, else the client."""
+        return self.subject or self.client_id
 
 
 def current_principal() -> Principal:
@@ -61,6 +86,15 @@ def authenticate(scope: str | None) -> Principal:
     """
     auth = current_app.extensions[AUTH_EXTENSION]
     protector = auth.protector
+    session_auth = current_app.extensions.get(SESSION_EXTENSION)
+    if session_auth is not None and not request.headers.get("Authorization"):
+        # A console session (cookie): the authenticator checks the session, its CSRF token and the
+        # tenant's standing; the scope (the staff user's role grants a set of scopes) is checked here.
+        session_principal: Principal | None = session_auth()
+        if session_principal is not None:
+            if scope and scope not in session_principal.scopes:
+                protector.raise_error_response(InsufficientScopeError(), scope)
+            return _remember(session_principal)
     try:
         token = protector.acquire_token(None)
         standing: CallerStanding | None = auth.standing(str(token["client_id"]))
@@ -72,11 +106,21 @@ def authenticate(scope: str | None) -> Principal:
     except OAuth2Error as error:
         protector.raise_error_response(error, scope)
         raise
-    principal = Principal(client_id=str(token["client_id"]), tenant_id=token.get("tenant_id"), scopes=scopes)
+    tenant_id = token.get("tenant_id")
+    subscriber = token.get(SUBSCRIBER_CLAIM)
+    kind = KIND_SUBSCRIBER if subscriber else (KIND_OPERATOR if tenant_id is None else KIND_CLIENT)
+    principal = Principal(
+        client_id=str(token["client_id"]), tenant_id=tenant_id, scopes=scopes, kind=kind, subject=subscriber
+    )
+    # Suspension stops the tenant's own clients; its subscribers keep their self-service.
+    if principal.tenant_id is not None and kind != KIND_SUBSCRIBER:
+        refuse_if_suspended(standing)
+    return _remember(principal)
+
+
+def _remember(principal: Principal) -> Principal:
     g.principal = principal
     bind_context(tenant_id=principal.tenant_id, client_id=principal.client_id)
-    if principal.tenant_id is not None:
-        refuse_if_suspended(standing)
     return principal
 
 
@@ -88,7 +132,7 @@ def refuse_if_suspended(standing: CallerStanding) -> None:
     """
     from mvne.infra.web.problems import ProblemError
 
-    if standing.tenant_status in (None, "active"):
+    if standing.tenant_status in (None, "active", "onboarding"):
         return
     since = f" since {standing.suspended_at:%Y-%m-%dT%H:%M:%SZ}" if standing.suspended_at is not None else ""
     raise ProblemError(
@@ -99,8 +143,11 @@ def refuse_if_suspended(standing: CallerStanding) -> None:
     )
 
 
-def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
-    """Protect a view: a valid token with `scope`; `tenant=False` for platform-operator routes."""
+def require(scope: str, *, tenant: bool = True, kinds: tuple[str, ...] | None = None) -> Callable[[F], F]:
+    """Protect a view: a valid token with `scope`; `tenant=False` for platform-operator routes.
+
+    `kinds` narrows a tenant route to some kinds of caller (`KIND_SUBSCRIBER` for `/v1/me`); others get 403.
+    """
     from mvne.infra.web.context import runtime
     from mvne.infra.web.problems import ProblemError
 
@@ -112,6 +159,10 @@ def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
                 raise ProblemError(403, "tenant_required", "This operation is for a tenant's API client.")
             if not tenant and principal.tenant_id is not None:
                 raise ProblemError(403, "operator_required", "This operation is for platform operators.")
+            if kinds is not None and principal.kind not in kinds:
+                raise ProblemError(
+                    403, "caller_kind_refused", f"This operation is for callers of kind: {', '.join(kinds)}."
+                )
             if request.method == "POST" and idempotency.HEADER in request.headers:
                 with runtime().db.transaction(platform=True) as session:
                     replay = idempotency.check_replay(session, principal.client_id, principal.tenant_id)
@@ -121,6 +172,7 @@ def require(scope: str, *, tenant: bool = True) -> Callable[[F], F]:
 
         wrapper._mvne_scope = scope  # type: ignore[attr-defined]
         wrapper._mvne_tenant = tenant  # type: ignore[attr-defined]
+        wrapper._mvne_kinds = kinds  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

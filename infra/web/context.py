@@ -27,7 +27,11 @@ def db_session() -> Session:
         session = runtime().db.session(tenant_id=principal.tenant_id, platform=principal.is_operator)
         # Changes through this session are recorded in the audit log (mvne.infra.web.audit).
         session.info[audit.ACTOR_INFO] = audit.AuditActor(
-            client_id=principal.client_id, tenant_id=principal.tenant_id, request_id=g.get("request_id")
+            client_id=principal.client_id,
+            tenant_id=principal.tenant_id,
+            request_id=g.get("request_id"),
+            kind=principal.kind,
+            actor_id=principal.actor_id,
         )
         g.db_session = session
     return session

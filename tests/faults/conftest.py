@@ -110,6 +110,7 @@ def plant(
         "MVNE_SIM_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "MVNE_SMDP_URL": f"http://127.0.0.1:{smdp}",
         "MVNE_NETWORK_URL": f"http://127.0.0.1:{network}",
+        "MVNE_MAIL_URL": f"smtp+plain://127.0.0.1:{free_port()}",  # nothing here sends mail
         "MVNE_SMDP_CA_FILE": str(pki.ca.cert_file),
         "MVNE_SMDP_CLIENT_CERT_FILE": str(pki.operator.cert_file),
         "MVNE_SMDP_CLIENT_KEY_FILE": str(pki.operator.key_file),

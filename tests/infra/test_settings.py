@@ -26,6 +26,7 @@ PRODUCTION = {
     "MVNE_NETWORK_URL": "https://hlr.example.net/api",
     "MVNE_SMDP_CA_FILE": "smdp-ca.pem",
     "MVNE_SMDP_ALLOWED_SUBJECTS": "smdp.example.net",
+    "MVNE_MAIL_URL": "smtp://mailer:pw@smtp.example.net:587",
 }
 
 
@@ -43,6 +44,7 @@ PRODUCTION = {
         ("MVNE_JOB_MAX_RETRIES", "-1"),
         ("MVNE_LOG_FORMAT", "xml"),
         ("MVNE_SMDP_TRUSTED_PROXIES", "proxy.internal"),
+        ("MVNE_MAIL_URL", "imap://mail.example.net"),
     ],
 )
 def test_a_malformed_variable_is_refused_with_its_name_and_the_bad_value(variable: str, value: str) -> None:
@@ -79,6 +81,7 @@ def test_a_complete_production_environment_is_accepted_as_given() -> None:
         ("MVNE_NETWORK_URL", "MVNE_NETWORK_URL"),
         ("MVNE_SMDP_CA_FILE", "MVNE_SMDP_CA_FILE"),
         ("MVNE_SMDP_ALLOWED_SUBJECTS", "MVNE_SMDP_ALLOWED_SUBJECTS"),
+        ("MVNE_MAIL_URL", "MVNE_MAIL_URL"),
     ],
 )
 def test_production_mode_refuses_to_start_without_each_thing_it_needs(missing: str, named: str) -> None:
@@ -104,6 +107,14 @@ def test_production_mode_refuses_the_in_memory_broker_naming_redis() -> None:
 
     assert str(refused.value).startswith("MVNE_BROKER_URL:")
     assert "Redis" in str(refused.value)
+
+
+def test_production_mode_refuses_the_local_mailbox_naming_smtp() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**PRODUCTION, "MVNE_MAIL_URL": "mailbox"})
+
+    assert str(refused.value).startswith("MVNE_MAIL_URL:")
+    assert "SMTP" in str(refused.value)
 
 
 def test_production_mode_accepts_redis_over_tls() -> None:

@@ -21,6 +21,7 @@ from flask import Flask
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import DeadLetter
 from mvne.infra.runtime import Runtime
+from mvne.tenants.models import TenantBrand
 from tests.support.api import (
     Operator,
     TenantHandle,
@@ -146,12 +147,19 @@ def _legal_profile(handle: TenantHandle) -> None:
     assert stored.status_code == 200, stored.json
 
 
+def _brand(runtime: Runtime, handle: TenantHandle) -> None:
+    # Written directly until the brand has its own route (the onboarding checklist's).
+    with runtime.db.transaction(tenant_id=handle.id) as session:
+        session.add(TenantBrand(id=new_id("brd"), tenant_id=handle.id, display_name=f"Brand {handle.slug}"))
+
+
 def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url: str) -> TwoTenants:
     handles = [make_tenant(app.test_client(), operator) for _ in range(2)]
     # First, so every event that follows is delivered to it (deliveries are written with the events).
     endpoints = [_webhook_endpoint(h, receiver_url) for h in handles]
     for handle in handles:
         _legal_profile(handle)
+        _brand(runtime, handle)
     offers = [published_offer(h.api, code=f"ISO-{secrets.token_hex(3)}") for h in handles]
     customers = [customer(h.api, name=f"Customer of {h.slug}") for h in handles]
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]
