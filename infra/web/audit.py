@@ -7,6 +7,9 @@ Only the changed columns are kept, and never a column that may hold a secret. On
 application roles may only read and insert this table (see `mvne.infra.migrate`).
 
 Changes made by bulk `update()` / `delete()` statements are not seen here (they skip the unit of work).
+
+Platform operators' reads are recorded too (`record_read`, action `read`): a tenant sees in its own log
+when an operator looked at its data, and which route they used.
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ class AuditEventSchema(Schema):
     )
     object_type = fields.String(metadata={"description": "The kind of object changed (its table name)."})
     object_id = fields.String()
-    action = fields.String(metadata={"description": "`create`, `update` or `delete`."})
+    action = fields.String(
+        metadata={"description": "`create`, `update` or `delete`; `read` for an operator's read of a tenant's data."}
+    )
     before = fields.Dict(allow_none=True, metadata={"description": "The changed columns before (secrets never)."})
     after = fields.Dict(allow_none=True, metadata={"description": "The changed columns after (secrets never)."})
     request_id = fields.String(allow_none=True, metadata={"description": "The request's `X-Request-Id`."})
@@ -197,3 +202,26 @@ def _record_changes(session: Session, flush_context: Any) -> None:
             rows.append(_row(obj, actor, "delete", before, None))
     if rows:
         session.connection().execute(insert(AuditEvent), rows)
+
+
+def record_read(session: Session, actor: AuditActor, *, route: str, object_id: str, tenant_id: str | None) -> None:
+    """Record that `actor` read through `route` (an operator's GET), in the request's own transaction."""
+    session.execute(
+        insert(AuditEvent),
+        [
+            {
+                "id": new_id("aud"),
+                "tenant_id": tenant_id,
+                "actor_type": actor.actor_type,
+                "client_id": actor.client_id,
+                "actor_id": actor.actor_id or actor.client_id,
+                "object_type": route[:80],
+                "object_id": object_id[:200],
+                "action": "read",
+                "before": None,
+                "after": None,
+                "request_id": actor.request_id,
+                "created_at": utcnow(),
+            }
+        ],
+    )

@@ -168,7 +168,10 @@ def require(scope: str, *, tenant: bool = True, kinds: tuple[str, ...] | None = 
                     replay = idempotency.check_replay(session, principal.client_id, principal.tenant_id)
                 if replay is not None:
                     return replay
-            return view(*args, **kwargs)
+            result = view(*args, **kwargs)
+            if not tenant and request.method == "GET":
+                _audit_operator_read(kwargs)
+            return result
 
         wrapper._mvne_scope = scope  # type: ignore[attr-defined]
         wrapper._mvne_tenant = tenant  # type: ignore[attr-defined]
@@ -176,3 +179,20 @@ def require(scope: str, *, tenant: bool = True, kinds: tuple[str, ...] | None = 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _audit_operator_read(view_args: dict[str, Any]) -> None:
+    """An operator's read is written to the audit log with the request's transaction (so only if it succeeds).
+
+    The tenant is the one the route names (`/tenants/<tenant_id>`) or the one the query filters on (`?tenant=`);
+    a platform-wide read (every tenant's clients, job health) is recorded without a tenant.
+    """
+    from mvne.infra.web import audit
+    from mvne.infra.web.context import db_session
+
+    session = db_session()
+    actor: audit.AuditActor = session.info[audit.ACTOR_INFO]
+    tenant = view_args.get("tenant_id") or request.args.get("tenant") or None
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    object_id = ",".join(str(v) for v in view_args.values()) or "*"
+    audit.record_read(session, actor, route=rule, object_id=object_id, tenant_id=str(tenant)[:40] if tenant else None)

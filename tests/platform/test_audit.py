@@ -130,3 +130,33 @@ def test_the_application_cannot_change_or_erase_the_audit_log(
                 conn.execute(text(statement), {"t": tenant.id})
     finally:
         engine.dispose()
+
+
+def test_an_operators_read_of_a_tenant_is_in_that_tenants_audit_log(operator: Operator, tenant: TenantHandle) -> None:
+    read = operator.api.client.get(
+        f"/v1/tenants/{tenant.id}", headers=operator.api.headers({"X-Request-Id": "req-operator-look"})
+    )
+    assert read.status_code == 200, read.json
+    listed = operator.api.get("/v1/operator/api-clients", tenant=tenant.id)
+    assert listed.status_code == 200, listed.json
+
+    reads = [e for e in audit_log(tenant.api) if e["action"] == "read"]
+
+    assert [(e["object_type"], e["object_id"]) for e in reads] == [
+        ("/v1/tenants/<tenant_id>", tenant.id),
+        ("/v1/operator/api-clients", "*"),
+    ]
+    assert reads[0]["actor_type"] == "operator"
+    assert reads[0]["client_id"] == operator.client_id
+    assert reads[0]["request_id"] == "req-operator-look"
+    assert reads[0]["before"] is None
+    assert reads[0]["after"] is None
+
+
+def test_a_refused_operator_read_is_not_recorded(operator: Operator, tenant: TenantHandle) -> None:
+    missing = operator.api.get("/v1/tenants/ten_doesnotexist")
+    assert missing.status_code == 404
+
+    everything = audit_log(operator.api, "/v1/operator/audit-events")
+
+    assert not [e for e in everything if e["object_id"] == "ten_doesnotexist"]
