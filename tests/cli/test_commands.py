@@ -22,6 +22,7 @@ from sqlalchemy import func, select, text
 from mvne.catalog.models import Offer
 from mvne.charging.models import BillingRun, Invoice, UsageRecord
 from mvne.infra.db import Database
+from mvne.infra.mail import LocalMailbox, Mail
 from mvne.infra.settings import Settings
 from mvne.infra.storage import FileStorage
 from mvne.platform.app import create_app
@@ -395,3 +396,28 @@ def test_operator_suspends_resumes_and_offboards_a_tenant_by_slug_or_id(cli: Cli
         assert (tenant.status, tenant.export_location) == ("offboarded", f"exports/tenants/{tenant_id}/manifest.json")
         assert session.scalar(select(func.count()).where(Customer.tenant_id == tenant_id)) == 0
     assert "tenant_offboarded" in cli("operator", "resume-tenant", "leaving").stderr
+
+
+def test_mailbox_lists_the_local_mailbox_newest_first_and_prints_the_last_message(cli: Cli) -> None:
+    _ok(cli("db", "upgrade"))
+    empty = cli("mailbox", "--last")
+    assert empty.returncode != 0
+    assert "no message" in empty.stderr
+
+    with side_runtime(cli.settings) as rt:
+        for n, address in enumerate(("ada@example.org", "bob@example.org", "ada@example.org")):
+            LocalMailbox(rt.db).deliver(
+                Mail(to=address, subject=f"Message {n}", text=f"Body {n}", kind="test_message"), "no-reply@x.test"
+            )
+
+    listed = _ok(cli("mailbox")).stdout.strip().splitlines()
+    only_ada = _ok(cli("mailbox", "--to", "ADA@example.org")).stdout.strip().splitlines()
+    last = _ok(cli("mailbox", "--to", "bob@example.org", "--last")).stdout.strip()
+
+    assert [line.split("  ")[1:] for line in listed] == [
+        ["ada@example.org", "[test_message]", "Message 2"],
+        ["bob@example.org", "[test_message]", "Message 1"],
+        ["ada@example.org", "[test_message]", "Message 0"],
+    ]
+    assert [line.rsplit("  ", 1)[1] for line in only_ada] == ["Message 2", "Message 0"]
+    assert last == "Body 1"
