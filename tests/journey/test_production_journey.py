@@ -29,6 +29,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database, fre
 from tests.journey.scenario import Backdate, run_journey
 from tests.support.certs import es2plus_pki
 from tests.support.s3 import moto_s3_server
+from tests.support.smtp import SmtpSink, smtp_sink
 
 BIN = Path(sys.executable).parent
 
@@ -98,7 +99,16 @@ def wait_https(url: str, processes: Processes, tls: bool | ssl.SSLContext, timeo
 
 
 @pytest.fixture(scope="module")
-def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def smtp() -> Iterator[SmtpSink]:
+    """The mail server production mode sends through: a real SMTP server the test reads."""
+    with smtp_sink(free_port()) as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
+def production(
+    redis_server_url: str, smtp: SmtpSink, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     server = postgres_server_url()
     if server is None:
         from tests.conftest import skip_or_fail
@@ -136,6 +146,8 @@ def production(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
             "MVNE_SMDP_CLIENT_CERT_FILE": str(ours.cert_file),
             "MVNE_SMDP_CLIENT_KEY_FILE": str(ours.key_file),
             "MVNE_SMDP_ALLOWED_SUBJECTS": smdp_cert.subject,
+            "MVNE_MAIL_URL": smtp.url,
+            "MVNE_MAIL_FROM": "no-reply@journey.example",
             "MVNE_LOG_LEVEL": "WARNING",
         }
         processes = Processes(env, logs)
