@@ -12,8 +12,9 @@ from mvne.infra.web.limits import rate_limits
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
 from tests.support.api import OFFER, ApiCaller, TenantHandle
 
-# The documentation's own routes are not operations of the API.
-DOC_ROUTES = ("/v1/openapi.json", "/v1/docs")
+# The documentation's own routes are not operations of the API, nor is embedded mode's local mailbox
+# (a development aid that production never serves).
+DOC_ROUTES = ("/v1/openapi.json", "/v1/docs", "/v1/dev/")
 # Served outside /v1 and documented too: how a client gets its token and checks it.
 AUTH_ROUTES = ("/oauth/token", "/.well-known/jwks.json")
 
