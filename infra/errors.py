@@ -12,10 +12,14 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     title: ClassVar[str] = "Request cannot be completed"
 
-    def __init__(self, detail: str, *, errors: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, errors: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        # Fields the answer carries besides the problem (`Retry-After` on a locked login).
+        self.headers = headers or {}
 
 
 class NotFound(DomainError):

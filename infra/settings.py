@@ -110,6 +110,8 @@ class Settings:
     secret_key: str = ""
     jwt_private_key: str = ""
     token_ttl: int = 900
+    # How long a staff user's console session lasts after its login.
+    staff_session_ttl_s: int = 12 * 3600
     sim_key: str = ""
     smdp_url: str = ""
     smdp_address: str = "smdp.sandbox.mvne.dev"
@@ -277,6 +279,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "var_dir": lambda n, v: Path(v),
     "port": lambda n, v: _int(n, v, 1, 65535),
     "token_ttl": lambda n, v: _int(n, v, 60, 86400),
+    "staff_session_ttl_s": lambda n, v: _int(n, v, 300, 7 * 86400),
     "worker_threads": lambda n, v: _int(n, v, 1, 64),
     "job_max_retries": lambda n, v: _int(n, v, 0, 50),
     "relay_interval_ms": lambda n, v: _int(n, v, 10, 60000),

@@ -26,6 +26,7 @@ from mvne.infra.web.limits import exempt, init_rate_limits
 from mvne.infra.web.problems import ProblemApi, problem, register_error_handlers
 from mvne.platform import openapi
 from mvne.platform.auth import init_auth
+from mvne.platform.console_auth import init_console_sessions
 from mvne.platform.wiring import build_runtime
 
 API_VERSION = "1.0.0"
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [SchemaExtrasPlugin(), openapi.OperationDocs(app)]})
     register_error_handlers(app)  # again: flask-smorest registered its own HTTPException handler
     init_auth(app, issuer=settings.public_url, private_pem=settings.jwt_private_key, ttl=settings.token_ttl)
+    init_console_sessions(app)
     _register_request_hooks(app)
     init_rate_limits(
         app,

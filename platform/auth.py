@@ -46,6 +46,8 @@ TENANT_SCOPES = (
     "api_clients:write",
     "tenant:read",
     "tenant:write",
+    "staff:read",
+    "staff:write",
 )
 OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write")
 

@@ -22,6 +22,14 @@ from flask_smorest import Api
 
 from mvne.infra.errors import DomainError
 from mvne.infra.web import limits
+from mvne.infra.web.auth import (
+    CSRF_HEADER,
+    KIND_CLIENT,
+    KIND_OPERATOR,
+    KIND_STAFF,
+    KIND_SUBSCRIBER,
+    SESSION_COOKIE,
+)
 from mvne.infra.web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from mvne.infra.web.problems import KIT_PROBLEMS, PROBLEM_JSON, problem_example
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
@@ -52,6 +60,8 @@ SCOPE_DESCRIPTIONS = {
     "api_clients:write": "Create the tenant's API clients, rotate their secrets and revoke them.",
     "tenant:read": "Read the tenant's own legal profile.",
     "tenant:write": "Set the tenant's own legal profile (legal name, registration, VAT id, bank details).",
+    "staff:read": "Read the tenant's staff users and their invitations.",
+    "staff:write": "Invite staff users, change their roles, disable them and revoke invitations.",
     "tenants:read": "Platform operators: read tenants and every API client.",
     "tenants:write": "Platform operators: onboard tenants, issue their API clients and revoke any client.",
     "operations:read": "Platform operators: read dead-lettered jobs.",
@@ -65,6 +75,11 @@ billing runs and invoices.
 (OAuth2 client credentials) and send it as `Authorization: Bearer <token>`. Each operation names the
 scope it needs; a tenant's client acts on its own tenant only. On this page, **Authorize** does the
 exchange for you.
+
+**Console sessions.** Staff users log in with `POST /v1/console/sessions` (tenant slug, e-mail,
+password, and a one-time code when two-factor login is on): the answer sets the `{SESSION_COOKIE}` cookie
+and gives a CSRF token, sent back as `{CSRF_HEADER}` with every POST, PUT, PATCH and DELETE. A session
+holds the scopes of the user's role (owner, admin, catalog_manager, support, finance, read_only).
 
 **Errors** are `application/problem+json` (RFC 9457) with a stable `code`, and `errors` per field
 when fields are invalid.
@@ -92,8 +107,22 @@ STATUS_TEXT = {
     409: "The request conflicts with the current state; nothing was changed.",
     413: "The request body is too large.",
     422: "The request is well-formed but invalid; nothing was changed.",
+    423: "Locked for a while; nothing was changed. Retry after `Retry-After` seconds.",
     429: "Too many requests in the window; nothing was changed. Retry after `Retry-After` seconds.",
 }
+# The same statuses, for operations that take no token (login, sign-up).
+PUBLIC_STATUS_TEXT = {
+    401: "The credentials are wrong, or a second factor is needed.",
+    403: "The account may not do this yet.",
+}
+# How each kind of caller is named in an operation's description.
+KIND_NAMES = {
+    KIND_CLIENT: "a tenant's API client",
+    KIND_STAFF: "a staff user's console session",
+    KIND_SUBSCRIBER: "a subscriber's app",
+    KIND_OPERATOR: "a platform operator's client",
+}
+CONSOLE_SESSION = "consoleSession"
 
 _INTEGER = {"type": "integer", "minimum": 0}
 # The RateLimit fields (IETF httpapi-ratelimit-headers), in `components.headers`.
@@ -140,6 +169,13 @@ def spec_options() -> dict[str, Any]:
                     "bearerFormat": "JWT",
                     "description": f"An access token from `{TOKEN_URL}`, pasted as is.",
                 },
+                CONSOLE_SESSION: {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": SESSION_COOKIE,
+                    "description": "A staff user's console session, set by POST /v1/console/sessions; it holds the "
+                    f"scopes of the user's role. POST, PUT, PATCH and DELETE also send `{CSRF_HEADER}`.",
+                },
                 "clientBasic": {
                     "type": "http",
                     "scheme": "basic",
@@ -181,14 +217,22 @@ class OperationDocs(BasePlugin):
                 if method in METHODS:
                     document_rate_limits(operation, policies)
         view = self.app.view_functions.get(rule.endpoint)
+        errors: tuple[type[DomainError], ...] = getattr(view, "_mvne_problems", ())
+        if getattr(view, "_mvne_public", False):
+            for method, operation in operations.items():
+                if method in METHODS:
+                    self.document_public(operation, method=method, path=path, errors=errors)
+            return
         scope: str | None = getattr(view, "_mvne_scope", None)
         if scope is None:
             return
         tenant: bool = getattr(view, "_mvne_tenant", True)
-        errors: tuple[type[DomainError], ...] = getattr(view, "_mvne_problems", ())
+        kinds: tuple[str, ...] | None = getattr(view, "_mvne_kinds", None)
         for method, operation in operations.items():
             if method in METHODS:
-                self.document(operation, method=method, path=path, scope=scope, tenant=tenant, errors=errors)
+                self.document(
+                    operation, method=method, path=path, scope=scope, tenant=tenant, kinds=kinds, errors=errors
+                )
 
     def document(
         self,
@@ -198,22 +242,58 @@ class OperationDocs(BasePlugin):
         path: str,
         scope: str,
         tenant: bool,
+        kinds: tuple[str, ...] | None,
         errors: Iterable[type[DomainError]],
     ) -> None:
+        staff = tenant and (kinds is None or KIND_STAFF in kinds)
         operation["security"] = [{"oauth2": [scope]}, {"bearer": [scope]}]
+        if staff:
+            operation["security"].append({CONSOLE_SESSION: [scope]})
         caller = "a tenant's API client" if tenant else "a platform operator's client"
         note = f"Needs a token of {caller} with the scope `{scope}`."
+        if kinds is not None:
+            callers = " or ".join(KIND_NAMES.get(kind, kind) for kind in kinds)
+            note = f"For {callers} only, with the scope `{scope}`."
+        elif staff:
+            note += f" A staff user's console session may call it when its role grants `{scope}`."
         operation["description"] = f"{operation['description']}\n\n{note}" if operation.get("description") else note
 
-        has_body = "requestBody" in operation
-        has_query = any(isinstance(p, dict) and p.get("in") == "query" for p in operation.get("parameters", ()))
         kit: dict[str, None] = dict.fromkeys(["unauthenticated", "insufficient_scope"])
         kit["tenant_required" if tenant else "operator_required"] = None
+        if kinds is not None:
+            kit["caller_kind_refused"] = None
+        if staff:
+            kit["session_expired"] = None
+            if method in WRITES:
+                kit["csrf_failed"] = None
+        self.document_problems(operation, method=method, path=path, kit=kit, errors=errors)
+
+    def document_public(
+        self, operation: dict[str, Any], *, method: str, path: str, errors: Iterable[type[DomainError]]
+    ) -> None:
+        """An operation anyone may call: no token (`security: []`), and only the problems it can answer."""
+        operation["security"] = []
+        note = "Needs no token."
+        operation["description"] = f"{operation['description']}\n\n{note}" if operation.get("description") else note
+        self.document_problems(operation, method=method, path=path, kit={}, errors=errors, public=True)
+
+    def document_problems(
+        self,
+        operation: dict[str, Any],
+        *,
+        method: str,
+        path: str,
+        kit: dict[str, None],
+        errors: Iterable[type[DomainError]],
+        public: bool = False,
+    ) -> None:
+        has_body = "requestBody" in operation
+        has_query = any(isinstance(p, dict) and p.get("in") == "query" for p in operation.get("parameters", ()))
         if "{" in path:
             kit.update(dict.fromkeys(["not_found", "validation_failed"]))  # a path segment may carry a NUL
         if any(isinstance(p, dict) and p.get("name") == "starting_after" for p in operation.get("parameters", ())):
             kit["invalid_cursor"] = None
-        if method == "post":
+        if method == "post" and not public:
             operation.setdefault("parameters", []).append("IdempotencyKey")
             kit.update(dict.fromkeys(["invalid_idempotency_key", "idempotency_key_reused"]))
             _mark_replayable(operation)
@@ -238,10 +318,10 @@ class OperationDocs(BasePlugin):
         for status, examples in sorted(by_status.items()):
             for key in (status, str(status)):
                 responses.pop(key, None)
-            responses[str(status)] = self.problem_response(status, examples)
+            responses[str(status)] = self.problem_response(status, examples, public=public)
 
-    def problem_response(self, status: int, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        text = STATUS_TEXT.get(status, "")
+    def problem_response(self, status: int, examples: list[dict[str, Any]], *, public: bool = False) -> dict[str, Any]:
+        text = (PUBLIC_STATUS_TEXT if public else {}).get(status) or STATUS_TEXT.get(status, "")
         if status == 413 and self.app.config.get("MAX_CONTENT_LENGTH"):
             text = f"The request body is larger than {self.app.config['MAX_CONTENT_LENGTH']} bytes."
         codes = ", ".join(f"`{example['code']}`" for example in examples)
@@ -260,7 +340,11 @@ class OperationDocs(BasePlugin):
                 }
             },
         }
-        if status in (401, 403):
+        if status == 423:
+            response["headers"] = {
+                limits.RETRY_AFTER_HEADER: {"$ref": f"#/components/headers/{limits.RETRY_AFTER_HEADER}"}
+            }
+        if status in (401, 403) and not public:
             response["headers"] = {
                 "WWW-Authenticate": {
                     "description": "The bearer challenge (RFC 6750), naming the error and, on 403, the scope needed.",

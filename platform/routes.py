@@ -9,6 +9,7 @@ def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
     from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, usage_records
     from mvne.platform.operator_api import api_clients_blp, audit_events_blp, job_health_blp, operations, tenants_blp
+    from mvne.platform.signup_api import signup_blp
     from mvne.provisioning.api import subscriptions
     from mvne.tenants.api import (
         api_clients,
@@ -19,6 +20,7 @@ def register_api(api: Api) -> None:
         webhook_deliveries,
         webhook_endpoints,
     )
+    from mvne.tenants.staff_api import console, staff_blp
 
     for blueprint in (
         tenants_blp,
@@ -40,5 +42,8 @@ def register_api(api: Api) -> None:
         webhook_deliveries,
         api_clients,
         legal_profile,
+        signup_blp,
+        console,
+        staff_blp,
     ):
         api.register_blueprint(blueprint)

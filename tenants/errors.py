@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mvne.infra.errors import Conflict, InvalidInput, NotFound
+from mvne.infra.errors import Conflict, DomainError, InvalidInput, NotFound
 
 
 class TenantNotFound(NotFound):
@@ -67,3 +67,128 @@ class WeakPassword(InvalidInput):
     """A password that is too short, too long, or guessable (zxcvbn)."""
 
     code = "weak_password"
+
+
+class StaffUserNotFound(NotFound):
+    code = "staff_user_not_found"
+
+
+class StaffInvitationNotFound(NotFound):
+    code = "staff_invitation_not_found"
+
+
+class StaffEmailTaken(Conflict):
+    """The tenant already has a staff user with this e-mail address."""
+
+    code = "staff_email_taken"
+
+
+class StaffInvitationAccepted(Conflict):
+    """An accepted invitation cannot be revoked: change the staff user's status instead."""
+
+    code = "staff_invitation_accepted"
+
+
+class LastOwner(Conflict):
+    """The change would leave the tenant without an active owner."""
+
+    code = "last_owner"
+
+
+class OwnerRoleRequired(DomainError):
+    """Only an owner grants, takes away or invites to the owner role."""
+
+    code = "owner_role_required"
+    status = 403
+    title = "Forbidden"
+
+
+class VerificationTokenInvalid(InvalidInput):
+    """An e-mail verification link that is unknown or already used."""
+
+    code = "verification_token_invalid"
+
+
+class VerificationTokenExpired(InvalidInput):
+    code = "verification_token_expired"
+
+
+class InvitationTokenInvalid(InvalidInput):
+    """An invitation link that is unknown, already used, or of a tenant that is gone."""
+
+    code = "invitation_token_invalid"
+
+
+class InvitationTokenExpired(InvalidInput):
+    code = "invitation_token_expired"
+
+
+class InvitationRevoked(InvalidInput):
+    code = "invitation_revoked"
+
+
+class LoginRefused(DomainError):
+    """A console login that did not open a session; its failure count is kept whatever the answer."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class InvalidCredentials(LoginRefused):
+    """Wrong tenant, e-mail or password (the answer does not say which), or a disabled account."""
+
+    code = "invalid_credentials"
+
+
+class TotpRequired(LoginRefused):
+    code = "totp_required"
+
+
+class InvalidTotp(LoginRefused):
+    code = "invalid_totp"
+
+
+class EmailNotVerified(LoginRefused):
+    code = "email_not_verified"
+    status = 403
+    title = "Forbidden"
+
+
+class LoginLocked(LoginRefused):
+    """Too many failed logins in a row: the account refuses logins for a while (`Retry-After`)."""
+
+    code = "login_locked"
+    status = 423
+    title = "Locked"
+
+
+class TotpAlreadyEnabled(Conflict):
+    code = "totp_already_enabled"
+
+
+class TotpNotStarted(Conflict):
+    """Confirming two-factor login before starting its setup (POST /v1/console/me/totp)."""
+
+    code = "totp_not_started"
+
+
+class TotpNotEnabled(Conflict):
+    code = "totp_not_enabled"
+
+
+class TotpCodeIncorrect(InvalidInput):
+    """A one-time code that does not match the authenticator's secret now."""
+
+    code = "totp_code_incorrect"
+
+
+class TimezoneRequired(InvalidInput):
+    code = "timezone_required"
+
+
+class TenantSuspended(LoginRefused):
+    """The tenant's access is suspended: its staff cannot log in until it is resumed."""
+
+    code = "tenant_suspended"
+    status = 403
+    title = "Forbidden"

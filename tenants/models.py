@@ -240,3 +240,86 @@ class TenantBrand(TenantOwned, Base):
     support_url: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StaffUser(TenantOwned, Base):
+    """A person who runs the tenant in its console: a role, a password, optionally a second factor (TOTP).
+
+    The e-mail is stored lower-cased and unique per tenant; the same person may work for several tenants.
+    `failed_logins` counts consecutive wrong passwords or codes; five lock the account until `locked_until`.
+    The TOTP secret is sealed (`SecretBox`, bound to the user's id); `totp_enabled_at` is set once a first
+    code confirmed it, and `totp_last_step` keeps the time step of the last code accepted, so none is used twice.
+    """
+
+    __tablename__ = "staff_users"
+    __table_args__ = (UniqueConstraint("tenant_id", "email"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    email_verified_at: Mapped[dt.datetime | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | disabled
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column()
+    totp_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[dt.datetime | None] = mapped_column()
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StaffInvitation(TenantOwned, Base):
+    """An invitation to join the tenant's staff with a role, by a link e-mailed to the person (7 days)."""
+
+    __tablename__ = "staff_invitations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(20))
+    # sha256 of the link's 256-bit random token: the token itself is only in the e-mail.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[str] = mapped_column(String(40))  # a staff user's id, or the API client's
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    accepted_at: Mapped[dt.datetime | None] = mapped_column()
+    staff_user_id: Mapped[str | None] = mapped_column(String(40))  # who joined with it
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    def status_at(self, now: dt.datetime) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= now else "pending"
+
+
+class EmailVerification(TenantOwned, Base):
+    """A link proving a staff user owns its e-mail address (24 hours, used once)."""
+
+    __tablename__ = "email_verifications"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    staff_user_id: Mapped[str] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StaffSession(TenantOwned, Base):
+    """A console session: the cookie's token and the CSRF token, both kept as sha256 digests only."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    staff_user_id: Mapped[str] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    ip: Mapped[str | None] = mapped_column(String(128))
+    user_agent: Mapped[str | None] = mapped_column(String(300))

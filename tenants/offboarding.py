@@ -81,8 +81,8 @@ def tenant_tables() -> list[TenantTable]:
 
 
 def _exported_columns(table: Table) -> list[Any]:
-    """Every column but those holding secrets: digests of client secrets, anything encrypted at rest."""
-    return [c for c in table.columns if "secret" not in c.name and not c.name.endswith("_encrypted")]
+    """Every column but those holding secrets: digests of client secrets, passwords and tokens, anything encrypted."""
+    return [c for c in table.columns if "secret" not in c.name and not c.name.endswith(("_encrypted", "_hash"))]
 
 
 def _jsonable(value: Any) -> Any:

@@ -6,9 +6,14 @@ import functools
 import zoneinfo
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates, validates_schema
 
 from mvne.infra.fields import Country, DecimalString, Integer, Text
+from mvne.tenants.credentials import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from mvne.tenants.roles import ROLE_NAMES
+from mvne.tenants.signup import currencies_in_use
+from mvne.tenants.staff import STATUSES as STAFF_STATUSES
+from mvne.tenants.staff import invitation_view, staff_view
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 SUPPORTED_CURRENCIES = ("EUR", "GBP", "USD", "CHF", "SEK", "PLN", "DKK", "NOK")
@@ -38,12 +43,17 @@ class TenantCreateSchema(Schema):
 
     @validates("timezone")
     def _timezone(self, value: str, **kwargs: Any) -> None:
-        if value not in _time_zones():
-            raise ValidationError("Unknown IANA time zone.")
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValidationError("Unknown IANA time zone.") from None
+        check_timezone(value)
+
+
+def check_timezone(value: str) -> None:
+    """Refuse a name that is not a time zone of the IANA database this machine has."""
+    if value not in _time_zones():
+        raise ValidationError("Unknown IANA time zone.")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("Unknown IANA time zone.") from None
 
 
 class NumberRangeSchema(Schema):
@@ -61,9 +71,10 @@ class TenantSchema(Schema):
     timezone = fields.String()
     status = fields.String(
         metadata={
-            "description": "active; suspended (its API answers 403 tenant_suspended, its subscribers keep "
-            "service); offboarding (its data is being exported, then erased); offboarded (a tombstone).",
-            "enum": ["active", "suspended", "offboarding", "offboarded"],
+            "description": "onboarding (a sandbox, from self-service sign-up until its launch); active; suspended "
+            "(its API answers 403 tenant_suspended, its subscribers keep service); offboarding (its data is being "
+            "exported, then erased); offboarded (a tombstone).",
+            "enum": ["onboarding", "active", "suspended", "offboarding", "offboarded"],
         }
     )
     created_at = fields.AwareDateTime()
@@ -280,3 +291,235 @@ class WebhookDeliverySchema(Schema):
     created_at = fields.AwareDateTime()
     last_attempt_at = fields.AwareDateTime(allow_none=True)
     delivered_at = fields.AwareDateTime(allow_none=True)
+
+
+# Staff users, console sessions and sign-up --------------------------------------------------------------
+
+EMAIL_MAX = 254
+TOKEN_MAX = 100  # the links' tokens are 43 characters; room for what a later version issues
+ROLE_FIELD_DOC = {
+    "enum": list(ROLE_NAMES),
+    "description": "owner, admin, catalog_manager, support, finance or read_only (see the permission matrix).",
+}
+
+
+def _email(**kwargs: Any) -> fields.Email:
+    return fields.Email(validate=validate.Length(max=EMAIL_MAX), metadata={"example": "ada@nimbus.example"}, **kwargs)
+
+
+def _password(**kwargs: Any) -> Text:
+    return Text(
+        min_length=1,
+        max_length=PASSWORD_MAX_LENGTH,
+        metadata={"description": f"{PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters, hard to guess."},
+        **kwargs,
+    )
+
+
+def _token(**kwargs: Any) -> Text:
+    return Text(
+        min_length=1,
+        max_length=TOKEN_MAX,
+        metadata={"description": "The code of the link we e-mailed (its `token` parameter)."},
+        **kwargs,
+    )
+
+
+class StaffUserSchema(Schema):
+    """A staff user; never its password, its second factor's secret or a token."""
+
+    id = fields.String()
+    email = fields.String()
+    name = fields.String()
+    role = fields.String(metadata=ROLE_FIELD_DOC)
+    status = fields.String(metadata={"enum": list(STAFF_STATUSES)})
+    email_verified = fields.Boolean()
+    totp_enabled = fields.Boolean(metadata={"description": "Whether login asks for a one-time code (TOTP)."})
+    locked_until = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "Until when logins are refused after too many failures."}
+    )
+    last_login_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+    @pre_dump
+    def _view(self, user: Any, **kwargs: Any) -> dict[str, Any]:
+        return user if isinstance(user, dict) else staff_view(user)
+
+
+class StaffUpdateSchema(Schema):
+    role = Text(max_length=20, validate=validate.OneOf(ROLE_NAMES), metadata=ROLE_FIELD_DOC)
+    status = Text(
+        max_length=20,
+        validate=validate.OneOf(STAFF_STATUSES),
+        metadata={"enum": list(STAFF_STATUSES), "description": "disabled: the user's sessions end and logins fail."},
+    )
+    openapi_extra = {"minProperties": 1}
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("Give role, status or both.", field_name="_schema")
+
+
+class StaffInvitationCreateSchema(Schema):
+    email = _email(required=True)
+    role = Text(required=True, max_length=20, validate=validate.OneOf(ROLE_NAMES), metadata=ROLE_FIELD_DOC)
+
+
+class StaffInvitationSchema(Schema):
+    id = fields.String()
+    email = fields.String()
+    role = fields.String(metadata=ROLE_FIELD_DOC)
+    status = fields.String(metadata={"enum": ["pending", "accepted", "revoked", "expired"]})
+    invited_by = fields.String(metadata={"description": "The staff user (or the API client) who invited."})
+    expires_at = fields.AwareDateTime()
+    accepted_at = fields.AwareDateTime(allow_none=True)
+    staff_user_id = fields.String(allow_none=True, metadata={"description": "Who joined with it, once accepted."})
+    revoked_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+    @pre_dump
+    def _view(self, invitation: Any, **kwargs: Any) -> dict[str, Any]:
+        return invitation if isinstance(invitation, dict) else invitation_view(invitation)
+
+
+class InvitationAcceptSchema(Schema):
+    token = _token(required=True)
+    name = Text(required=True, min_length=1, max_length=200)
+    password = _password(required=True)
+
+
+class LoginSchema(Schema):
+    tenant = Text(
+        required=True,
+        min_length=1,
+        max_length=63,
+        metadata={"description": "The tenant's slug, as given at sign-up.", "example": "nimbus"},
+    )
+    email = Text(required=True, min_length=1, max_length=EMAIL_MAX, metadata={"example": "ada@nimbus.example"})
+    password = Text(required=True, min_length=1, max_length=PASSWORD_MAX_LENGTH)
+    totp_code = Text(
+        min_length=1,
+        max_length=16,
+        metadata={
+            "description": "The code of the authenticator app, when two-factor login is on.",
+            "example": "123456",
+        },
+    )
+
+
+class SessionCreatedSchema(Schema):
+    csrf_token = fields.String(
+        metadata={
+            "description": "Send it back as the `X-CSRF-Token` header with every POST, PUT, PATCH and DELETE of "
+            "this session; shown in this response only."
+        }
+    )
+    expires_at = fields.AwareDateTime()
+    staff_user = fields.Nested(StaffUserSchema)
+
+
+class TenantSummarySchema(Schema):
+    id = fields.String()
+    slug = fields.String()
+    name = fields.String()
+    status = fields.String(metadata={"enum": ["onboarding", "active", "suspended", "offboarding", "offboarded"]})
+
+
+class ConsoleMeSchema(Schema):
+    staff_user = fields.Nested(StaffUserSchema)
+    role = fields.String(metadata=ROLE_FIELD_DOC)
+    scopes = fields.List(fields.String(), metadata={"description": "What the role allows, as API scopes."})
+    totp_enabled = fields.Boolean()
+    tenant = fields.Nested(TenantSummarySchema)
+    session_expires_at = fields.AwareDateTime()
+
+
+class TotpSetupSchema(Schema):
+    secret = fields.String(metadata={"description": "The shared secret (base32), for typing in by hand."})
+    otpauth_uri = fields.String(metadata={"description": "The otpauth:// URI authenticator apps read."})
+    qr_svg = fields.String(metadata={"description": "The URI as a QR code: an SVG image as a data: URI."})
+
+
+class TotpCodeSchema(Schema):
+    code = Text(
+        required=True,
+        min_length=6,
+        max_length=6,
+        pattern=r"^[0-9]{6}$",
+        pattern_error="Six digits, as the authenticator app shows them.",
+        metadata={"example": "123456"},
+    )
+
+
+class SignupSchema(Schema):
+    email = _email(required=True)
+    password = _password(required=True)
+    name = Text(min_length=1, max_length=200, metadata={"description": "The founder's name; the e-mail's by default."})
+    company = Text(required=True, min_length=1, max_length=200, metadata={"example": "Nimbus Telecom SAS"})
+    brand_name = Text(
+        required=True,
+        min_length=1,
+        max_length=100,
+        metadata={"description": "How the brand shows itself; its slug is made from it.", "example": "Nimbus Mobile"},
+    )
+    country = Country(required=True)
+    currency = Text(
+        required=True,
+        min_length=3,
+        max_length=3,
+        validate=validate.OneOf(sorted(currencies_in_use()), error="Must be an ISO 4217 currency in use, such as EUR."),
+        metadata={"example": "EUR"},
+    )
+    timezone = Text(
+        min_length=1,
+        max_length=64,
+        pattern=TIMEZONE,
+        pattern_error="Unknown IANA time zone.",
+        metadata={
+            "example": "Europe/Paris",
+            "description": "An IANA time zone; by default the country's most populous.",
+        },
+    )
+
+    @validates("timezone")
+    def _timezone(self, value: str, **kwargs: Any) -> None:
+        check_timezone(value)
+
+
+class SignupTenantSchema(Schema):
+    id = fields.String()
+    slug = fields.String(metadata={"description": "Made from the brand's name; staff give it to log in."})
+    status = fields.String(metadata={"enum": ["onboarding"]})
+
+
+class SignupStaffUserSchema(Schema):
+    id = fields.String()
+    email = fields.String()
+    role = fields.String(metadata={"enum": ["owner"]})
+    email_verified = fields.Boolean()
+
+
+class SignupResultSchema(Schema):
+    tenant = fields.Nested(SignupTenantSchema)
+    staff_user = fields.Nested(SignupStaffUserSchema)
+
+
+class VerificationSchema(Schema):
+    token = _token(required=True)
+
+
+class VerifiedSchema(Schema):
+    tenant = fields.Nested(TenantSummarySchema)
+    staff_user = fields.Nested(StaffUserSchema)
+
+
+class ResendVerificationSchema(Schema):
+    email = _email(required=True)
+    tenant = Text(
+        required=True, min_length=1, max_length=63, metadata={"description": "The tenant's slug.", "example": "nimbus"}
+    )
+
+
+class AcceptedSchema(Schema):
+    detail = fields.String()

@@ -36,6 +36,10 @@ SUBSCRIBER_CLAIM = "subscriber_id"
 # Principal from its session cookie (checking CSRF on unsafe methods and the tenant's standing, raising a
 # problem when either fails), or None when the request carries no session.
 SESSION_EXTENSION = "mvne.console_session"
+# The console session's cookie, and the header that must repeat the session's CSRF token on unsafe methods.
+SESSION_COOKIE = "mvne_session"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,16 @@ def refuse_if_suspended(standing: CallerStanding) -> None:
         f"This tenant's API access is {standing.tenant_status}{since}. Its subscribers keep service; to restore "
         "access, contact platform support through your account manager or the operators' support desk.",
     )
+
+
+def public(view: F) -> F:
+    """Mark a view any caller may use without a token (sign-up, login, accepting an invitation).
+
+    It is documented with `security: []`; it reads no principal, so it opens its own session
+    (`mvne.infra.web.context.public_db_session`).
+    """
+    view._mvne_public = True  # type: ignore[attr-defined]
+    return view
 
 
 def require(scope: str, *, tenant: bool = True, kinds: tuple[str, ...] | None = None) -> Callable[[F], F]:

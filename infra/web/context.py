@@ -37,6 +37,19 @@ def db_session() -> Session:
     return session
 
 
+def public_db_session() -> Session:
+    """The unit of work of a route without a caller (sign-up, accepting an invitation), committed like any other.
+
+    Platform-scoped, as the tenant is not known before the request's token or link names it: the services
+    these routes call name their tenant in every query.
+    """
+    session: Session | None = g.get("db_session")
+    if session is None:
+        session = runtime().db.session(platform=True)
+        g.db_session = session
+    return session
+
+
 def tenant_id() -> str:
     from mvne.infra.web.auth import current_principal
 

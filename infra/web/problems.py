@@ -136,6 +136,9 @@ KIT_PROBLEMS: dict[str, tuple[int, str]] = {
     "unauthenticated": (401, "A valid bearer token is required."),
     "insufficient_scope": (403, "The token lacks the scope this operation needs."),
     "tenant_required": (403, "This operation is for a tenant's API client."),
+    "caller_kind_refused": (403, "This operation is for callers of another kind."),
+    "session_expired": (401, "The console session is unknown, over or logged out: log in again."),
+    "csrf_failed": (403, "Changes made in a console session must send the session's CSRF token as X-CSRF-Token."),
     "operator_required": (403, "This operation is for platform operators."),
     "not_found": (404, "No such object."),
     "conflict": (409, "A concurrent request changed the same data; retry the request."),
@@ -200,7 +203,7 @@ def _title(status: int) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(error: DomainError) -> Response:
-        return problem(error.status, error.code, error.title, error.detail, errors=error.errors)
+        return problem(error.status, error.code, error.title, error.detail, errors=error.errors, headers=error.headers)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:

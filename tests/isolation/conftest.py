@@ -1,7 +1,8 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
 Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a published offer,
-a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, so every
+a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, and
+staff (one joined by invitation and logged in, one invited, one waiting for its e-mail verification), so every
 tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
@@ -34,6 +35,7 @@ from tests.support.api import (
     wait_for,
 )
 from tests.support.servers import live_server
+from tests.support.staff import PASSWORD, StaffHandle, console_for, make_staff_user, token_in, wait_for_mail
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -57,6 +59,9 @@ class World:
     webhook_url: str
     webhook_delivery_id: str
     dead_letter_id: str
+    staff_user_id: str
+    staff_email: str
+    staff_invitation_id: str
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -70,6 +75,8 @@ class World:
             "webhook_endpoint": self.webhook_endpoint_id,
             "webhook_delivery": self.webhook_delivery_id,
             "dead_letter": self.dead_letter_id,
+            "staff_user": self.staff_user_id,
+            "staff_invitation": self.staff_invitation_id,
             "api_client": self.tenant.client_id,
             "msisdn": self.msisdn,
             "iccid": self.iccid,
@@ -153,6 +160,33 @@ def _brand(runtime: Runtime, handle: TenantHandle) -> None:
         session.add(TenantBrand(id=new_id("brd"), tenant_id=handle.id, display_name=f"Brand {handle.slug}"))
 
 
+@dataclass(frozen=True)
+class Staff:
+    user_id: str
+    email: str
+    invitation_id: str
+
+
+def _staff(app: Flask, runtime: Runtime, handle: TenantHandle) -> Staff:
+    """A staff user who joined by invitation and logged in, a pending invitation, and a verification link."""
+    joined = handle.api.post("/v1/staff/invitations", {"email": f"staff@{handle.slug}.example", "role": "support"})
+    assert joined.status_code == 201, joined.json
+    token = token_in(wait_for_mail(app, joined.json["email"], "staff_invitation"))
+    user = app.test_client().post(
+        "/v1/staff/invitations/accept", json={"token": token, "name": f"Staff of {handle.slug}", "password": PASSWORD}
+    )
+    assert user.status_code == 201, user.get_json()
+    console_for(app, handle.slug, StaffHandle(user.get_json()["id"], joined.json["email"], "support", PASSWORD))
+    pending = handle.api.post("/v1/staff/invitations", {"email": f"later@{handle.slug}.example", "role": "finance"})
+    assert pending.status_code == 201, pending.json
+    unverified = make_staff_user(runtime, handle.id, "read_only", verified=False)
+    resent = app.test_client().post(
+        "/v1/signup/resend-verification", json={"email": unverified.email, "tenant": handle.slug}
+    )
+    assert resent.status_code == 202, resent.get_json()
+    return Staff(user.get_json()["id"], joined.json["email"], pending.json["id"])
+
+
 def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url: str) -> TwoTenants:
     handles = [make_tenant(app.test_client(), operator) for _ in range(2)]
     # First, so every event that follows is delivered to it (deliveries are written with the events).
@@ -187,9 +221,10 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         periods.append(period)
 
     runs = [_completed_run(h, p) for h, p in zip(handles, periods, strict=True)]
+    staffs = [_staff(app, runtime, h) for h in handles]
     worlds = []
-    for handle, offer, cust, sub, period, run, endpoint in zip(
-        handles, offers, customers, subs, periods, runs, endpoints, strict=True
+    for handle, offer, cust, sub, period, run, endpoint, staff in zip(
+        handles, offers, customers, subs, periods, runs, endpoints, staffs, strict=True
     ):
         assert run["invoices_created"] == 1, run
         listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
@@ -212,6 +247,9 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 webhook_url=endpoint["url"],
                 webhook_delivery_id=_first_delivery(handle, endpoint["id"]),
                 dead_letter_id=_dead_letter(runtime, handle.id, invoice_id),
+                staff_user_id=staff.user_id,
+                staff_email=staff.email,
+                staff_invitation_id=staff.invitation_id,
             )
         )
     return TwoTenants(worlds[0], worlds[1])

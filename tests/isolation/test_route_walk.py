@@ -19,8 +19,10 @@ from flask import Flask
 from werkzeug.routing import Rule
 
 from mvne.infra.ids import new_id
+from mvne.infra.web.auth import KIND_CLIENT
 from tests.isolation.conftest import TwoTenants, World, contains_any, legal_profile_body
 from tests.support.api import ApiCaller, Operator, wait_for
+from tests.support.staff import PASSWORD
 
 # Path parameters that name an object a tenant owns: tenant B gets 404 for tenant A's.
 TENANT_OBJECT_PARAMS = {
@@ -32,6 +34,8 @@ TENANT_OBJECT_PARAMS = {
     "webhook_endpoint_id": "webhook_endpoint",
     "webhook_delivery_id": "webhook_delivery",
     "api_client_id": "api_client",
+    "staff_user_id": "staff_user",
+    "staff_invitation_id": "staff_invitation",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -55,6 +59,8 @@ ID_PREFIXES = {
     "webhook_endpoint": "whe",
     "webhook_delivery": "whd",
     "api_client": "cli",
+    "staff_user": "stf",
+    "staff_invitation": "sti",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -67,6 +73,8 @@ LIST_OWN_OBJECT = {
     "/v1/events": "customer",
     "/v1/webhook-endpoints": "webhook_endpoint",
     "/v1/api-clients": "api_client",
+    "/v1/staff": "staff_user",
+    "/v1/staff/invitations": "staff_invitation",
 }
 
 
@@ -150,6 +158,31 @@ def _legal_profile_is_b_only(response: Any, a: World, b: World) -> None:
     assert restored.status_code == 200, restored.json
 
 
+def _invitation_is_b_only(response: Any, a: World, b: World) -> None:
+    # A's staff member's address: B may invite the same person; the invitation is B's alone.
+    invitation_id = response.json["id"]
+    assert invitation_id in b.tenant.api.get("/v1/staff/invitations", limit=100).get_data(as_text=True)
+    assert invitation_id not in a.tenant.api.get("/v1/staff/invitations", limit=100).get_data(as_text=True)
+
+
+def _signup_is_a_new_tenant(response: Any, a: World, b: World) -> None:
+    # A's slug as the brand's name: the new tenant gets another slug, and A is untouched.
+    tenant = response.json["tenant"]
+    assert tenant["slug"] != a.tenant.slug, tenant
+    assert tenant["id"] not in (a.tenant.id, b.tenant.id), tenant
+
+
+def _signup_body(a: World, b: World) -> dict[str, Any]:
+    return {
+        "email": f"founder-{secrets.token_hex(4)}@example.com",
+        "password": PASSWORD,
+        "company": "Another company",
+        "brand_name": a.tenant.slug,
+        "country": "FR",
+        "currency": "EUR",
+    }
+
+
 # Keyed "METHOD rule"; each answer is about B's own objects, so a success here is no leak.
 WRITE_PROBES: dict[str, Probe] = {
     "POST /v1/offers": Probe(_offer_body, 201),
@@ -167,6 +200,19 @@ WRITE_PROBES: dict[str, Probe] = {
     "POST /v1/api-clients": Probe(
         lambda a, b: {"name": "back end", "scopes": ["customers:read"]}, 201, _api_client_is_b_only
     ),
+    "POST /v1/staff/invitations": Probe(
+        lambda a, b: {"email": a.staff_email, "role": "support"}, 201, _invitation_is_b_only
+    ),
+    # Routes without a token: a bearer token changes nothing; A's slug and staff get nothing out of them.
+    "POST /v1/signup": Probe(_signup_body, 201, _signup_is_a_new_tenant),
+    "POST /v1/signup/verify": Probe(lambda a, b: {"token": secrets.token_urlsafe(32)}, 422),
+    "POST /v1/signup/resend-verification": Probe(lambda a, b: {"email": a.staff_email, "tenant": a.tenant.slug}, 202),
+    "POST /v1/console/sessions": Probe(
+        lambda a, b: {"tenant": a.tenant.slug, "email": a.staff_email, "password": "a wrong guess 12345"}, 401
+    ),
+    "POST /v1/staff/invitations/accept": Probe(
+        lambda a, b: {"token": secrets.token_urlsafe(32), "name": "Intruder", "password": PASSWORD}, 422
+    ),
 }
 # Plausible bodies for writes with a path parameter (so B's call is not refused for its body instead).
 PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
@@ -176,6 +222,7 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     "/v1/tenants/<tenant_id>/suspend": {"reason": "a tenant suspending another"},
     "/v1/tenants/<tenant_id>/resume": {},
     "/v1/tenants/<tenant_id>/offboard": {},
+    "/v1/staff/<staff_user_id>": {"role": "read_only"},
 }
 
 
@@ -213,6 +260,12 @@ def _assert_no_leak(method: str, path: str, body: Any, response: Any, a_ids: dic
     )
 
 
+def _refuses_clients(app: Flask, rule: Rule) -> bool:
+    """A route for other kinds of caller only (a staff user's console session, a subscriber's app)."""
+    kinds = getattr(app.view_functions[rule.endpoint], "_mvne_kinds", None)
+    return kinds is not None and KIND_CLIENT not in kinds
+
+
 @dataclass(frozen=True)
 class Call:
     """One call of the walk: tenant B on one method of one rule, with tenant A's ids in the path."""
@@ -223,6 +276,7 @@ class Call:
     target: str
     body: dict[str, Any]
     probe: Probe | None
+    refuses_clients: bool = False
 
     def describe(self, response: Any) -> str:
         return _described(self.method, self.target, response)
@@ -233,7 +287,7 @@ def _values(rule: Rule, a_ids: dict[str, str]) -> dict[str, str]:
     return {name: a_ids[known[name]] if name in known else PUBLIC_PARAMS[name] for name in rule.arguments}
 
 
-def _calls(rules: list[Rule], a: World, b: World) -> list[Call]:
+def _calls(app: Flask, rules: list[Rule], a: World, b: World) -> list[Call]:
     calls = []
     for rule in rules:
         values = _values(rule, a.object_ids())
@@ -247,7 +301,8 @@ def _calls(rules: list[Rule], a: World, b: World) -> list[Call]:
                 and not rule.rule.startswith(OPERATOR_PREFIXES)
                 and rule.rule not in PUBLIC_RULES
             )
-            calls.append(Call(rule, method, values, path + ("?limit=100" if listing else ""), body, probe))
+            target = path + ("?limit=100" if listing else "")
+            calls.append(Call(rule, method, values, target, body, probe, _refuses_clients(app, rule)))
     return calls
 
 
@@ -258,6 +313,9 @@ def _check(call: Call, response: Any, api: ApiCaller, a: World, b: World) -> Non
     _assert_no_leak(call.method, call.target, call.body, response, a.object_ids())
     if call.rule.rule.startswith(OPERATOR_PREFIXES):
         assert status == 403, f"operator route answered a tenant: {call.describe(response)}"
+    elif call.refuses_clients:
+        code = (response.json or {}).get("code")
+        assert (status, code) == (403, "caller_kind_refused"), f"expected 403: {call.describe(response)}"
     elif any(name in TENANT_OBJECT_PARAMS for name in call.rule.arguments):
         assert status == 404, f"expected 404: {call.describe(response)}"
         _assert_same_as_missing(api, call, response)
@@ -290,7 +348,7 @@ def _assert_same_as_missing(api: ApiCaller, call: Call, seen: Any) -> None:
     ), f"A's object and a missing one answer differently: {_described(call.method, path, response)}"
 
 
-def _assert_walk_knows_every_route(rules: list[Rule]) -> None:
+def _assert_walk_knows_every_route(app: Flask, rules: list[Rule]) -> None:
     known = {*TENANT_OBJECT_PARAMS, *OPERATOR_PARAMS, *PUBLIC_PARAMS}
     unknown = sorted(f"<{name}> in {rule.rule}" for rule in rules for name in rule.arguments if name not in known)
     assert not unknown, (
@@ -305,6 +363,7 @@ def _assert_walk_knows_every_route(rules: list[Rule]) -> None:
         if method != "GET"
         and not rule.arguments
         and not rule.rule.startswith(OPERATOR_PREFIXES)
+        and not _refuses_clients(app, rule)
         and f"{method} {rule.rule}" not in WRITE_PROBES
     )
     assert not missing_probes, (
@@ -319,9 +378,9 @@ def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
     a, b = two_tenants.a, two_tenants.b
     rules = _api_rules(app)
     assert len(rules) > 10, [r.rule for r in rules]
-    _assert_walk_knows_every_route(rules)
+    _assert_walk_knows_every_route(app, rules)
 
-    calls = _calls(rules, a, b)
+    calls = _calls(app, rules, a, b)
     failures: list[str] = []
     for call in calls:
         response = _call(b.tenant.api, call.method, call.target, call.body)

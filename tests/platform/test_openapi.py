@@ -12,9 +12,16 @@ from mvne.infra.web.limits import rate_limits
 from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
 from tests.support.api import OFFER, ApiCaller, TenantHandle
 
-# The documentation's own routes are not operations of the API, nor is embedded mode's local mailbox
-# (a development aid that production never serves).
+# The documentation's own routes are not operations of the API, nor is embedded mode's local mailbox.
 DOC_ROUTES = ("/v1/openapi.json", "/v1/docs", "/v1/dev/")
+# Operations anyone may call without a token (`security: []`): signing up, logging in, joining a staff.
+PUBLIC_OPERATIONS = {
+    ("/v1/signup", "post"),
+    ("/v1/signup/verify", "post"),
+    ("/v1/signup/resend-verification", "post"),
+    ("/v1/console/sessions", "post"),
+    ("/v1/staff/invitations/accept", "post"),
+}
 # Served outside /v1 and documented too: how a client gets its token and checks it.
 AUTH_ROUTES = ("/oauth/token", "/.well-known/jwks.json")
 
@@ -228,10 +235,14 @@ def test_every_api_operation_documents_what_it_can_answer(api: ApiCaller) -> Non
     for path, method, operation in api_operations(document):
         where = f"{method.upper()} {path}"
         parameters = parameters_of(document, path, operation)
+        public = (path, method) in PUBLIC_OPERATIONS
         try:
-            assert operation.get("security"), "no security"
-            assert "unauthenticated" in problem_codes(document, operation, 401)
-            assert "insufficient_scope" in problem_codes(document, operation, 403)
+            if public:
+                assert operation.get("security") == [], "a public operation documents `security: []`"
+            else:
+                assert operation.get("security"), "no security"
+                assert "unauthenticated" in problem_codes(document, operation, 401)
+                assert "insufficient_scope" in problem_codes(document, operation, 403)
             if "{" in path:
                 assert any(p["in"] == "path" for p in parameters), "path parameters"
                 problem_codes(document, operation, 404)
@@ -243,7 +254,7 @@ def test_every_api_operation_documents_what_it_can_answer(api: ApiCaller) -> Non
                 assert "payload_too_large" in problem_codes(document, operation, 413)
             if any(p["in"] == "query" and p["name"] == "starting_after" for p in parameters):
                 assert "invalid_cursor" in problem_codes(document, operation, 400)
-            if method == "post":
+            if method == "post" and not public:
                 keys = [p for p in parameters if p["in"] == "header" and p["name"].lower() == "idempotency-key"]
                 assert keys, "no Idempotency-Key header"
                 assert keys[0]["schema"]["type"] == "string"
@@ -255,6 +266,42 @@ def test_every_api_operation_documents_what_it_can_answer(api: ApiCaller) -> Non
             missing.append(f"{where}: {error}")
 
     assert not missing, "\n".join(missing)
+
+
+def test_only_the_operations_meant_for_anyone_need_no_token(api: ApiCaller, app: Flask) -> None:
+    document = spec(api)
+    open_to_anyone = {
+        (path, method) for path, method, operation in api_operations(document) if not operation["security"]
+    }
+
+    assert open_to_anyone == PUBLIC_OPERATIONS
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        view = app.view_functions[rule.endpoint]
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            if (path, method.lower()) in PUBLIC_OPERATIONS:
+                assert getattr(view, "_mvne_public", False), (method, path)
+                assert getattr(view, "_mvne_scope", None) is None, (method, path)
+    login = document["paths"]["/v1/console/sessions"]["post"]
+    assert {"invalid_credentials", "totp_required", "invalid_totp"} <= problem_codes(document, login, 401)
+    assert "login_locked" in problem_codes(document, login, 423)
+    assert "retry-after" in {name.lower() for name in login["responses"]["423"]["headers"]}
+    assert "weak_password" in problem_codes(document, document["paths"]["/v1/signup"]["post"], 422)
+
+
+def test_operations_a_console_session_may_call_document_the_session(api: ApiCaller) -> None:
+    document = spec(api)
+    scheme = document["components"]["securitySchemes"]["consoleSession"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "cookie", "mvne_session")
+
+    offers = document["paths"]["/v1/offers"]["post"]
+    assert {"consoleSession": ["offers:write"]} in offers["security"]
+    assert "csrf_failed" in problem_codes(document, offers, 403)
+    assert "session_expired" in problem_codes(document, offers, 401)
+    me = document["paths"]["/v1/console/me"]["get"]
+    assert "caller_kind_refused" in problem_codes(document, me, 403)
+    operators = document["paths"]["/v1/tenants"]["post"]
+    assert not any("consoleSession" in requirement for requirement in operators["security"])
 
 
 def assert_rate_limit_documented(document: dict[str, Any], operation: dict[str, Any]) -> None:
