@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mvne.infra.errors import Conflict, InvalidInput, NotFound
+from mvne.infra.errors import Conflict, DomainError, InvalidInput, NotFound
 
 
 class TenantNotFound(NotFound):
@@ -67,3 +67,49 @@ class WeakPassword(InvalidInput):
     """A password that is too short, too long, or guessable (zxcvbn)."""
 
     code = "weak_password"
+
+
+class BrandNotFound(NotFound):
+    code = "brand_not_found"
+
+
+class LogoNotFound(NotFound):
+    code = "logo_not_found"
+
+
+class LogoNotAnImage(InvalidInput):
+    """A logo that is not a PNG, JPEG or WebP image (SVG is refused: it can carry scripts)."""
+
+    code = "logo_not_an_image"
+
+
+class LogoTooLarge(DomainError):
+    code = "logo_too_large"
+    status = 413
+    title = "Logo too large"
+
+
+class InvalidLanguage(InvalidInput):
+    code = "invalid_language"
+
+
+class InvalidTaxRate(InvalidInput):
+    code = "invalid_tax_rate"
+
+
+class CountryLocked(Conflict):
+    """The country is fixed at sign-up: the tenant's number block is of that country."""
+
+    code = "country_locked"
+
+
+class CurrencyLocked(Conflict):
+    """The tenant already has offers priced in its currency."""
+
+    code = "currency_locked"
+
+
+class TimezoneLocked(Conflict):
+    """A live tenant's billing periods are cut in its timezone."""
+
+    code = "timezone_locked"
