@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mvne.catalog.models import Offer
 from mvne.charging import billing, usage
 from mvne.charging.errors import (
     BillingRunInProgress,
@@ -37,7 +38,16 @@ from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.infra.web.problems import problems
 from mvne.provisioning.errors import SubscriptionNotFound
 from mvne.provisioning.service import get_subscription
-from mvne.tenants.errors import CustomerNotFound
+from mvne.tenants import settings as tenant_settings
+from mvne.tenants.errors import (
+    CountryLocked,
+    CurrencyLocked,
+    CustomerNotFound,
+    InvalidLanguage,
+    InvalidTaxRate,
+    TimezoneLocked,
+)
+from mvne.tenants.schemas import MarketInputSchema, MarketSchema
 from mvne.tenants.service import get_tenant
 
 usage_records = Blueprint("usage", __name__, url_prefix="/v1/usage-records", description="Usage to rate.")
@@ -49,6 +59,53 @@ customer_billing = Blueprint(
 line_usage = Blueprint(
     "line_usage", __name__, url_prefix="/v1/subscriptions", description="Rated usage of a line against its allowances."
 )
+tenant_market = Blueprint(
+    "tenant_market",
+    __name__,
+    url_prefix="/v1/tenant/market",
+    description="Where and how the tenant sells: country, currency, timezone, languages and tax rate.",
+)
+
+
+def _market_view(session: Session) -> dict[str, Any]:
+    tenant = get_tenant(session, tenant_id())
+    return tenant_settings.market_view(session, tenant, billing.standard_tax_rate(tenant))
+
+
+@tenant_market.get("")
+@require("tenant:read")
+@tenant_market.response(200, MarketSchema)
+def get_market() -> dict[str, Any]:
+    """The tenant's market, and its country's standard VAT rate for reference."""
+    return _market_view(db_session())
+
+
+@tenant_market.put("")
+@require("tenant:write")
+@problems(CountryLocked, CurrencyLocked, TimezoneLocked, InvalidLanguage, InvalidTaxRate)
+@tenant_market.arguments(
+    MarketInputSchema,
+    example={
+        "country": "FR",
+        "currency": "EUR",
+        "timezone": "Europe/Paris",
+        "languages": ["fr-FR", "en-GB"],
+        "tax_rate": "20",
+    },
+)
+@tenant_market.response(200, MarketSchema)
+def put_market(body: dict[str, Any]) -> dict[str, Any]:
+    """Set currency, timezone, languages (the first is the default) and the tax rate invoices apply.
+
+    The country is fixed at sign-up (409 `country_locked`: the number block is of that country); the
+    currency once offers exist (409 `currency_locked`); the timezone once the tenant is live (409
+    `timezone_locked`). Invoices issued from now on apply the tax rate.
+    """
+    session = db_session()
+    tenant = get_tenant(session, tenant_id())
+    has_offers = session.scalar(select(Offer.id).limit(1)) is not None
+    tenant_settings.set_market(session, tenant, body, currency_in_use=has_offers)
+    return _market_view(session)
 
 
 @usage_records.post("")

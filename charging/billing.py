@@ -30,15 +30,15 @@ from mvne.charging.invoicing import Charge, InvoiceTotals, compute_invoice
 from mvne.charging.models import BillingRun, Invoice, InvoiceLine, UsageRecord
 from mvne.charging.pdf import InvoiceDocument, Party, render_invoice_pdf
 from mvne.charging.rating import Service, price_unit
-from mvne.charging.tax import vat_rate
+from mvne.charging.tax import UnknownTaxCountry, vat_rate
 from mvne.charging.usage import period_of
 from mvne.infra.db import Database, get_or_raise, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import enqueue
 from mvne.infra.storage import ObjectNotFound, Storage
 from mvne.provisioning.models import Subscription
+from mvne.tenants import settings as tenant_settings
 from mvne.tenants.errors import CustomerNotFound
-from mvne.tenants.legal import find_legal_profile
 from mvne.tenants.models import Customer, Tenant
 from mvne.tenants.service import get_tenant, next_counter, record_event
 
@@ -46,7 +46,6 @@ log = logging.getLogger("mvne.billing")
 
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 FIRST_YEAR, LAST_YEAR = 2000, 2100
-PAYMENT_TERMS = dt.timedelta(days=14)
 BILLED_STATUSES = ("active", "suspended", "terminated")
 # A billing run's customers are invoiced in chunks of this many, each chunk a job of its own.
 BILLING_CHUNK_SIZE = 50
@@ -402,9 +401,22 @@ def _customer_charges(
 
 
 def _payment_terms(session: Session) -> dt.timedelta:
-    """The tenant's payment terms from its legal profile, or the platform's default."""
-    profile = find_legal_profile(session)
-    return dt.timedelta(days=profile.payment_terms_days) if profile and profile.payment_terms_days else PAYMENT_TERMS
+    """The tenant's payment terms (its billing settings; 14 days until it sets them)."""
+    return dt.timedelta(days=tenant_settings.payment_terms_days(session))
+
+
+def tax_rate(session: Session, tenant: Tenant, on: dt.date) -> Decimal:
+    """The VAT rate (a fraction) of the tenant's invoices on a date: its own rate when set, else its country's."""
+    own = tenant_settings.tax_rate_fraction(session)
+    return own if own is not None else vat_rate(tenant.country, on)
+
+
+def standard_tax_rate(tenant: Tenant) -> Decimal | None:
+    """The tenant's country's standard VAT rate today (a fraction), or None when the platform has none for it."""
+    try:
+        return vat_rate(tenant.country, dt.datetime.now(zoneinfo.ZoneInfo(tenant.timezone)).date())
+    except UnknownTaxCountry:
+        return None
 
 
 def invoice_customer(
@@ -420,7 +432,9 @@ def invoice_customer(
     tenant = get_tenant(session, tenant_id)
     first, last, start, end = period_bounds(period, tenant.timezone)
     billable, all_lines = _customer_subscriptions(session, customer_id, start, end)
-    number = f"INV-{first.year}-{next_counter(session, tenant_id, f'invoice:{first.year}'):06d}"
+    # One counter per year whatever the series, so a change of series never repeats a number.
+    series = tenant_settings.invoice_series(session)
+    number = f"{series}{first.year}-{next_counter(session, tenant_id, f'invoice:{first.year}'):06d}"
     issued = utcnow()
     zero = Decimal(0)
     invoice = Invoice(
@@ -444,7 +458,7 @@ def invoice_customer(
     session.flush()  # the claimed usage points at it
     usage = _unbilled_usage(session, all_lines, period, claim_for=invoice.id)
     charges = _customer_charges(session, period=period, billable=billable, usage=usage)
-    totals = compute_invoice(charges, currency=tenant.currency, tax_rate=vat_rate(tenant.country, last))
+    totals = compute_invoice(charges, currency=tenant.currency, tax_rate=tax_rate(session, tenant, last))
     invoice.subtotal, invoice.tax, invoice.tax_rate, invoice.total = (
         totals.subtotal,
         totals.tax,
@@ -505,7 +519,7 @@ def upcoming_invoice(session: Session, *, tenant_id: str, customer_id: str) -> U
     billable, all_lines = _customer_subscriptions(session, customer_id, start, end)
     usage = _unbilled_usage(session, all_lines, period, claim_for=None)
     charges = _customer_charges(session, period=period, billable=billable, usage=usage)
-    totals = compute_invoice(charges, currency=tenant.currency, tax_rate=vat_rate(tenant.country, last))
+    totals = compute_invoice(charges, currency=tenant.currency, tax_rate=tax_rate(session, tenant, last))
     return UpcomingInvoice(customer_id, period, first, last, end, tenant.currency, totals)
 
 

@@ -85,6 +85,12 @@ def make_eid(body: str) -> str:
     return f"{body}{98 - int(body + '00') % 97:02d}"
 
 
+# Test devices of the sandbox (docs/sandbox.md): a profile ordered for the first installs when the device
+# downloads it; one ordered for the second fails to install, and the SM-DP+ simulator reports the failure.
+TEST_DEVICE_EID_INSTALLS = make_eid("89" + "0" * 22 + "999001")
+TEST_DEVICE_EID_INSTALL_FAILS = make_eid("89" + "0" * 22 + "999002")
+
+
 def make_imsi(mcc: str, mnc: str, msin: int) -> str:
     """Build a 15-digit IMSI: MCC (3 digits) + MNC (2 or 3) + MSIN zero-padded to fill."""
     if len(mcc) != 3 or not _DIGITS.fullmatch(mcc):

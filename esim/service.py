@@ -185,9 +185,12 @@ class ReleasedProfile:
     qr_key: str
 
 
-def download_order(smdp: SmdpPlus, *, iccid: str, profile_type: str, call_id: str) -> None:
-    """ES2+ DownloadOrder: the SM-DP+ reserves this profile for us (call outside any transaction)."""
-    smdp.download_order(iccid=iccid, profile_type=profile_type, call_id=call_id)
+def download_order(smdp: SmdpPlus, *, iccid: str, profile_type: str, call_id: str, eid: str | None = None) -> None:
+    """ES2+ DownloadOrder: the SM-DP+ reserves this profile for us, for the device `eid` when given.
+
+    Call it outside any transaction.
+    """
+    smdp.download_order(iccid=iccid, profile_type=profile_type, call_id=call_id, eid=eid)
 
 
 def confirm_and_release(

@@ -3,6 +3,9 @@
 It follows the spec's fields, status codes and profile states (reference/telecom-standards.md §1) so
 that the operator side can be exercised over real HTTP. Simulator-only controls live under
 `/sim-admin/`: inventory, a simulated device download, faults, latency and configuration.
+
+A profile bound to the sandbox's failing test device (`TEST_DEVICE_EID_INSTALL_FAILS`, docs/sandbox.md)
+always fails to install when the device downloads it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import httpx
 
 from mvne.esim.adapters import ADMIN_PROTOCOL, ES2PLUS_PATH
 from mvne.esim.identifiers import (
+    TEST_DEVICE_EID_INSTALL_FAILS,
     is_valid_eid,
     is_valid_fqdn,
     is_valid_iccid,
@@ -366,6 +370,8 @@ class SmdpSimulatorState:
             snapshot = (profile.iccid, profile.eid, profile.profile_type)
             url = self.notification_url
         delivered = [_notify(url, self.smdp_address, snapshot, point=3, failure=None, tls=self.notify_tls)]
+        # The sandbox's failing test device fails every installation, whatever the caller asked for.
+        installed = installed and snapshot[1] != TEST_DEVICE_EID_INSTALL_FAILS
         failure = None if installed else _Es2Failure("8.2.10", "4.2", "loadBppExecutionError")
         with self.lock:
             profile.state = ProfileState.INSTALLED if installed else ProfileState.ERROR

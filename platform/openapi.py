@@ -58,8 +58,10 @@ SCOPE_DESCRIPTIONS = {
     "webhooks:write": "Register, delete and replay webhook endpoints and deliveries.",
     "api_clients:read": "Read the tenant's API clients (never their secrets).",
     "api_clients:write": "Create the tenant's API clients, rotate their secrets and revoke them.",
-    "tenant:read": "Read the tenant's own legal profile.",
-    "tenant:write": "Set the tenant's own legal profile (legal name, registration, VAT id, bank details).",
+    "tenant:read": "Read the tenant's own settings: legal profile, brand and logo, market, billing settings, "
+    "host network, onboarding checklist and sandbox test numbers.",
+    "tenant:write": "Set the tenant's own settings (legal profile, brand and logo, market, billing settings, host "
+    "network) and launch it out of its sandbox.",
     "staff:read": "Read the tenant's staff users and their invitations.",
     "staff:write": "Invite staff users, change their roles, disable them and revoke invitations.",
     "tenants:read": "Platform operators: read tenants and every API client.",

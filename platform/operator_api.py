@@ -7,7 +7,6 @@ from typing import Any
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from mvne.esim.service import MAX_POOL_GROWTH, grow_profile_pool, pool_summary
 from mvne.infra.errors import NotFound
@@ -19,9 +18,18 @@ from mvne.infra.web.context import db_session, runtime
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.infra.web.problems import problems
 from mvne.platform.auth import TENANT_SCOPES
+from mvne.provisioning import network_agreements
 from mvne.provisioning.actors import secret_box
 from mvne.provisioning.errors import CountryNotSupported, NumberRangeExhausted
-from mvne.provisioning.service import number_block_of, onboard_tenant
+from mvne.provisioning.models import NetworkAgreement
+from mvne.provisioning.onboarding import tenant_view as present_tenant
+from mvne.provisioning.schemas import (
+    NetworkAgreementCreateSchema,
+    NetworkAgreementListArgs,
+    NetworkAgreementListSchema,
+    NetworkAgreementSchema,
+)
+from mvne.provisioning.service import onboard_tenant
 from mvne.tenants import service as tenants
 from mvne.tenants import standing
 from mvne.tenants.errors import (
@@ -60,6 +68,13 @@ api_clients_blp = Blueprint(
     description="Operators: every API client, tenants' and operators', and their revocation.",
 )
 
+network_agreements_blp = Blueprint(
+    "operator_network_agreements",
+    __name__,
+    url_prefix="/v1/operator/network-agreements",
+    description="Operators: agreements with host networks (MNOs), which tenants choose from.",
+)
+
 audit_events_blp = Blueprint(
     "operator_audit_events",
     __name__,
@@ -77,33 +92,26 @@ class AuditEventArgs(PageArgs):
     )
 
 
-def present_tenant(session: Session, tenant: Tenant) -> dict[str, Any]:
-    block = number_block_of(session, tenant.id)
-    pool = pool_summary(session, tenant.id)
-    view = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
-    view["number_range"] = (
-        None
-        if block is None
-        else {
-            "first": f"{block.prefix}{1:0{len(str(block.size))}d}",
-            "last": f"{block.prefix}{block.size}",
-            "size": block.size,
-        }
-    )
-    view["esim_pool"] = {"available": pool.available, "reserved": pool.reserved, "in_use": pool.in_use}
-    return view
-
-
 @tenants_blp.post("")
 @require("tenants:write", tenant=False)
 @problems(TenantSlugTaken, NumberRangeExhausted, CountryNotSupported)
 @tenants_blp.arguments(
     TenantCreateSchema,
-    example={"name": "Nimbus Mobile", "slug": "nimbus", "country": "FR", "currency": "EUR", "timezone": "Europe/Paris"},
+    example={
+        "name": "Nimbus Mobile",
+        "slug": "nimbus",
+        "country": "FR",
+        "currency": "EUR",
+        "timezone": "Europe/Paris",
+        "status": "active",
+    },
 )
 @tenants_blp.response(201, TenantSchema)
 def create_tenant(body: dict[str, Any]) -> dict[str, Any]:
-    """Onboard a brand: a tenant with its own number range and eSIM profile pool."""
+    """Onboard a brand: a tenant with its own number range and eSIM profile pool.
+
+    `status` onboarding makes a sandbox tenant, which takes itself live with POST /v1/tenant/launch.
+    """
     session = db_session()
     tenant = onboard_tenant(session, box=secret_box(runtime().settings), **body)
     return present_tenant(session, tenant)
@@ -275,6 +283,36 @@ def list_audit_events(args: dict[str, Any]) -> dict[str, Any]:
     if args.get("tenant") is not None:
         stmt = stmt.where(AuditEvent.tenant_id == args["tenant"])
     return paginate(db_session(), stmt, AuditEvent.id, args, prefix="aud")
+
+
+@network_agreements_blp.post("")
+@require("tenants:write", tenant=False)
+@network_agreements_blp.arguments(
+    NetworkAgreementCreateSchema,
+    example={
+        "name": "Orange France wholesale",
+        "host_mno": "Orange France",
+        "mcc": "208",
+        "mnc": "01",
+        "country": "FR",
+        "kind": "live",
+        "status": "active",
+    },
+)
+@network_agreements_blp.response(201, NetworkAgreementSchema)
+def create_network_agreement(body: dict[str, Any]) -> NetworkAgreement:
+    """Record an agreement with a host network; the tenants of its country may then choose it."""
+    return network_agreements.create_agreement(db_session(), **body)
+
+
+@network_agreements_blp.get("")
+@require("tenants:read", tenant=False)
+@network_agreements_blp.arguments(NetworkAgreementListArgs, location="query")
+@network_agreements_blp.response(200, NetworkAgreementListSchema)
+def list_network_agreements(args: dict[str, Any]) -> dict[str, Any]:
+    """Every agreement, retired ones too, optionally of one country."""
+    stmt = network_agreements.agreements_query(country=args.get("country"))
+    return {"data": list(db_session().scalars(stmt.order_by(NetworkAgreement.country, NetworkAgreement.id)))}
 
 
 class DeadLetterSchema(Schema):

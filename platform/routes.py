@@ -7,16 +7,32 @@ from flask_smorest import Api
 
 def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
-    from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, usage_records
-    from mvne.platform.operator_api import api_clients_blp, audit_events_blp, job_health_blp, operations, tenants_blp
+    from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, tenant_market, usage_records
+    from mvne.platform.operator_api import (
+        api_clients_blp,
+        audit_events_blp,
+        job_health_blp,
+        network_agreements_blp,
+        operations,
+        tenants_blp,
+    )
     from mvne.platform.signup_api import signup_blp
     from mvne.provisioning.api import subscriptions
+    from mvne.provisioning.onboarding_api import (
+        agreements_blp,
+        host_network_blp,
+        launch_blp,
+        onboarding_blp,
+        sandbox_blp,
+    )
     from mvne.tenants.api import (
         api_clients,
         audit_events,
+        billing_settings,
         customers,
         events,
         legal_profile,
+        tenant_brand,
         webhook_deliveries,
         webhook_endpoints,
     )
@@ -45,5 +61,14 @@ def register_api(api: Api) -> None:
         signup_blp,
         console,
         staff_blp,
+        tenant_brand,
+        tenant_market,
+        billing_settings,
+        network_agreements_blp,
+        agreements_blp,
+        host_network_blp,
+        onboarding_blp,
+        launch_blp,
+        sandbox_blp,
     ):
         api.register_blueprint(blueprint)

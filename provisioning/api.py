@@ -16,7 +16,7 @@ from mvne.infra.web.files import file_url
 from mvne.infra.web.pagination import page_schema, paginate
 from mvne.infra.web.problems import problems
 from mvne.provisioning import service
-from mvne.provisioning.errors import SubscriptionNotFound, UnsupportedSimType
+from mvne.provisioning.errors import SandboxOnly, SubscriptionNotFound, UnsupportedSimType
 from mvne.provisioning.models import Subscription
 from mvne.provisioning.schemas import SubscriptionCreateSchema, SubscriptionListArgs, SubscriptionSchema
 from mvne.tenants.errors import CustomerNotFound
@@ -43,6 +43,7 @@ def present(session: Session, sub: Subscription) -> dict[str, Any]:
             "msisdn",
             "failure_code",
             "failure_reason",
+            "test_scenario",
             "created_at",
             "activated_at",
         )
@@ -64,7 +65,7 @@ def present(session: Session, sub: Subscription) -> dict[str, Any]:
 
 @subscriptions.post("")
 @require("subscriptions:write")
-@problems(CustomerNotFound, OfferNotFound, OfferNotPublished, UnsupportedSimType)
+@problems(CustomerNotFound, OfferNotFound, OfferNotPublished, UnsupportedSimType, SandboxOnly)
 @subscriptions.arguments(
     SubscriptionCreateSchema,
     example={
@@ -75,10 +76,18 @@ def present(session: Session, sub: Subscription) -> dict[str, Any]:
 )
 @subscriptions.response(202, SubscriptionSchema)
 def create_subscription(body: dict[str, Any]) -> dict[str, Any]:
-    """Order a line; it starts `pending` and becomes `active` once the eSIM and network are ready."""
+    """Order a line; it starts `pending` and becomes `active` once the eSIM and network are ready.
+
+    A sandbox tenant may add a `test_scenario` to script the outcome (GET /v1/sandbox/test-numbers).
+    """
     session = db_session()
     sub = service.request_subscription(
-        session, tenant_id=tenant_id(), customer_id=body["customer"], offer_id=body["offer"], sim_type=body["sim_type"]
+        session,
+        tenant_id=tenant_id(),
+        customer_id=body["customer"],
+        offer_id=body["offer"],
+        sim_type=body["sim_type"],
+        test_scenario=body.get("test_scenario"),
     )
     return present(session, sub)
 

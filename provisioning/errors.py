@@ -19,3 +19,29 @@ class CountryNotSupported(InvalidInput):
 
 class UnsupportedSimType(InvalidInput):
     code = "unsupported_sim_type"
+
+
+class SandboxOnly(InvalidInput):
+    """Test scenarios are for sandbox (onboarding) tenants; a live tenant's lines are real ones."""
+
+    code = "sandbox_only"
+
+
+class LaunchIncomplete(Conflict):
+    """The onboarding checklist has steps left; `errors` names each and what to do."""
+
+    code = "launch_incomplete"
+
+
+class TenantAlreadyLive(Conflict):
+    code = "tenant_already_live"
+
+
+class UnknownNetworkAgreement(InvalidInput):
+    code = "unknown_network_agreement"
+
+
+class NetworkAgreementUnavailable(InvalidInput):
+    """An agreement of another country, or one retired: the tenant cannot choose it."""
+
+    code = "network_agreement_unavailable"

@@ -52,6 +52,30 @@ class Subscription(TenantOwned, Base):
     network_provisioned_at: Mapped[dt.datetime | None] = mapped_column()
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(String(500))
+    # A sandbox tenant's scripted outcome (mvne.provisioning.sandbox): always_succeeds, provisioning_fails, ...
+    test_scenario: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[dt.datetime | None] = mapped_column()
     terminated_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class NetworkAgreement(Base):
+    """An agreement with a host network (MNO) whose radio network tenants' lines use; a platform table.
+
+    Operators record them; a tenant chooses one of its country's as its host network. `simulated` is the
+    platform's own network simulator (every sandbox line runs on it), `live` a real MNO's network.
+    """
+
+    __tablename__ = "network_agreements"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    host_mno: Mapped[str] = mapped_column(String(200))
+    mcc: Mapped[str] = mapped_column(String(3))
+    mnc: Mapped[str] = mapped_column(String(3))
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    # simulated | live
+    kind: Mapped[str] = mapped_column(String(20))
+    # active (tenants may choose it) | retired (kept for those who chose it, offered to no one new)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -20,20 +20,22 @@ from mvne.esim.adapters import Es2PlusError, SmdpPlus, SmdpUnavailable
 from mvne.esim.errors import SimPoolExhausted
 from mvne.infra.crypto import SecretBox
 from mvne.infra.db import Database, get_or_raise, utcnow
-from mvne.infra.errors import DomainError
+from mvne.infra.errors import DomainError, InvalidInput
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import PermanentJobError, enqueue
 from mvne.infra.storage import Storage
+from mvne.provisioning import sandbox
 from mvne.provisioning.adapters import HostNetwork, HostNetworkError, HostNetworkUnavailable
 from mvne.provisioning.errors import (
     CountryNotSupported,
     NumberRangeExhausted,
+    SandboxOnly,
     SubscriptionNotFound,
     UnsupportedSimType,
 )
 from mvne.provisioning.models import NumberBlock, PhoneNumber, Subscription
 from mvne.tenants.models import Tenant
-from mvne.tenants.service import create_tenant, get_customer, next_counter, record_event
+from mvne.tenants.service import create_tenant, get_customer, get_tenant, next_counter, record_event
 
 log = logging.getLogger("mvne.provisioning")
 
@@ -114,8 +116,11 @@ def number_block_of(session: Session, tenant_id: str) -> NumberBlock | None:
     return session.scalar(select(NumberBlock).where(NumberBlock.tenant_id == tenant_id).order_by(NumberBlock.block))
 
 
-def reserve_number(session: Session, tenant_id: str, subscription_id: str) -> str:
-    """The tenant's next unused MSISDN (E.164), recorded against the subscription."""
+def reserve_number(session: Session, tenant_id: str, subscription_id: str, *, test: bool = False) -> str:
+    """The tenant's next unused MSISDN (E.164), recorded against the subscription.
+
+    `test=True` draws from the block's sandbox test numbers instead (lines 9900 to 9999).
+    """
     block = session.scalar(
         select(NumberBlock)
         .where(NumberBlock.tenant_id == tenant_id)
@@ -124,9 +129,16 @@ def reserve_number(session: Session, tenant_id: str, subscription_id: str) -> st
     )
     if block is None:
         raise NumberRangeExhausted("The tenant has no number block.")
-    index = next_counter(session, tenant_id, f"msisdn:{block.id}")
-    if index > block.size:
-        raise NumberRangeExhausted(f"Number block {block.prefix} is full.")
+    if test:
+        # The block's test numbers, drawn in order; the simulated network refuses each of them.
+        index = sandbox.FIRST_TEST_LINE - 1 + next_counter(session, tenant_id, f"msisdn-test:{block.id}")
+        if index >= sandbox.FIRST_TEST_LINE + sandbox.TEST_LINES or index > block.size:
+            raise NumberRangeExhausted(f"The test numbers of block {block.prefix} are all used.")
+    else:
+        index = next_counter(session, tenant_id, f"msisdn:{block.id}")
+        # The last lines of each block are its test numbers, never given to an ordinary line.
+        if index > min(block.size, sandbox.FIRST_TEST_LINE - 1):
+            raise NumberRangeExhausted(f"Number block {block.prefix} is full.")
     line_digits = len(str(block.size))
     msisdn = f"{block.prefix}{index:0{line_digits}d}"
     parsed = phonenumbers.parse(msisdn)
@@ -137,14 +149,37 @@ def reserve_number(session: Session, tenant_id: str, subscription_id: str) -> st
 
 
 def request_subscription(
-    session: Session, *, tenant_id: str, customer_id: str, offer_id: str, sim_type: str
+    session: Session,
+    *,
+    tenant_id: str,
+    customer_id: str,
+    offer_id: str,
+    sim_type: str,
+    test_scenario: str | None = None,
 ) -> Subscription:
-    """Take an order for a line; activation runs as a job and the line starts `pending`."""
+    """Take an order for a line; activation runs as a job and the line starts `pending`.
+
+    `test_scenario` (sandbox tenants only) scripts the outcome on the simulators: see `mvne.provisioning.sandbox`.
+    """
     if sim_type != "esim":
         raise UnsupportedSimType('Only sim_type "esim" is available.', errors={"sim_type": ["Must be esim."]})
+    if test_scenario is not None:
+        if test_scenario not in sandbox.SCENARIOS:
+            raise InvalidInput(
+                f"Unknown test scenario {test_scenario!r}.",
+                errors={"test_scenario": [f"One of {', '.join(sandbox.SCENARIOS)}."]},
+            )
+        status = get_tenant(session, tenant_id).status
+        if status != "onboarding":
+            raise SandboxOnly(
+                f"Test scenarios are for sandbox tenants; this tenant is {status} and its lines are real ones.",
+                errors={"test_scenario": ["Leave it out: only a tenant in onboarding (its sandbox) may use it."]},
+            )
     get_customer(session, customer_id)
     sellable_offer(session, offer_id)
-    subscription = Subscription(id=new_id("sub"), customer_id=customer_id, offer_id=offer_id, sim_type=sim_type)
+    subscription = Subscription(
+        id=new_id("sub"), customer_id=customer_id, offer_id=offer_id, sim_type=sim_type, test_scenario=test_scenario
+    )
     session.add(subscription)
     session.flush()
     enqueue(
@@ -176,20 +211,27 @@ def _activation_steps(
         sub = get_subscription(session, subscription_id)
         if sub.status != "pending":
             return sub.status
+        scenario = sub.test_scenario
         if sub.msisdn is None:
-            sub.msisdn = reserve_number(session, tenant_id, sub.id)
+            test_number = scenario == sandbox.PROVISIONING_FAILS
+            sub.msisdn = reserve_number(session, tenant_id, sub.id, test=test_number)
         if sub.sim_id is None:
             sub.sim_id = esim.reserve_sim(session).id
         sim = esim.get_sim(session, sub.sim_id)
         line = (sub.msisdn, sim.iccid, sim.imsi, sim.profile_type, sim.smdp_state, sub.network_provisioned_at)
         keys = esim.sim_keys(sim, box)
     msisdn, iccid, imsi, profile_type, smdp_state, provisioned_at = line
+    device = sandbox.SCENARIO_EIDS.get(scenario or "")
 
     # Outside calls run between transactions: no lock is held while a far system answers.
     if smdp_state is None:
-        esim.download_order(smdp, iccid=iccid, profile_type=profile_type, call_id=f"{subscription_id}-download")
+        esim.download_order(
+            smdp, iccid=iccid, profile_type=profile_type, call_id=f"{subscription_id}-download", eid=device
+        )
         with db.transaction(tenant_id=tenant_id) as session:
-            esim.get_sim(session, sim_id_of(session, subscription_id)).smdp_state = "allocated"
+            sim = esim.get_sim(session, sim_id_of(session, subscription_id))
+            sim.smdp_state = "allocated"
+            sim.eid = device or sim.eid
 
     if provisioned_at is None:
         network.provision(imsi=imsi, msisdn=msisdn or "", iccid=iccid, ki=keys[0], opc=keys[1])

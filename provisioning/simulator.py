@@ -17,7 +17,8 @@ Routes are relative: the platform mounts the app at `/sim/network`, `mvne sim ne
     GET    /healthz
 
 Repeating an operation whose effect is already in place answers 200 and changes nothing, so callers
-can retry blindly; `invalid_transition` (409) is for changes to a terminated line.
+can retry blindly; `invalid_transition` (409) is for changes to a terminated line. A sandbox test
+number (an MSISDN ending in 9900 to 9999, docs/sandbox.md) is never provisioned: 403 `test_msisdn_refused`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from mvne.infra.storage import Storage
+from mvne.provisioning.sandbox import is_test_msisdn
 from mvne.provisioning.usage_files import (
     IMSI_RE,
     MSISDN_RE,
@@ -389,6 +391,12 @@ def provision() -> tuple[flask.Response, int]:
     msisdn = _match(body, "msisdn", MSISDN_RE, "E.164 with a leading '+', 7 to 15 digits", fields)
     services = _services(body.get("services"), "services", fields, default=list(SERVICES))
     _raise_if(fields)
+    if is_test_msisdn(msisdn):
+        raise SimulatorError(
+            403,
+            "test_msisdn_refused",
+            f"MSISDN {msisdn} is a sandbox test number: this network refuses to provision it",
+        )
     state = _state()
     with state.lock:
         existing = state.subscribers.get(imsi)

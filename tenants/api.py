@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask import Response, request, url_for
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
@@ -14,21 +15,30 @@ from mvne.infra.web.auth import current_principal, require
 from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.infra.web.problems import problems
-from mvne.tenants import legal, service, webhooks
+from mvne.tenants import branding, legal, service, webhooks
+from mvne.tenants import settings as tenant_settings
 from mvne.tenants.errors import (
     ApiClientNotFound,
     ApiClientRevoked,
+    BrandNotFound,
     CustomerEmailTaken,
     CustomerNotFound,
     InvalidIdentifier,
     InvalidScopes,
     LegalProfileNotFound,
+    LogoNotAnImage,
+    LogoNotFound,
+    LogoTooLarge,
 )
-from mvne.tenants.models import ApiClient, Customer, Event, TenantLegalProfile, WebhookDelivery, WebhookEndpoint
+from mvne.tenants.models import ApiClient, Customer, Event, TenantBrand, WebhookDelivery, WebhookEndpoint
 from mvne.tenants.schemas import (
     ApiClientCreateSchema,
     ApiClientSchema,
     ApiClientSecretSchema,
+    BillingSettingsInputSchema,
+    BillingSettingsSchema,
+    BrandInputSchema,
+    BrandSchema,
     CustomerCreateSchema,
     CustomerSchema,
     EventSchema,
@@ -135,9 +145,10 @@ LEGAL_PROFILE_EXAMPLE = {
 @require("tenant:read")
 @problems(LegalProfileNotFound)
 @legal_profile.response(200, LegalProfileSchema)
-def get_legal_profile() -> TenantLegalProfile:
+def get_legal_profile() -> dict[str, Any]:
     """The tenant's legal profile: legal name and form, registered office, identifiers, bank details."""
-    return legal.get_legal_profile(db_session())
+    session = db_session()
+    return legal.legal_profile_view(session, legal.get_legal_profile(session))
 
 
 @legal_profile.put("")
@@ -145,9 +156,120 @@ def get_legal_profile() -> TenantLegalProfile:
 @problems(InvalidIdentifier)
 @legal_profile.arguments(LegalProfileInputSchema, example=LEGAL_PROFILE_EXAMPLE)
 @legal_profile.response(200, LegalProfileSchema)
-def put_legal_profile(body: dict[str, Any]) -> TenantLegalProfile:
+def put_legal_profile(body: dict[str, Any]) -> dict[str, Any]:
     """Set the tenant's legal profile as a whole; VAT id, SIREN/SIRET, IBAN and BIC are checked, 422 names each."""
-    return legal.set_legal_profile(db_session(), body)
+    session = db_session()
+    return legal.legal_profile_view(session, legal.set_legal_profile(session, body))
+
+
+tenant_brand = Blueprint(
+    "tenant_brand",
+    __name__,
+    url_prefix="/v1/tenant/brand",
+    description="How the tenant's brand shows itself to its subscribers: name, colours, logo, support contact.",
+)
+billing_settings = Blueprint(
+    "billing_settings",
+    __name__,
+    url_prefix="/v1/tenant/billing-settings",
+    description="The tenant's payment terms and invoice number series.",
+)
+
+BINARY = {"type": "string", "format": "binary"}
+LOGO_EXAMPLE = "(the image's bytes)"
+
+
+def present_brand(brand: TenantBrand) -> dict[str, Any]:
+    view = {c.key: getattr(brand, c.key) for c in TenantBrand.__table__.columns}
+    view["logo_url"] = url_for("tenant_brand.get_logo", _external=True) if brand.logo_key else None
+    return view
+
+
+@tenant_brand.get("")
+@require("tenant:read")
+@problems(BrandNotFound)
+@tenant_brand.response(200, BrandSchema)
+def get_brand() -> dict[str, Any]:
+    """The tenant's brand: display name, colours, support contact and whether a logo is uploaded."""
+    return present_brand(branding.get_brand(db_session()))
+
+
+@tenant_brand.put("")
+@require("tenant:write")
+@problems(InvalidIdentifier)
+@tenant_brand.arguments(
+    BrandInputSchema,
+    example={
+        "display_name": "Nimbus Mobile",
+        "primary_color": "#1f4fd1",
+        "accent_color": "#f5a623",
+        "support_email": "help@nimbus.example",
+        "support_phone": "+33 1 23 45 67 89",
+        "support_url": "https://nimbus.example/help",
+    },
+)
+@tenant_brand.response(200, BrandSchema)
+def put_brand(body: dict[str, Any]) -> dict[str, Any]:
+    """Set the brand as a whole (the logo is uploaded apart and kept); colours are #rrggbb."""
+    session = db_session()
+    tenant = service.get_tenant(session, tenant_id())
+    return present_brand(branding.set_brand(session, tenant, body))
+
+
+@tenant_brand.put("/logo")
+@require("tenant:write")
+@problems(LogoNotAnImage, LogoTooLarge)
+@tenant_brand.doc(
+    requestBody={
+        "required": True,
+        "description": "The image itself (not JSON): PNG, JPEG or WebP, at most 512 KiB.",
+        "content": {content_type: {"schema": BINARY, "example": LOGO_EXAMPLE} for content_type in branding.LOGO_TYPES},
+    }
+)
+@tenant_brand.response(200, BrandSchema)
+def put_logo() -> dict[str, Any]:
+    """Upload the logo: the image's bytes as the body, with its Content-Type.
+
+    PNG, JPEG or WebP of at most 512 KiB; the bytes must be the image the Content-Type names (SVG and
+    anything else is 422 `logo_not_an_image`, a larger image 413 `logo_too_large`).
+    """
+    session = db_session()
+    tenant = service.get_tenant(session, tenant_id())
+    data = request.get_data(cache=False)
+    brand = branding.store_logo(session, runtime().storage, tenant, data, request.content_type or "")
+    return present_brand(brand)
+
+
+@tenant_brand.get("/logo")
+@require("tenant:read")
+@problems(LogoNotFound)
+@tenant_brand.response(200, BINARY, content_type="image/png")
+@tenant_brand.doc(
+    responses={"200": {"content": {content_type: {"schema": BINARY} for content_type in branding.LOGO_TYPES}}}
+)
+def get_logo() -> Response:
+    """The logo's bytes, with their content type."""
+    data, content_type = branding.read_logo(db_session(), runtime().storage)
+    return Response(data, mimetype=content_type, headers={"Cache-Control": "private, max-age=300"})
+
+
+@billing_settings.get("")
+@require("tenant:read")
+@billing_settings.response(200, BillingSettingsSchema)
+def get_billing_settings() -> dict[str, Any]:
+    """The payment terms and the invoice series (INV- until the tenant chooses its own)."""
+    return tenant_settings.billing_view(db_session())
+
+
+@billing_settings.put("")
+@require("tenant:write")
+@billing_settings.arguments(BillingSettingsInputSchema, example={"payment_terms_days": 30, "invoice_series": "NIM-"})
+@billing_settings.response(200, BillingSettingsSchema)
+def put_billing_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """Set the payment terms (also shown by the legal profile) and the invoice series of invoices to come."""
+    return tenant_settings.set_billing(
+        db_session(), payment_terms_days=body["payment_terms_days"], invoice_series=body["invoice_series"]
+    )
 
 
 webhook_endpoints = Blueprint(

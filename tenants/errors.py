@@ -192,3 +192,49 @@ class TenantSuspended(LoginRefused):
     code = "tenant_suspended"
     status = 403
     title = "Forbidden"
+
+
+class BrandNotFound(NotFound):
+    code = "brand_not_found"
+
+
+class LogoNotFound(NotFound):
+    code = "logo_not_found"
+
+
+class LogoNotAnImage(InvalidInput):
+    """A logo that is not a PNG, JPEG or WebP image (SVG is refused: it can carry scripts)."""
+
+    code = "logo_not_an_image"
+
+
+class LogoTooLarge(DomainError):
+    code = "logo_too_large"
+    status = 413
+    title = "Logo too large"
+
+
+class InvalidLanguage(InvalidInput):
+    code = "invalid_language"
+
+
+class InvalidTaxRate(InvalidInput):
+    code = "invalid_tax_rate"
+
+
+class CountryLocked(Conflict):
+    """The country is fixed at sign-up: the tenant's number block is of that country."""
+
+    code = "country_locked"
+
+
+class CurrencyLocked(Conflict):
+    """The tenant already has offers priced in its currency."""
+
+    code = "currency_locked"
+
+
+class TimezoneLocked(Conflict):
+    """A live tenant's billing periods are cut in its timezone."""
+
+    code = "timezone_locked"

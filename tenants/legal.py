@@ -10,12 +10,10 @@ from sqlalchemy.orm import Session
 
 from mvne.infra.db import utcnow
 from mvne.infra.ids import new_id
-from mvne.tenants import identifiers
+from mvne.tenants import identifiers, settings
 from mvne.tenants.errors import InvalidIdentifier, LegalProfileNotFound
 from mvne.tenants.models import TenantLegalProfile
 from mvne.tenants.service import record_event
-
-DEFAULT_PAYMENT_TERMS_DAYS = 14
 
 
 def find_legal_profile(session: Session) -> TenantLegalProfile | None:
@@ -39,7 +37,6 @@ def checked_profile(values: dict[str, Any]) -> dict[str, Any]:
         "legal_form": values.get("legal_form"),
         "address": address,
         "share_capital": values.get("share_capital"),
-        "payment_terms_days": values.get("payment_terms_days") or DEFAULT_PAYMENT_TERMS_DAYS,
         "support_email": values.get("support_email"),
     }
     errors: dict[str, list[str]] = {}
@@ -82,7 +79,11 @@ def checked_profile(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_legal_profile(session: Session, values: dict[str, Any]) -> TenantLegalProfile:
-    """Create or replace the session's tenant's legal profile; nothing is written when a field is refused."""
+    """Create or replace the session's tenant's legal profile; nothing is written when a field is refused.
+
+    Payment terms live in the tenant's billing settings: given here, they are set there; left out, they
+    stay as they are.
+    """
     checked = checked_profile(values)
     profile = find_legal_profile(session)
     created = profile is None
@@ -93,6 +94,8 @@ def set_legal_profile(session: Session, values: dict[str, Any]) -> TenantLegalPr
         for name, value in checked.items():
             setattr(profile, name, value)
         profile.updated_at = utcnow()
+    if values.get("payment_terms_days") is not None:
+        settings.set_payment_terms(session, values["payment_terms_days"])
     session.flush()
     record_event(
         session,
@@ -108,3 +111,10 @@ def registration_kind(profile: TenantLegalProfile) -> str | None:
     if profile.address.get("country") != "FR" or not profile.registration_number:
         return None
     return "SIRET" if len(profile.registration_number) == 14 else "SIREN"
+
+
+def legal_profile_view(session: Session, profile: TenantLegalProfile) -> dict[str, Any]:
+    """The profile as the API shows it, with the payment terms of the billing settings."""
+    view = {column.key: getattr(profile, column.key) for column in TenantLegalProfile.__table__.columns}
+    view["payment_terms_days"] = settings.payment_terms_days(session)
+    return view

@@ -35,6 +35,8 @@ class Tenant(Base):
     offboarded_at: Mapped[dt.datetime | None] = mapped_column()
     # Where the offboarding export lies in storage (its manifest), once the export is complete.
     export_location: Mapped[str | None] = mapped_column(String(300))
+    # When the founder launched it (onboarding -> active); None for tenants onboarded live by an operator.
+    launched_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class ApiClient(Base):
@@ -211,7 +213,6 @@ class TenantLegalProfile(TenantOwned, Base):
     vat_id: Mapped[str | None] = mapped_column(String(20))
     iban: Mapped[str | None] = mapped_column(String(34))
     bic: Mapped[str | None] = mapped_column(String(11))
-    payment_terms_days: Mapped[int] = mapped_column(Integer, default=14)
     invoice_locale: Mapped[str] = mapped_column(String(20))
     support_email: Mapped[str | None] = mapped_column(String(254))
     support_phone: Mapped[str | None] = mapped_column(String(20))
@@ -323,3 +324,27 @@ class StaffSession(TenantOwned, Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     ip: Mapped[str | None] = mapped_column(String(128))
     user_agent: Mapped[str | None] = mapped_column(String(300))
+
+
+class TenantSettings(TenantOwned, Base):
+    """What the founder chose for running the brand: market, host network and billing. One per tenant.
+
+    Country, currency and timezone stay on the tenant row (the number block, prices and billing cycles
+    hang on them); the rest is here. `tax_rate` is a percent (20 for 20%) that invoices use instead of
+    the country's standard VAT rate when set; `payment_terms_days` is the one place payment terms live
+    (the legal profile shows and sets the same value).
+    """
+
+    __tablename__ = "tenant_settings"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # BCP 47 tags, the first being the default language of the brand's apps and messages.
+    languages: Mapped[list[str] | None] = mapped_column(JSONValue)
+    tax_rate: Mapped[Decimal | None] = mapped_column()
+    host_network_agreement_id: Mapped[str | None] = mapped_column(ForeignKey("network_agreements.id"))
+    # Invoice numbers start with it (`NIM-` gives NIM-2026-000001); INV- when not set.
+    invoice_series: Mapped[str | None] = mapped_column(String(10))
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=14)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

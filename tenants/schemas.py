@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates, validates_schema
@@ -39,6 +40,15 @@ class TenantCreateSchema(Schema):
         pattern=TIMEZONE,
         pattern_error="Unknown IANA time zone.",
         metadata={"example": "Europe/Paris", "description": "An IANA time zone name."},
+    )
+    status = Text(
+        load_default="active",
+        max_length=20,
+        validate=validate.OneOf(("active", "onboarding")),
+        metadata={
+            "description": "active (the default): live from the start; onboarding: a sandbox that the tenant "
+            "takes live itself with POST /v1/tenant/launch once its onboarding checklist is complete."
+        },
     )
 
     @validates("timezone")
@@ -84,6 +94,9 @@ class TenantSchema(Schema):
     export_location = fields.String(
         allow_none=True,
         metadata={"description": "The storage key of the offboarding export's manifest, once the export is complete."},
+    )
+    launched_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "When the tenant launched (left its sandbox); null otherwise."}
     )
     number_range = fields.Nested(NumberRangeSchema, allow_none=True)
     esim_pool = fields.Dict(keys=fields.String(), values=fields.Integer(), allow_none=True)
@@ -219,9 +232,11 @@ class LegalProfileInputSchema(Schema):
     iban = Text(max_length=50, metadata={"description": "The account customers pay transfers to."})
     bic = Text(max_length=15)
     payment_terms_days = Integer(
-        load_default=14,
         validate=validate.Range(0, 120),
-        metadata={"description": "Days between an invoice and its due date."},
+        metadata={
+            "description": "Days between an invoice and its due date (0 to 120), the same value as the billing "
+            "settings' (PUT /v1/tenant/billing-settings); left out, the current terms stay (14 days by default)."
+        },
     )
     invoice_locale = Text(
         max_length=20,
@@ -241,7 +256,7 @@ class LegalProfileSchema(Schema):
     vat_id = fields.String(allow_none=True)
     iban = fields.String(allow_none=True)
     bic = fields.String(allow_none=True)
-    payment_terms_days = fields.Integer()
+    payment_terms_days = fields.Integer(metadata={"description": "From the billing settings."})
     invoice_locale = fields.String()
     support_email = fields.String(allow_none=True)
     support_phone = fields.String(allow_none=True)
@@ -523,3 +538,146 @@ class ResendVerificationSchema(Schema):
 
 class AcceptedSchema(Schema):
     detail = fields.String()
+
+
+COLOR = r"^#[0-9A-Fa-f]{6}$"
+COLOR_ERROR = "A colour as #rrggbb, such as #1f4fd1."
+
+
+class BrandInputSchema(Schema):
+    display_name = Text(required=True, min_length=1, max_length=100, metadata={"example": "Nimbus Mobile"})
+    primary_color = Text(
+        required=True,
+        min_length=7,
+        max_length=7,
+        pattern=COLOR,
+        pattern_error=COLOR_ERROR,
+        metadata={"example": "#1f4fd1"},
+    )
+    accent_color = Text(
+        required=True,
+        min_length=7,
+        max_length=7,
+        pattern=COLOR,
+        pattern_error=COLOR_ERROR,
+        metadata={"example": "#f5a623"},
+    )
+    support_email = fields.Email(validate=validate.Length(max=254), metadata={"example": "help@nimbus.example"})
+    support_phone = Text(
+        max_length=30,
+        metadata={
+            "description": "Checked and stored in E.164 form; a national number is read as one of the "
+            "tenant's country.",
+            "example": "+33 1 23 45 67 89",
+        },
+    )
+    support_url = fields.Url(
+        schemes={"https"},
+        validate=validate.Length(max=500),
+        metadata={"description": "An https:// page where subscribers find help."},
+    )
+
+
+class BrandSchema(Schema):
+    display_name = fields.String()
+    primary_color = fields.String()
+    accent_color = fields.String()
+    support_email = fields.String(allow_none=True)
+    support_phone = fields.String(allow_none=True)
+    support_url = fields.String(allow_none=True)
+    logo_content_type = fields.String(
+        allow_none=True, metadata={"description": "image/png, image/jpeg or image/webp; null until a logo is uploaded."}
+    )
+    logo_url = fields.String(
+        allow_none=True, metadata={"description": "Where the API serves the logo (GET, scope tenant:read)."}
+    )
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class BillingSettingsInputSchema(Schema):
+    payment_terms_days = Integer(
+        required=True,
+        validate=validate.Range(0, 120),
+        metadata={"description": "Days between an invoice and its due date, 0 to 120.", "example": 30},
+    )
+    invoice_series = Text(
+        required=True,
+        min_length=1,
+        max_length=10,
+        pattern=r"^[A-Z0-9-]{1,10}$",
+        pattern_error="1 to 10 capital letters, digits and dashes, such as NIM-.",
+        metadata={
+            "description": "What invoice numbers start with: NIM- gives NIM-2026-000001. Invoices already issued "
+            "keep their numbers.",
+            "example": "NIM-",
+        },
+    )
+
+
+class BillingSettingsSchema(Schema):
+    payment_terms_days = fields.Integer()
+    invoice_series = fields.String(
+        allow_none=True, metadata={"description": "null until set: invoice numbers start with INV-."}
+    )
+    next_invoice_number_example = fields.String(
+        metadata={"description": "How this year's first invoice number of the series reads."}
+    )
+
+
+class MarketInputSchema(Schema):
+    country = Country(
+        metadata={"description": "Fixed at sign-up: give the tenant's own country or leave it out (409 otherwise)."}
+    )
+    currency = Text(
+        required=True,
+        max_length=3,
+        validate=validate.OneOf(SUPPORTED_CURRENCIES),
+        metadata={"description": "ISO 4217; fixed once the tenant has offers (priced in it).", "example": "EUR"},
+    )
+    timezone = Text(
+        required=True,
+        min_length=1,
+        max_length=64,
+        pattern=TIMEZONE,
+        pattern_error="Unknown IANA time zone.",
+        metadata={
+            "example": "Europe/Paris",
+            "description": "An IANA time zone name: billing periods are cut in it; fixed once the tenant is live.",
+        },
+    )
+    languages = fields.List(
+        Text(min_length=2, max_length=35, metadata={"example": "fr-FR"}),
+        required=True,
+        validate=validate.Length(1, 20),
+        metadata={"description": "BCP 47 language tags (fr, fr-FR, en-GB); the first is the default."},
+    )
+    tax_rate = DecimalString(
+        required=True,
+        validate=validate.Range(Decimal(0), Decimal(100), max_inclusive=False, error="From 0 to less than 100."),
+        metadata={
+            "description": "The VAT rate invoices apply, in percent (20 for 20%), at most 4 decimals, 0 to less "
+            "than 100; kept exactly.",
+            "example": "20",
+        },
+    )
+
+    @validates("timezone")
+    def _timezone(self, value: str, **kwargs: Any) -> None:
+        if value not in _time_zones():
+            raise ValidationError("Unknown IANA time zone.")
+
+
+class MarketSchema(Schema):
+    country = fields.String()
+    currency = fields.String()
+    timezone = fields.String()
+    languages = fields.List(fields.String(), metadata={"description": "BCP 47 tags; empty until set."})
+    default_language = fields.String(allow_none=True)
+    tax_rate = DecimalString(
+        allow_none=True, metadata={"description": "The tenant's VAT rate in percent; null until set."}
+    )
+    standard_tax_rate = DecimalString(
+        allow_none=True,
+        metadata={"description": "The country's standard VAT rate today, in percent, when the platform knows it."},
+    )

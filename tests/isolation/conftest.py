@@ -1,14 +1,16 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
-Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a published offer,
-a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, and
-staff (one joined by invitation and logged in, one invited, one waiting for its e-mail verification), so every
+Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a brand and its logo,
+billing settings and a host network, a published offer, a customer, an active eSIM line, rated usage, a completed
+billing run for the last period and its invoice, and staff (one joined by invitation and logged in, one invited,
+one waiting for its e-mail verification), so every
 tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 from collections.abc import Iterator
@@ -22,7 +24,6 @@ from flask import Flask
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import DeadLetter
 from mvne.infra.runtime import Runtime
-from mvne.tenants.models import TenantBrand
 from tests.support.api import (
     Operator,
     TenantHandle,
@@ -154,10 +155,37 @@ def _legal_profile(handle: TenantHandle) -> None:
     assert stored.status_code == 200, stored.json
 
 
-def _brand(runtime: Runtime, handle: TenantHandle) -> None:
-    # Written directly until the brand has its own route (the onboarding checklist's).
-    with runtime.db.transaction(tenant_id=handle.id) as session:
-        session.add(TenantBrand(id=new_id("brd"), tenant_id=handle.id, display_name=f"Brand {handle.slug}"))
+def brand_body(handle: TenantHandle) -> dict[str, Any]:
+    """A brand named after the tenant."""
+    return {
+        "display_name": f"Brand {handle.slug}",
+        "primary_color": "#1f4fd1",
+        "accent_color": "#f5a623",
+        "support_email": f"help@{handle.slug}.example",
+    }
+
+
+# A 1x1 PNG: each tenant uploads one as its logo, so the logo route has something to serve each.
+LOGO = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
+
+
+def _brand(handle: TenantHandle) -> None:
+    stored = handle.api.request("PUT", "/v1/tenant/brand", brand_body(handle))
+    assert stored.status_code == 200, stored.json
+    headers = handle.api.headers({"Content-Type": "image/png"})
+    uploaded = handle.api.client.put("/v1/tenant/brand/logo", data=LOGO, headers=headers)
+    assert uploaded.status_code == 200, uploaded.json
+
+
+BILLING_SETTINGS = {"payment_terms_days": 14, "invoice_series": "ISO-"}
+
+
+def _settings(handle: TenantHandle) -> None:
+    """The tenant's settings row: billing settings and its host network."""
+    stored = handle.api.request("PUT", "/v1/tenant/billing-settings", BILLING_SETTINGS)
+    assert stored.status_code == 200, stored.json
+    chosen = handle.api.request("PUT", "/v1/tenant/host-network", {"agreement_id": "nag_sim_fr"})
+    assert chosen.status_code == 200, chosen.json
 
 
 @dataclass(frozen=True)
@@ -193,7 +221,8 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
     endpoints = [_webhook_endpoint(h, receiver_url) for h in handles]
     for handle in handles:
         _legal_profile(handle)
-        _brand(runtime, handle)
+        _brand(handle)
+        _settings(handle)
     offers = [published_offer(h.api, code=f"ISO-{secrets.token_hex(3)}") for h in handles]
     customers = [customer(h.api, name=f"Customer of {h.slug}") for h in handles]
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]

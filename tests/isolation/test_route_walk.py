@@ -20,7 +20,14 @@ from werkzeug.routing import Rule
 
 from mvne.infra.ids import new_id
 from mvne.infra.web.auth import KIND_CLIENT
-from tests.isolation.conftest import TwoTenants, World, contains_any, legal_profile_body
+from tests.isolation.conftest import (
+    BILLING_SETTINGS,
+    TwoTenants,
+    World,
+    brand_body,
+    contains_any,
+    legal_profile_body,
+)
 from tests.support.api import ApiCaller, Operator, wait_for
 from tests.support.staff import PASSWORD
 
@@ -183,6 +190,32 @@ def _signup_body(a: World, b: World) -> dict[str, Any]:
     }
 
 
+def _brand_is_b_only(response: Any, a: World, b: World) -> None:
+    # B named its brand after A's; A's brand is untouched and B reads back its own.
+    assert response.json["display_name"] == f"Brand {a.tenant.slug}"
+    assert a.tenant.api.get("/v1/tenant/brand").json["display_name"] == f"Brand {a.tenant.slug}"
+    restored = b.tenant.api.request("PUT", "/v1/tenant/brand", brand_body(b.tenant))
+    assert restored.status_code == 200, restored.json
+
+
+def _billing_settings_are_b_only(response: Any, a: World, b: World) -> None:
+    assert response.json["invoice_series"] == "B-"
+    assert a.tenant.api.get("/v1/tenant/billing-settings").json["invoice_series"] == BILLING_SETTINGS["invoice_series"]
+    restored = b.tenant.api.request("PUT", "/v1/tenant/billing-settings", BILLING_SETTINGS)
+    assert restored.status_code == 200, restored.json
+
+
+def _market_is_b_only(response: Any, a: World, b: World) -> None:
+    assert response.json["languages"] == ["it"]
+    assert a.tenant.api.get("/v1/tenant/market").json["languages"] != ["it"]
+
+
+def _launch_refused_for_b_alone(response: Any, a: World, b: World) -> None:
+    # Both are live: B's launch is refused for B's own standing, and A's is untouched.
+    assert response.json["code"] == "tenant_already_live"
+    assert a.tenant.api.get("/v1/onboarding").json["status"] == "active"
+
+
 # Keyed "METHOD rule"; each answer is about B's own objects, so a success here is no leak.
 WRITE_PROBES: dict[str, Probe] = {
     "POST /v1/offers": Probe(_offer_body, 201),
@@ -196,6 +229,20 @@ WRITE_PROBES: dict[str, Probe] = {
     "POST /v1/webhook-endpoints": Probe(lambda a, b: {"url": a.webhook_url}, 201, _endpoint_is_b_only),
     # A's legal name: B may use it for itself; the profile written is B's alone.
     "PUT /v1/tenant/legal-profile": Probe(lambda a, b: legal_profile_body(a.tenant), 200, _legal_profile_is_b_only),
+    # A's brand name: B may use it for itself; the brand written is B's alone.
+    "PUT /v1/tenant/brand": Probe(lambda a, b: brand_body(a.tenant), 200, _brand_is_b_only),
+    # Not an image: refused for what it is, whoever sends it.
+    "PUT /v1/tenant/brand/logo": Probe(lambda a, b: {"logo": a.tenant.id}, 422),
+    "PUT /v1/tenant/billing-settings": Probe(
+        lambda a, b: {"payment_terms_days": 20, "invoice_series": "B-"}, 200, _billing_settings_are_b_only
+    ),
+    "PUT /v1/tenant/market": Probe(
+        lambda a, b: {"currency": "EUR", "timezone": "Europe/Paris", "languages": ["it"], "tax_rate": "20"},
+        200,
+        _market_is_b_only,
+    ),
+    "PUT /v1/tenant/host-network": Probe(lambda a, b: {"agreement_id": "nag_sim_fr"}, 200),
+    "POST /v1/tenant/launch": Probe(lambda a, b: {}, 409, _launch_refused_for_b_alone),
     # The client made is B's alone, whatever it is named.
     "POST /v1/api-clients": Probe(
         lambda a, b: {"name": "back end", "scopes": ["customers:read"]}, 201, _api_client_is_b_only
@@ -254,7 +301,8 @@ def _assert_no_leak(method: str, path: str, body: Any, response: Any, a_ids: dic
     """None of A's ids in B's answer, except those B itself sent (a 404 may name the id it was given)."""
     sent = path + json.dumps(body or {})
     unsent = {name: value for name, value in a_ids.items() if value not in sent}
-    leaked = contains_any(response.get_data(as_text=True), unsent)
+    # Binary answers too (B's own logo): an id would show as its ASCII bytes.
+    leaked = contains_any(response.get_data().decode("utf-8", "replace"), unsent)
     assert not leaked, (
         f"tenant A's {', '.join(leaked)} id(s) in tenant B's answer: {_described(method, path, response)}"
     )

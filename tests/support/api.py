@@ -89,12 +89,14 @@ def make_tenant(
     currency: str = "EUR",
     timezone: str = "Europe/Paris",
     scopes: tuple[str, ...] = TENANT_SCOPES,
+    status: str | None = None,
 ) -> TenantHandle:
+    """A tenant made by the operator, live unless `status="onboarding"` (a sandbox), with a client of `scopes`."""
     slug = f"t-{secrets.token_hex(4)}"
-    response = operator.api.post(
-        "/v1/tenants",
-        {"name": f"Brand {slug}", "slug": slug, "country": country, "currency": currency, "timezone": timezone},
-    )
+    body = {"name": f"Brand {slug}", "slug": slug, "country": country, "currency": currency, "timezone": timezone}
+    if status is not None:
+        body["status"] = status
+    response = operator.api.post("/v1/tenants", body)
     assert response.status_code == 201, response.json
     tenant_id = response.json["id"]
     response = operator.api.post(f"/v1/tenants/{tenant_id}/api-clients", {"name": "back end", "scopes": list(scopes)})

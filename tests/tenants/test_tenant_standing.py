@@ -209,8 +209,9 @@ def test_offboarding_exports_every_tenant_row_then_erases_them_and_leaves_a_tomb
     files = {f["table"]: f for f in manifest["files"]}
     platform_tables = {e.table.name for e in tenant_tables() if not e.owned}
     assert set(files) == set(tenant_owned_tables()) | platform_tables | {"tenants"}
-    # The job ledger (the offboarding job's own row) moves on; every other table was still.
-    ledger = {"outbox_messages", "dead_letters"}
+    # The job ledger (the offboarding job's own row) and the audit log (the operator's reads of the tenant
+    # while waiting) move on; every other table was still.
+    ledger = {"outbox_messages", "dead_letters", "audit_events"}
     assert {name: f["rows"] for name, f in files.items() if name not in ledger} == {
         name: n for name, n in before.items() if name not in ledger
     }
