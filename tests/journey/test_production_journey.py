@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 from mvne.esim.tls import client_tls
 from mvne.infra.secrets import generate_rsa_pem
 from tests.conftest import create_postgres_database, drop_postgres_database, free_port, postgres_server_url
+from tests.journey.launch import assert_invoice_carries_the_legal_profile, run_signup_to_live
 from tests.journey.scenario import Backdate, run_journey
 from tests.support.certs import es2plus_pki
 from tests.support.s3 import moto_s3_server
@@ -278,3 +279,14 @@ def test_an_mvno_goes_from_tenant_to_invoice_on_postgres_redis_and_s3_with_separ
     )
     assert unauthenticated.status_code == 403
     assert unauthenticated.json()["header"]["functionExecutionStatus"]["status"] == "Failed"
+
+
+def test_a_founder_goes_from_sign_up_to_live_and_invoices_alone_on_the_production_set_up(
+    production: dict[str, str], smtp: SmtpSink
+) -> None:
+    def read_mail(address: str, kind: str) -> str:
+        return SmtpSink.text_of(smtp.wait_for(address, kind=kind, timeout=30))
+
+    text = run_signup_to_live(production["base"], read_mail, backdate=backdate_on(production["owner_url"]), timeout=90)
+
+    assert_invoice_carries_the_legal_profile(text)
