@@ -67,3 +67,29 @@ class WeakPassword(InvalidInput):
     """A password that is too short, too long, or guessable (zxcvbn)."""
 
     code = "weak_password"
+
+
+class ApiClientIsPublic(Conflict):
+    """A secret operation on a public client (an app): it has no secret to rotate."""
+
+    code = "api_client_is_public"
+
+
+class AppNotFound(NotFound):
+    code = "app_not_found"
+
+
+class InvalidRedirectUri(InvalidInput):
+    """A redirect URI that is not https, loopback http, or a private-use scheme; or that has a fragment."""
+
+    code = "invalid_redirect_uri"
+
+
+class WrongPassword(InvalidInput):
+    code = "wrong_password"
+
+
+class AccountLocked(Conflict):
+    """Too many wrong passwords or codes in a row: sign-in and password changes wait until the lock ends."""
+
+    code = "account_locked"

@@ -137,6 +137,7 @@ KIT_PROBLEMS: dict[str, tuple[int, str]] = {
     "insufficient_scope": (403, "The token lacks the scope this operation needs."),
     "tenant_required": (403, "This operation is for a tenant's API client."),
     "operator_required": (403, "This operation is for platform operators."),
+    "caller_kind_refused": (403, "This operation is for another kind of caller."),
     "not_found": (404, "No such object."),
     "conflict": (409, "A concurrent request changed the same data; retry the request."),
     "payload_too_large": (413, "The data value transmitted exceeds the capacity limit."),

@@ -1,8 +1,9 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
 Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a published offer,
-a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, so every
-tenant-owned table holds rows of both tenants.
+a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, and an
+app its customer signed in through (a subscriber account, its sign-in code and tokens), so every tenant-owned
+table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
@@ -23,6 +24,7 @@ from mvne.infra.jobs import DeadLetter
 from mvne.infra.runtime import Runtime
 from mvne.tenants.models import TenantBrand
 from tests.support.api import (
+    ApiCaller,
     Operator,
     TenantHandle,
     active_subscription,
@@ -34,6 +36,7 @@ from tests.support.api import (
     wait_for,
 )
 from tests.support.servers import live_server
+from tests.support.subscribers import register_app, subscriber_api
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -57,6 +60,9 @@ class World:
     webhook_url: str
     webhook_delivery_id: str
     dead_letter_id: str
+    app_id: str
+    account_id: str
+    subscriber: ApiCaller  # the customer, signed in through the app
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -73,7 +79,14 @@ class World:
             "api_client": self.tenant.client_id,
             "msisdn": self.msisdn,
             "iccid": self.iccid,
+            "app": self.app_id,
+            "account": self.account_id,
         }
+
+    def subscriber_ids(self) -> dict[str, str]:
+        """What is the subscriber's own: another subscriber, even of this tenant, must never see it."""
+        ids = self.object_ids()
+        return {name: ids[name] for name in ("customer", "subscription", "invoice", "msisdn", "iccid", "account")}
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,10 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
         assert len(listed) == 1, listed
         invoice_id = listed[0]["id"]
+        self_care = register_app(handle.api, name=f"App of {handle.slug}")
+        subscriber = subscriber_api(app.test_client(), self_care["id"], cust["email"])
+        me = subscriber.get("/v1/me")
+        assert me.status_code == 200, me.json
         worlds.append(
             World(
                 tenant=handle,
@@ -212,6 +229,9 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 webhook_url=endpoint["url"],
                 webhook_delivery_id=_first_delivery(handle, endpoint["id"]),
                 dead_letter_id=_dead_letter(runtime, handle.id, invoice_id),
+                app_id=self_care["id"],
+                account_id=me.json["account"],
+                subscriber=subscriber,
             )
         )
     return TwoTenants(worlds[0], worlds[1])
