@@ -13,6 +13,12 @@ class SimPoolExhausted(Conflict):
     code = "sim_pool_exhausted"
 
 
+class EsimNotReady(Conflict):
+    """The line has no eSIM profile released yet (it is still being activated): no activation code to show."""
+
+    code = "esim_not_ready"
+
+
 class NotificationRefused(Exception):
     """An ES2+ download notification that must not be applied, with its SGP.22 status code."""
 

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         storage_url=settings.rate_limit_storage_url,
         default=settings.rate_limit_default,
         token=settings.rate_limit_token,
-        token_endpoints=("issue_token",),
+        token_endpoints=("issue_token", "revoke_token"),
         key_prefix=settings.broker_namespace,
         trusted_proxies=settings.rate_limit_trusted_proxies,
     )

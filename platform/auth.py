@@ -1,5 +1,6 @@
-"""OAuth2 in one place: the token endpoint (client credentials), signed JWT access tokens, JWKS,
-and the protector that checks a token and its scopes on every API route.
+"""OAuth2 in one place: the token endpoint (client credentials; and, for the tenants' apps, authorization code
+and refresh token, see `mvne.platform.subscriber_oauth`), signed JWT access tokens, JWKS, and the protector
+that checks a token and its scopes on every API route.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import grants
@@ -16,13 +18,16 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator, JWTBearerTokenValida
 from flask import Flask, Response, jsonify, request
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
-from sqlalchemy import select
+from sqlalchemy import and_, exists, select
 
-from mvne.infra.web.auth import AUTH_EXTENSION, CallerStanding
+from mvne.infra.web.auth import AUTH_EXTENSION, SESSION_CLAIM, SUBSCRIBER_CLAIM, CallerStanding
 from mvne.infra.web.context import runtime
 from mvne.infra.web.problems import ProblemError
-from mvne.tenants.models import ApiClient, Tenant
+from mvne.platform.subscriber_oauth import SubscriberGrant, init_subscriber_auth
+from mvne.tenants.apps import SUBSCRIBER_SCOPES
+from mvne.tenants.models import ApiClient, RefreshToken, SubscriberAccount, Tenant
 from mvne.tenants.service import record_token_issued
+from mvne.tenants.subscribers import ACTIVE
 
 AUDIENCE = "mvne-api"
 
@@ -50,6 +55,8 @@ TENANT_SCOPES = (
     "staff:write",
 )
 OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write")
+# What a tenant's app may ask its subscribers for (authorization code), SUBSCRIBER_SCOPES, is the apps' own:
+# their subscriber's data only (`mvne.tenants.apps`).
 
 
 class Keys:
@@ -65,8 +72,13 @@ class Keys:
 
 
 class TokenGenerator(JWTBearerTokenGenerator):
-    def __init__(self, issuer: str, keys: Keys, ttl: int) -> None:
-        super().__init__(issuer=issuer, alg="RS256", expires_generator=lambda client, grant_type: ttl)
+    def __init__(self, issuer: str, keys: Keys, ttl: int, *, refresh: bool = False) -> None:
+        super().__init__(
+            issuer=issuer,
+            alg="RS256",
+            expires_generator=lambda client, grant_type: ttl,
+            refresh_token_generator=(lambda **kwargs: generate_token(48)) if refresh else None,
+        )
         self.keys = keys
 
     def get_jwks(self) -> KeySet:
@@ -77,7 +89,11 @@ class TokenGenerator(JWTBearerTokenGenerator):
         return AUDIENCE
 
     def get_extra_claims(self, client: ApiClient, grant_type: str, user: Any, scope: str) -> dict[str, Any]:
-        return {"tenant_id": client.tenant_id} if client.tenant_id else {}
+        claims: dict[str, Any] = {"tenant_id": client.tenant_id} if client.tenant_id else {}
+        if isinstance(user, SubscriberGrant):
+            claims[SUBSCRIBER_CLAIM] = user.account_id
+            claims[SESSION_CLAIM] = user.family_id
+        return claims
 
 
 class TokenValidator(JWTBearerTokenValidator):
@@ -97,17 +113,35 @@ class TokenValidator(JWTBearerTokenValidator):
         super().validate_token(token, scopes, request, *args, **kwargs)
 
 
-def caller_standing(client_id: str) -> CallerStanding | None:
-    """One lookup per request: the client (None if unknown), whether it is revoked, and its tenant's status."""
-    with runtime().db.transaction(platform=True) as session:
-        row = session.execute(
-            select(ApiClient.revoked_at, Tenant.status, Tenant.suspended_at)
-            .outerjoin(Tenant, Tenant.id == ApiClient.tenant_id)
-            .where(ApiClient.id == client_id)
-        ).first()
+def caller_standing(
+    client_id: str, *, subscriber: str | None = None, session: str | None = None
+) -> CallerStanding | None:
+    """One lookup per request: the client (None if unknown), whether it is revoked, and its tenant's status.
+
+    For a subscriber's token, the same lookup says whether the account is still active in the client's
+    tenant and whether the sign-in (`session`, a refresh-token family) was revoked.
+    """
+    stmt = (
+        select(ApiClient.revoked_at, Tenant.status, Tenant.suspended_at)
+        .outerjoin(Tenant, Tenant.id == ApiClient.tenant_id)
+        .where(ApiClient.id == client_id)
+    )
+    if subscriber is not None:
+        account_active = exists().where(
+            and_(
+                SubscriberAccount.id == subscriber,
+                SubscriberAccount.tenant_id == ApiClient.tenant_id,
+                SubscriberAccount.status == ACTIVE,
+            )
+        )
+        revoked = exists().where(and_(RefreshToken.family_id == session, RefreshToken.revoked_at.is_not(None)))
+        stmt = stmt.add_columns(account_active.label("account_active"), revoked.label("session_revoked"))
+    with runtime().db.transaction(platform=True) as db:
+        row = db.execute(stmt).first()
     if row is None:
         return None
-    return CallerStanding(row.revoked_at is not None, row.status, row.suspended_at)
+    refused = subscriber is not None and (session is None or not row.account_active or bool(row.session_revoked))
+    return CallerStanding(row.revoked_at is not None, row.status, row.suspended_at, subscriber_refused=refused)
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -138,7 +172,7 @@ class AuthState:
     server: AuthorizationServer
     protector: Protector
     keys: Keys
-    standing: Callable[[str], CallerStanding | None]
+    standing: Callable[..., CallerStanding | None]
 
 
 def _query_client(client_id: str) -> ApiClient | None:
@@ -162,13 +196,19 @@ def init_auth(app: Flask, *, issuer: str, private_pem: str, ttl: int) -> None:
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_grant(ClientCredentialsGrant)
     server.register_token_generator("client_credentials", TokenGenerator(issuer, keys, ttl))
+    subscriber_tokens = TokenGenerator(issuer, keys, ttl, refresh=True)
+    for grant_type in ("authorization_code", "refresh_token"):
+        server.register_token_generator(grant_type, subscriber_tokens)
     protector = Protector()
-    protector.register_token_validator(TokenValidator(issuer, keys))
+    validator = TokenValidator(issuer, keys)
+    protector.register_token_validator(validator)
     app.extensions[AUTH_EXTENSION] = AuthState(server, protector, keys, caller_standing)
+    scopes = (*SUBSCRIBER_SCOPES, *TENANT_SCOPES, *OPERATOR_SCOPES)
+    init_subscriber_auth(app, server, issuer=issuer, scopes=scopes, token_validator=validator)
 
     @app.post("/oauth/token")
     def issue_token() -> Response:
-        """Exchange client credentials for a short-lived signed access token."""
+        """Issue a short-lived signed access token: for client credentials, an authorization code or a refresh token."""
         return server.create_token_response()
 
     @app.get("/.well-known/jwks.json")

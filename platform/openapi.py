@@ -32,11 +32,14 @@ from mvne.infra.web.auth import (
 )
 from mvne.infra.web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from mvne.infra.web.problems import KIT_PROBLEMS, PROBLEM_JSON, problem_example
-from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
+from mvne.platform.auth import OPERATOR_SCOPES, SUBSCRIBER_SCOPES, TENANT_SCOPES
 
 DOCS_FOLDER = Path(__file__).parent / "static" / "docs"
 TOKEN_URL = "/oauth/token"  # noqa: S105 (a path, not a secret)
 JWKS_URL = "/.well-known/jwks.json"
+AUTHORIZE_URL = "/oauth/authorize"
+REVOKE_URL = "/oauth/revoke"
+METADATA_URL = "/.well-known/oauth-authorization-server"
 OAUTH_TAG = "oauth"
 METHODS = ("get", "post", "put", "patch", "delete")
 WRITES = ("post", "put", "patch", "delete")
@@ -68,6 +71,8 @@ SCOPE_DESCRIPTIONS = {
     "tenants:write": "Platform operators: onboard tenants, issue their API clients and revoke any client.",
     "operations:read": "Platform operators: read dead-lettered jobs.",
     "operations:write": "Platform operators: replay dead-lettered jobs.",
+    "me:read": "Subscribers, through an app: read their own account, lines, usage, invoices and eSIM.",
+    "me:write": "Subscribers, through an app: change their own account (their password).",
 }
 
 DESCRIPTION = f"""Launch and run a mobile operator: tenants, offers, customers, eSIM subscriptions, usage,
@@ -82,6 +87,11 @@ exchange for you.
 password, and a one-time code when two-factor login is on): the answer sets the `{SESSION_COOKIE}` cookie
 and gives a CSRF token, sent back as `{CSRF_HEADER}` with every POST, PUT, PATCH and DELETE. A session
 holds the scopes of the user's role (owner, admin, catalog_manager, support, finance, read_only).
+
+**Subscribers' apps.** Register an app (`POST /v1/apps`, a public client with no secret); it signs its
+subscribers in with the authorization code grant and PKCE (S256) at `{AUTHORIZE_URL}`, gets tokens at
+`{TOKEN_URL}` (refresh tokens rotate at each use) and revokes them at `{REVOKE_URL}`. OAuth libraries
+configure themselves from `{METADATA_URL}` (RFC 8414). A subscriber's token reads only `/v1/me`.
 
 **Errors** are `application/problem+json` (RFC 9457) with a stable `code`, and `errors` per field
 when fields are invalid.
@@ -149,9 +159,9 @@ RETRY_AFTER = {
 }
 
 
-def scopes() -> dict[str, str]:
-    """Every scope a token can carry, with what it allows."""
-    return {scope: SCOPE_DESCRIPTIONS.get(scope, scope) for scope in (*TENANT_SCOPES, *OPERATOR_SCOPES)}
+def scopes(names: tuple[str, ...] = (*TENANT_SCOPES, *OPERATOR_SCOPES)) -> dict[str, str]:
+    """Scopes a token can carry (by default a client's, from client credentials), with what each allows."""
+    return {scope: SCOPE_DESCRIPTIONS.get(scope, scope) for scope in names}
 
 
 def spec_options() -> dict[str, Any]:
@@ -162,8 +172,17 @@ def spec_options() -> dict[str, Any]:
             "securitySchemes": {
                 "oauth2": {
                     "type": "oauth2",
-                    "description": "OAuth2 client credentials: an API client's id and secret for a token.",
-                    "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": scopes()}},
+                    "description": "OAuth2 client credentials: an API client's id and secret for a token. "
+                    "Subscribers, through the tenant's apps: authorization code with PKCE (S256).",
+                    "flows": {
+                        "clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": scopes()},
+                        "authorizationCode": {
+                            "authorizationUrl": AUTHORIZE_URL,
+                            "tokenUrl": TOKEN_URL,
+                            "refreshUrl": TOKEN_URL,
+                            "scopes": scopes(SUBSCRIBER_SCOPES),
+                        },
+                    },
                 },
                 "bearer": {
                     "type": "http",
@@ -402,14 +421,27 @@ TOKEN_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["grant_type"],
         "properties": {
-            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+            "grant_type": {"type": "string", "enum": ["client_credentials", "authorization_code", "refresh_token"]},
             "scope": {
                 "type": "string",
                 "description": "Space-separated scopes to grant, among the client's; all of them when absent.",
                 "example": "offers:read offers:write",
             },
-            "client_id": {"type": "string", "description": "When not sent with HTTP Basic authentication."},
+            "client_id": {
+                "type": "string",
+                "description": "When not sent with HTTP Basic authentication; an app (public client) sends only this.",
+            },
             "client_secret": {"type": "string", "description": "When not sent with HTTP Basic authentication."},
+            "code": {"type": "string", "description": "authorization_code: the code the app was sent back with."},
+            "redirect_uri": {"type": "string", "description": "authorization_code: the one the code was asked with."},
+            "code_verifier": {
+                "type": "string",
+                "description": "authorization_code: the PKCE verifier whose S256 hash was the code_challenge.",
+            },
+            "refresh_token": {
+                "type": "string",
+                "description": "refresh_token: the latest refresh token; each is used once and replaced.",
+            },
         },
     },
     "Token": {
@@ -420,6 +452,61 @@ TOKEN_SCHEMAS: dict[str, dict[str, Any]] = {
             "token_type": {"type": "string", "enum": ["Bearer"]},
             "expires_in": {"type": "integer", "description": "Seconds until the token expires."},
             "scope": {"type": "string", "description": "The scopes granted, space-separated."},
+            "refresh_token": {
+                "type": "string",
+                "description": "Apps only: for the next access token, once (a used one revokes the sign-in).",
+            },
+        },
+    },
+    "RevocationRequest": {
+        "type": "object",
+        "required": ["token"],
+        "properties": {
+            "token": {"type": "string", "description": "A refresh token or an access token."},
+            "token_type_hint": {"type": "string", "enum": ["refresh_token", "access_token"]},
+            "client_id": {"type": "string", "description": "The app's client_id (public clients)."},
+            "client_secret": {"type": "string", "description": "When not sent with HTTP Basic authentication."},
+        },
+    },
+    "AuthorizationServerMetadata": {
+        "type": "object",
+        "description": "RFC 8414 authorization server metadata.",
+        "required": [
+            "issuer",
+            "authorization_endpoint",
+            "token_endpoint",
+            "jwks_uri",
+            "response_types_supported",
+            "grant_types_supported",
+            "code_challenge_methods_supported",
+            "token_endpoint_auth_methods_supported",
+        ],
+        "properties": {
+            "issuer": {"type": "string", "description": "Also the `iss` of every access token."},
+            "authorization_endpoint": {"type": "string"},
+            "token_endpoint": {"type": "string"},
+            "revocation_endpoint": {"type": "string"},
+            "jwks_uri": {"type": "string"},
+            "scopes_supported": {"type": "array", "items": {"type": "string"}},
+            "response_types_supported": {"type": "array", "items": {"type": "string"}},
+            "response_modes_supported": {"type": "array", "items": {"type": "string"}},
+            "grant_types_supported": {"type": "array", "items": {"type": "string"}},
+            "code_challenge_methods_supported": {"type": "array", "items": {"type": "string"}},
+            "token_endpoint_auth_methods_supported": {"type": "array", "items": {"type": "string"}},
+            "revocation_endpoint_auth_methods_supported": {"type": "array", "items": {"type": "string"}},
+            "service_documentation": {"type": "string"},
+        },
+    },
+    "AuthorizationStep": {
+        "type": "object",
+        "required": ["csrf_token", "action"],
+        "properties": {
+            "csrf_token": {"type": "string", "description": "From the page's form."},
+            "action": {"type": "string", "enum": ["email", "password", "send_code", "code", "consent", "restart"]},
+            "email": {"type": "string"},
+            "password": {"type": "string"},
+            "code": {"type": "string", "description": "The six-digit code from the e-mail."},
+            "decision": {"type": "string", "enum": ["allow", "deny"]},
         },
     },
     "OAuthError": {
@@ -436,6 +523,7 @@ TOKEN_SCHEMAS: dict[str, dict[str, Any]] = {
                     "unauthorized_client",
                     "unsupported_grant_type",
                     "invalid_scope",
+                    "unsupported_token_type",
                 ],
             },
             "error_description": {"type": "string"},
@@ -491,9 +579,12 @@ def _oauth_error(description: str, errors: dict[str, str], headers: dict[str, An
 TOKEN_OPERATION: dict[str, Any] = {
     "tags": [OAUTH_TAG],
     "operationId": "issueToken",
-    "summary": "Get an access token (client credentials)",
-    "description": "Authenticate the API client with HTTP Basic (`client_secret_basic`) or with `client_id` and "
-    "`client_secret` in the form (`client_secret_post`), and receive a short-lived signed access token.",
+    "summary": "Get an access token (client credentials, authorization code, refresh token)",
+    "description": "A back end authenticates with HTTP Basic (`client_secret_basic`) or with `client_id` and "
+    "`client_secret` in the form (`client_secret_post`), and receives a short-lived signed access token. An app "
+    "(public client) sends its `client_id` alone: `authorization_code` with `code`, `redirect_uri` and the PKCE "
+    "`code_verifier` (a code works once; used again, it revokes what it gave), or `refresh_token` (each refresh "
+    "token works once and comes back replaced; a replaced one used again revokes the whole sign-in).",
     "security": [{"clientBasic": []}, {}],
     "requestBody": {
         "required": True,
@@ -527,6 +618,8 @@ TOKEN_OPERATION: dict[str, Any] = {
                 "unsupported_grant_type": "unsupported_grant_type: grant_type=password is not supported",
                 "invalid_scope": "The requested scope is invalid, unknown, or malformed.",
                 "unauthorized_client": "The client is not authorized to use this grant type.",
+                "invalid_grant": "Code challenge failed.",
+                "invalid_client": "The client cannot authenticate with methods: ['none'].",
             },
             NO_STORE,
         ),
@@ -552,16 +645,150 @@ JWKS_OPERATION: dict[str, Any] = {
 }
 
 
+_HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
+_PAGE_HEADERS = {"Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}}}
+_REDIRECT = {
+    "description": "Back to the app's registered redirect URI: with `code` and `state`, or with `error` "
+    "(`invalid_request`: PKCE missing or not S256; `access_denied`; `unsupported_response_type`; `invalid_scope`).",
+    "headers": {"Location": {"schema": {"type": "string"}}},
+}
+_AUTHORIZE_PARAMETERS = [
+    {"in": "query", "name": name, "required": required, "description": text, "schema": schema}
+    for name, required, text, schema in (
+        ("response_type", True, "`code`.", {"type": "string", "enum": ["code"]}),
+        ("client_id", True, "The app's client_id.", {"type": "string", "maxLength": 64}),
+        ("redirect_uri", True, "One of the app's redirect URIs, exactly.", {"type": "string", "maxLength": 2000}),
+        ("scope", False, "`me:read`, `me:write`; the app's scopes when absent.", {"type": "string", "maxLength": 200}),
+        ("state", False, "Sent back as is.", {"type": "string", "maxLength": 512}),
+        ("code_challenge", True, "BASE64URL(SHA256(code_verifier)).", {"type": "string", "minLength": 43}),
+        ("code_challenge_method", True, "`S256` (plain is refused).", {"type": "string", "enum": ["S256"]}),
+    )
+]
+AUTHORIZE_OPERATION: dict[str, Any] = {
+    "tags": [OAUTH_TAG],
+    "operationId": "authorize",
+    "summary": "The sign-in page of the tenant's apps (authorization code with PKCE)",
+    "description": "Opened in the subscriber's browser. The client and the redirect URI are checked first: when "
+    "either is wrong the page says so and never redirects. The page, in the tenant's brand, asks for the e-mail, "
+    "a password or a code e-mailed on request, then consent.",
+    "security": [],
+    "parameters": _AUTHORIZE_PARAMETERS,
+    "responses": {
+        "200": {"description": "The sign-in page.", "headers": _PAGE_HEADERS, "content": _HTML_PAGE},
+        "302": _REDIRECT,
+        "400": {"description": "The error page: unknown app or unregistered redirect URI.", "content": _HTML_PAGE},
+        "404": {"description": "The app's brand is no longer on the platform.", "content": _HTML_PAGE},
+        "422": {"description": "The error page: a parameter holds a NUL character.", "content": _HTML_PAGE},
+    },
+}
+AUTHORIZE_STEP_OPERATION: dict[str, Any] = {
+    "tags": [OAUTH_TAG],
+    "operationId": "authorizeStep",
+    "summary": "A form of the sign-in page (browsers only)",
+    "description": "Posted by the page's own forms, with the CSRF token they carry and the page's cookie.",
+    "security": [],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"$ref": "#/components/schemas/AuthorizationStep"},
+                "example": {"csrf_token": "ImFiYyI.Zx...", "action": "email", "email": "ada@example.com"},
+            }
+        },
+    },
+    "responses": {
+        "200": {"description": "The page's next step.", "headers": _PAGE_HEADERS, "content": _HTML_PAGE},
+        "302": _REDIRECT,
+        "400": {
+            "description": "The page expired (no cookie, or a CSRF token that does not match it), or a field "
+            "holds a NUL character (as JSON, like the token endpoint).",
+            "content": {**_HTML_PAGE, "application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}},
+        },
+        "404": {"description": "The app's brand is no longer on the platform.", "content": _HTML_PAGE},
+    },
+}
+REVOKE_OPERATION: dict[str, Any] = {
+    "tags": [OAUTH_TAG],
+    "operationId": "revokeToken",
+    "summary": "Revoke a subscriber's token (RFC 7009)",
+    "description": "An app sends a refresh token or an access token with its `client_id`: the whole sign-in is "
+    "revoked (its refresh tokens, and its access tokens from the next request). An unknown token is answered "
+    "200 all the same.",
+    "security": [{"clientBasic": []}, {}],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"$ref": "#/components/schemas/RevocationRequest"},
+                "example": {
+                    "token": "c5QhD1mR3b...",
+                    "token_type_hint": "refresh_token",
+                    "client_id": "cli_01M8NHTM21YRHT2QG60D9HJAWD",
+                },
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "Revoked, or unknown.",
+            "headers": NO_STORE,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "400": _oauth_error(
+            "The request is not a valid revocation request.",
+            {
+                "invalid_request": "Missing 'token' in request.",
+                "unsupported_token_type": "The token type is not supported.",
+                "invalid_client": "The client does not exist on this server.",
+                "invalid_grant": "The token was not issued to this client.",
+            },
+            NO_STORE,
+        ),
+        "401": _oauth_error(
+            "The client's credentials are wrong.",
+            {"invalid_client": "The client cannot authenticate with methods: client_secret_basic."},
+            {"WWW-Authenticate": {"description": "Basic challenge.", "schema": {"type": "string"}}, **NO_STORE},
+        ),
+    },
+}
+METADATA_OPERATION: dict[str, Any] = {
+    "tags": [OAUTH_TAG],
+    "operationId": "getAuthorizationServerMetadata",
+    "summary": "The authorization server's metadata (RFC 8414)",
+    "security": [],
+    "responses": {
+        "200": {
+            "description": "Where the endpoints are and what they support.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuthorizationServerMetadata"}}},
+        }
+    },
+}
+
+
 def document_auth(api: Api, app: Flask) -> None:
-    """Add the token endpoint and the key set to the document (they are plain Flask routes)."""
+    """Add the OAuth endpoints and the key set to the document (they are plain Flask routes)."""
     spec: APISpec = api.spec
     for name, schema in TOKEN_SCHEMAS.items():
         spec.components.schema(name, schema)
-    spec.tag({"name": OAUTH_TAG, "description": "Access tokens (OAuth2 client credentials) and their keys."})
-    for url, method, operation in ((TOKEN_URL, "post", TOKEN_OPERATION), (JWKS_URL, "get", JWKS_OPERATION)):
-        rule = next(rule for rule in app.url_map.iter_rules() if rule.rule == url)
-        # A copy: the document's plugins fill in each app's own answers (its rate limits).
-        spec.path(rule=rule, operations={method: copy.deepcopy(operation)})
+    spec.tag(
+        {
+            "name": OAUTH_TAG,
+            "description": "Access tokens (client credentials; authorization code with PKCE for subscribers' "
+            "apps), their revocation, their keys and the server's metadata.",
+        }
+    )
+    documented = (
+        (TOKEN_URL, {"post": TOKEN_OPERATION}),
+        (REVOKE_URL, {"post": REVOKE_OPERATION}),
+        (AUTHORIZE_URL, {"get": AUTHORIZE_OPERATION, "post": AUTHORIZE_STEP_OPERATION}),
+        (JWKS_URL, {"get": JWKS_OPERATION}),
+        (METADATA_URL, {"get": METADATA_OPERATION}),
+    )
+    for url, operations in documented:
+        for method, operation in operations.items():
+            rule = next(r for r in app.url_map.iter_rules() if r.rule == url and method.upper() in (r.methods or ()))
+            # A copy: the document's plugins fill in each app's own answers (its rate limits).
+            spec.path(rule=rule, operations={method: copy.deepcopy(operation)})
 
 
 PAGE = """<!DOCTYPE html>

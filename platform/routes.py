@@ -8,6 +8,7 @@ from flask_smorest import Api
 def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
     from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, tenant_market, usage_records
+    from mvne.platform.me_api import me
     from mvne.platform.operator_api import (
         api_clients_blp,
         audit_events_blp,
@@ -27,6 +28,7 @@ def register_api(api: Api) -> None:
     )
     from mvne.tenants.api import (
         api_clients,
+        apps,
         audit_events,
         billing_settings,
         customers,
@@ -57,6 +59,7 @@ def register_api(api: Api) -> None:
         webhook_endpoints,
         webhook_deliveries,
         api_clients,
+        apps,
         legal_profile,
         signup_blp,
         console,
@@ -70,5 +73,6 @@ def register_api(api: Api) -> None:
         onboarding_blp,
         launch_blp,
         sandbox_blp,
+        me,
     ):
         api.register_blueprint(blueprint)

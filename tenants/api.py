@@ -15,26 +15,41 @@ from mvne.infra.web.auth import current_principal, require
 from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.infra.web.problems import problems
+from mvne.tenants import apps as tenant_apps
 from mvne.tenants import branding, legal, service, webhooks
 from mvne.tenants import settings as tenant_settings
 from mvne.tenants.errors import (
+    ApiClientIsPublic,
     ApiClientNotFound,
     ApiClientRevoked,
+    AppNotFound,
     BrandNotFound,
     CustomerEmailTaken,
     CustomerNotFound,
     InvalidIdentifier,
+    InvalidRedirectUri,
     InvalidScopes,
     LegalProfileNotFound,
     LogoNotAnImage,
     LogoNotFound,
     LogoTooLarge,
 )
-from mvne.tenants.models import ApiClient, Customer, Event, TenantBrand, WebhookDelivery, WebhookEndpoint
+from mvne.tenants.models import (
+    PUBLIC,
+    ApiClient,
+    Customer,
+    Event,
+    TenantBrand,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from mvne.tenants.schemas import (
     ApiClientCreateSchema,
     ApiClientSchema,
     ApiClientSecretSchema,
+    AppCreateSchema,
+    AppSchema,
+    AppUpdateSchema,
     BillingSettingsInputSchema,
     BillingSettingsSchema,
     BrandInputSchema,
@@ -407,7 +422,7 @@ def get_api_client(api_client_id: str) -> ApiClient:
 
 @api_clients.post("/<api_client_id>/rotate-secret")
 @require("api_clients:write")
-@problems(ApiClientNotFound, ApiClientRevoked)
+@problems(ApiClientNotFound, ApiClientRevoked, ApiClientIsPublic)
 @api_clients.arguments(SecretRotationSchema, example={"overlap_seconds": 3600})
 @api_clients.response(200, ApiClientSecretSchema)
 def rotate_api_client_secret(body: dict[str, Any], api_client_id: str) -> dict[str, Any]:
@@ -431,3 +446,57 @@ def revoke_api_client(api_client_id: str) -> ApiClient:
     session = db_session()
     client = service.get_tenant_api_client(session, tenant_id(), api_client_id, lock=True)
     return service.revoke_api_client(session, client, by="tenant")
+
+
+apps = Blueprint(
+    "apps",
+    __name__,
+    url_prefix="/v1/apps",
+    description="The tenant's apps: public OAuth clients its subscribers sign in through (authorization code "
+    "with PKCE, no secret). Revoke one with POST /v1/api-clients/{id}/revoke.",
+)
+APP_EXAMPLE = {"name": "Nimbus Mobile", "redirect_uris": ["com.nimbus.app:/callback", "https://my.nimbus.example/cb"]}
+
+
+@apps.post("")
+@require("api_clients:write")
+@problems(InvalidRedirectUri)
+@apps.arguments(AppCreateSchema, example=APP_EXAMPLE)
+@apps.response(201, AppSchema)
+def create_app(body: dict[str, Any]) -> ApiClient:
+    """Register an app; its `client_id` and the server's metadata (/.well-known/oauth-authorization-server) are all
+    an OAuth library needs. A redirect URI that cannot be one is answered 422 `invalid_redirect_uri`, naming it."""
+    return tenant_apps.create_app(
+        db_session(), tenant_id=tenant_id(), name=body["name"], redirect_uris=body["redirect_uris"]
+    )
+
+
+@apps.get("")
+@require("api_clients:read")
+@apps.arguments(PageArgs, location="query")
+@apps.response(200, page_schema(AppSchema, "AppPage"))
+def list_apps(args: dict[str, Any]) -> dict[str, Any]:
+    """The tenant's apps, oldest first, revoked ones included."""
+    stmt = select(ApiClient).where(ApiClient.tenant_id == tenant_id(), ApiClient.kind == PUBLIC)
+    return paginate(db_session(), stmt, ApiClient.id, args, prefix="cli")
+
+
+@apps.get("/<app_id>")
+@require("api_clients:read")
+@problems(AppNotFound)
+@apps.response(200, AppSchema)
+def get_app(app_id: str) -> ApiClient:
+    """One of the tenant's apps."""
+    return tenant_apps.get_app(db_session(), tenant_id(), app_id)
+
+
+@apps.patch("/<app_id>")
+@require("api_clients:write")
+@problems(AppNotFound, InvalidRedirectUri, ApiClientRevoked)
+@apps.arguments(AppUpdateSchema, example={"redirect_uris": ["com.nimbus.app:/callback"]})
+@apps.response(200, AppSchema)
+def update_app(body: dict[str, Any], app_id: str) -> ApiClient:
+    """Rename an app or replace its redirect URIs (the whole list); sign-ins under way keep the URI they began with."""
+    session = db_session()
+    app = tenant_apps.get_app(session, tenant_id(), app_id, lock=True)
+    return tenant_apps.update_app(session, app, name=body.get("name"), redirect_uris=body.get("redirect_uris"))

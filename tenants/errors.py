@@ -238,3 +238,29 @@ class TimezoneLocked(Conflict):
     """A live tenant's billing periods are cut in its timezone."""
 
     code = "timezone_locked"
+
+
+class ApiClientIsPublic(Conflict):
+    """A secret operation on a public client (an app): it has no secret to rotate."""
+
+    code = "api_client_is_public"
+
+
+class AppNotFound(NotFound):
+    code = "app_not_found"
+
+
+class InvalidRedirectUri(InvalidInput):
+    """A redirect URI that is not https, loopback http, or a private-use scheme; or that has a fragment."""
+
+    code = "invalid_redirect_uri"
+
+
+class WrongPassword(InvalidInput):
+    code = "wrong_password"
+
+
+class AccountLocked(Conflict):
+    """Too many wrong passwords or codes in a row: sign-in and password changes wait until the lock ends."""
+
+    code = "account_locked"

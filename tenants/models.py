@@ -39,11 +39,22 @@ class Tenant(Base):
     launched_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+# The kinds of OAuth client. A confidential client (a tenant's back end, an operator) holds a secret and
+# uses client credentials; a public client (one of the tenant's apps, on a phone or in a browser) holds no
+# secret and signs its subscribers in with the authorization code grant and PKCE (RFC 6749 2.1, RFC 8252).
+CONFIDENTIAL = "confidential"
+PUBLIC = "public"
+# What a public client may do, whatever else it asks for.
+PUBLIC_GRANT_TYPES = ("authorization_code", "refresh_token")
+PUBLIC_RESPONSE_TYPES = ("code",)
+
+
 class ApiClient(Base):
-    """OAuth2 client credentials: a tenant's back end, or a platform operator when tenant_id is null.
+    """An OAuth2 client: a tenant's back end or app, or a platform operator when tenant_id is null.
 
     A platform table, because the token endpoint must find a client before it knows the tenant;
-    tenant-facing reads filter on tenant_id explicitly.
+    tenant-facing reads filter on tenant_id explicitly. A public client (`kind="public"`, an app) has
+    no usable secret: its `secret_hash` is a hash of nothing anyone knows, and no secret is ever checked.
     """
 
     __tablename__ = "api_clients"
@@ -59,6 +70,9 @@ class ApiClient(Base):
     previous_secret_hash: Mapped[str | None] = mapped_column(String(255))
     previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(20), default=CONFIDENTIAL)
+    # Public clients only: where subscribers are sent back with a code, compared exactly (RFC 9700 2.1).
+    redirect_uris: Mapped[list[str]] = mapped_column(JSONValue, default=list)
 
     @staticmethod
     def hash_secret(secret: str) -> str:
@@ -67,6 +81,10 @@ class ApiClient(Base):
     @property
     def status(self) -> str:
         return "revoked" if self.revoked_at is not None else "active"
+
+    @property
+    def is_public(self) -> bool:
+        return self.kind == PUBLIC
 
     def previous_secret_valid_until(self, now: dt.datetime | None = None) -> dt.datetime | None:
         """When the secret before the last rotation stops working; None when it no longer does."""
@@ -83,14 +101,23 @@ class ApiClient(Base):
     def get_default_redirect_uri(self) -> str | None:
         return None
 
-    def get_allowed_scope(self, scope: str | None) -> str:
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """The scopes asked for that the client holds (all of them when none is asked for).
+
+        A public client asking only for scopes it does not hold gets None (`invalid_scope`), not a token
+        that can do nothing.
+        """
         allowed = set(self.scopes.split())
         if not scope:
             return " ".join(sorted(allowed))
-        return " ".join(s for s in scope.split() if s in allowed)
+        granted = " ".join(s for s in scope.split() if s in allowed)
+        if self.is_public and not granted:
+            return None
+        return granted
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
+        """Only a public client's registered URIs, compared exactly; none for a revoked client."""
+        return self.is_public and self.revoked_at is None and redirect_uri in (self.redirect_uris or [])
 
     def check_client_secret(self, client_secret: str) -> bool:
         """The current secret, or the previous one until its overlap ends; never for a revoked client.
@@ -99,7 +126,7 @@ class ApiClient(Base):
         `pending_rehash`, for the token endpoint to store once the token is issued.
         """
         self.pending_rehash: tuple[str, str, str] | None = None
-        if self.revoked_at is not None:
+        if self.revoked_at is not None or self.is_public:
             return False
         candidates = [("secret_hash", self.secret_hash)]
         if self.previous_secret_valid_until() is not None and self.previous_secret_hash is not None:
@@ -112,12 +139,17 @@ class ApiClient(Base):
         return False
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """A public client identifies itself by its id alone (`none`); a confidential one proves its secret."""
+        if self.is_public:
+            return method == "none" and self.revoked_at is None
         return method in {"client_secret_basic", "client_secret_post"}
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return self.is_public and response_type in PUBLIC_RESPONSE_TYPES
 
     def check_grant_type(self, grant_type: str) -> bool:
+        if self.is_public:
+            return grant_type in PUBLIC_GRANT_TYPES
         return grant_type == "client_credentials"
 
 
@@ -348,3 +380,84 @@ class TenantSettings(TenantOwned, Base):
     payment_terms_days: Mapped[int] = mapped_column(Integer, default=14)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SubscriberAccount(TenantOwned, Base):
+    """How a customer signs in to the tenant's apps: one per customer, found by the customer's e-mail.
+
+    A password is optional (a one-time code by e-mail always works); `failed_logins` counts wrong
+    passwords and codes in a row, and `locked_until` stops every attempt for a while after too many.
+    """
+
+    __tablename__ = "subscriber_accounts"
+    __table_args__ = (UniqueConstraint("tenant_id", "customer_id"), UniqueConstraint("tenant_id", "email"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | disabled
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class OneTimeCode(TenantOwned, Base):
+    """A six-digit sign-in code e-mailed to a subscriber: argon2id-hashed, short-lived, used once."""
+
+    __tablename__ = "subscriber_one_time_codes"
+    __table_args__ = {"info": {NOT_AUDITED: True}}  # sign-in bookkeeping, not a change made through the API
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("subscriber_accounts.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuthorizationCode(TenantOwned, Base):
+    """An OAuth2 authorization code (RFC 6749 4.1) bound to its app, redirect URI and PKCE challenge.
+
+    Only its SHA-256 is stored. Its id names the refresh-token family the code starts, so a code used
+    twice can revoke every token issued from it.
+    """
+
+    __tablename__ = "subscriber_authorization_codes"
+    __table_args__ = {"info": {NOT_AUDITED: True}}
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("subscriber_accounts.id"), index=True)
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    scope: Mapped[str] = mapped_column(String(1000))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(10))
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RefreshToken(TenantOwned, Base):
+    """A rotating refresh token (RFC 9700 4.14.2): each use gives a new one and retires this one.
+
+    Tokens issued one from another share a `family_id` (the authorization code's id). A retired token
+    used again means it was copied: the whole family is revoked. Only the SHA-256 is stored.
+    """
+
+    __tablename__ = "subscriber_refresh_tokens"
+    __table_args__ = {"info": {NOT_AUDITED: True}}
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("subscriber_accounts.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(1000))
+    family_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    rotated_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()

@@ -7,7 +7,8 @@ column (API clients, idempotency keys, number blocks, ...). The tenant's rows of
 through a temporary file (memory does not grow with the tenant); its stored objects
 (`tenants/<tenant_id>/...`) are moved under `exports/tenants/<tenant_id>/objects/`; `manifest.json`,
 written last, lists each file with its row count and SHA-256. Columns holding secrets (digests of
-client secrets, and whatever is encrypted at rest: webhook secrets, SIM keys) are left out of the export.
+client secrets, subscribers' password hashes and the digests of their codes and tokens, and whatever is
+encrypted at rest: webhook secrets, SIM keys) are left out of the export.
 
 Then, in one transaction, the tenant's rows are deleted, children first (the metadata's
 `sorted_tables` reversed), except in platform tables marked `KEPT_AFTER_TENANT` (number ranges and
@@ -81,7 +82,8 @@ def tenant_tables() -> list[TenantTable]:
 
 
 def _exported_columns(table: Table) -> list[Any]:
-    """Every column but those holding secrets: digests of client secrets, passwords and tokens, anything encrypted."""
+    """Every column but those holding secrets: digests of client secrets, subscribers' password hashes and
+    sign-in codes and tokens, anything encrypted at rest."""
     return [c for c in table.columns if "secret" not in c.name and not c.name.endswith(("_encrypted", "_hash"))]
 
 

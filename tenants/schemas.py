@@ -128,6 +128,13 @@ class ApiClientSchema(Schema):
     id = fields.String()
     tenant_id = fields.String(allow_none=True, metadata={"description": "None for a platform operator's client."})
     name = fields.String()
+    kind = fields.String(
+        metadata={
+            "enum": ["confidential", "public"],
+            "description": "confidential: a back end with a secret (client credentials); public: an app of the "
+            "tenant's subscribers, with no secret (authorization code with PKCE, see /v1/apps).",
+        }
+    )
     scopes = fields.List(fields.String())
     status = fields.String(metadata={"enum": ["active", "revoked"]})
     created_at = fields.AwareDateTime()
@@ -154,6 +161,7 @@ def api_client_view(client: Any) -> dict[str, Any]:
         "id": client.id,
         "tenant_id": client.tenant_id,
         "name": client.name,
+        "kind": client.kind,
         "scopes": client.scopes.split(),
         "status": client.status,
         "created_at": client.created_at,
@@ -179,6 +187,80 @@ class SecretRotationSchema(Schema):
             "to 604800 (7 days); 86400 (24 hours) when absent."
         },
     )
+
+
+REDIRECT_URIS_DESCRIPTION = (
+    "Where subscribers are sent back with an authorization code, compared exactly: https URIs, loopback http "
+    "(http://127.0.0.1:<port>/..., http://[::1]..., http://localhost...) for native apps, or a private-use scheme "
+    "named after a domain you own (com.example.app:/callback). No fragments; 1 to 10 URIs."
+)
+
+
+def _redirect_uris(required: bool) -> fields.List:
+    return fields.List(
+        Text(min_length=1, max_length=2000),
+        required=required,
+        validate=validate.Length(1, 10),
+        metadata={"description": REDIRECT_URIS_DESCRIPTION},
+    )
+
+
+class AppCreateSchema(Schema):
+    name = Text(required=True, min_length=1, max_length=200, metadata={"description": "Shown on the consent page."})
+    redirect_uris = _redirect_uris(required=True)
+
+
+class AppUpdateSchema(Schema):
+    name = Text(min_length=1, max_length=200)
+    redirect_uris = _redirect_uris(required=False)
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("Give name or redirect_uris.", "_schema")
+
+
+class AppSchema(Schema):
+    """An app (a public OAuth client) as its tenant sees it, with what an OAuth library needs to use it."""
+
+    id = fields.String()
+    client_id = fields.String(metadata={"description": "The OAuth client_id (the app's id)."})
+    tenant_id = fields.String()
+    name = fields.String()
+    redirect_uris = fields.List(fields.String())
+    scopes = fields.List(fields.String(), metadata={"description": "What the app may ask its subscribers for."})
+    grant_types = fields.List(fields.String())
+    response_types = fields.List(fields.String())
+    token_endpoint_auth_method = fields.String(metadata={"enum": ["none"]})
+    status = fields.String(
+        metadata={
+            "enum": ["active", "revoked"],
+            "description": "Revoke with POST /v1/api-clients/{id}/revoke: no sign-in and no refresh from then on.",
+        }
+    )
+    created_at = fields.AwareDateTime()
+    last_used_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "When a subscriber last got an access token through the app."}
+    )
+    revoked_at = fields.AwareDateTime(allow_none=True)
+
+    @pre_dump
+    def _view(self, app: Any, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "id": app.id,
+            "client_id": app.id,
+            "tenant_id": app.tenant_id,
+            "name": app.name,
+            "redirect_uris": list(app.redirect_uris or []),
+            "scopes": app.scopes.split(),
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            "status": app.status,
+            "created_at": app.created_at,
+            "last_used_at": app.last_used_at,
+            "revoked_at": app.revoked_at,
+        }
 
 
 class AddressSchema(Schema):

@@ -16,6 +16,7 @@ from mvne.infra.db import get_or_raise, utcnow
 from mvne.infra.ids import new_id
 from mvne.tenants import identifiers, webhooks
 from mvne.tenants.errors import (
+    ApiClientIsPublic,
     ApiClientNotFound,
     ApiClientRevoked,
     CustomerEmailTaken,
@@ -128,6 +129,8 @@ def rotate_api_client_secret(
     """
     if client.revoked_at is not None:
         raise ApiClientRevoked(f"API client {client.id} is revoked; its secret cannot be rotated.")
+    if client.is_public:
+        raise ApiClientIsPublic(f"API client {client.id} is an app (a public client): it has no secret to rotate.")
     if not dt.timedelta(0) <= overlap <= MAX_SECRET_OVERLAP:
         raise InvalidSecretOverlap(
             f"The overlap must be 0 to {int(MAX_SECRET_OVERLAP.total_seconds())} seconds.",

@@ -32,6 +32,9 @@ KIND_SUBSCRIBER = "subscriber"  # an end subscriber, through one of the tenant's
 
 # The access-token claim naming the subscriber a token was issued to (absent for client credentials).
 SUBSCRIBER_CLAIM = "subscriber_id"
+# The access-token claim naming a subscriber's sign-in (its refresh-token family): revoking the sign-in
+# ends its access tokens from the next request.
+SESSION_CLAIM = "sid"
 # The app extension a console-session authenticator registers under: a callable returning the request's
 # Principal from its session cookie (checking CSRF on unsafe methods and the tenant's standing, raising a
 # problem when either fails), or None when the request carries no session.
@@ -75,11 +78,15 @@ def current_principal() -> Principal:
 
 @dataclass(frozen=True)
 class CallerStanding:
-    """What the database says of a token's client right now: revoked or not, and its tenant's status."""
+    """What the database says of a token's client right now: revoked or not, and its tenant's status.
+
+    For a subscriber's token, `subscriber_refused` says its account is closed or its sign-in was revoked.
+    """
 
     client_revoked: bool
     tenant_status: str | None = None
     suspended_at: dt.datetime | None = None
+    subscriber_refused: bool = False
 
 
 def authenticate(scope: str | None) -> Principal:
@@ -101,8 +108,13 @@ def authenticate(scope: str | None) -> Principal:
             return _remember(session_principal)
     try:
         token = protector.acquire_token(None)
-        standing: CallerStanding | None = auth.standing(str(token["client_id"]))
-        if standing is None or standing.client_revoked:
+        subscriber = token.get(SUBSCRIBER_CLAIM)
+        standing: CallerStanding | None = (
+            auth.standing(str(token["client_id"]), subscriber=str(subscriber), session=token.get(SESSION_CLAIM))
+            if subscriber
+            else auth.standing(str(token["client_id"]))
+        )
+        if standing is None or standing.client_revoked or standing.subscriber_refused:
             raise InvalidTokenError()
         scopes = frozenset(str(token.get("scope") or "").split())
         if scope and scope not in scopes:
@@ -111,7 +123,6 @@ def authenticate(scope: str | None) -> Principal:
         protector.raise_error_response(error, scope)
         raise
     tenant_id = token.get("tenant_id")
-    subscriber = token.get(SUBSCRIBER_CLAIM)
     kind = KIND_SUBSCRIBER if subscriber else (KIND_OPERATOR if tenant_id is None else KIND_CLIENT)
     principal = Principal(
         client_id=str(token["client_id"]), tenant_id=tenant_id, scopes=scopes, kind=kind, subject=subscriber

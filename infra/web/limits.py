@@ -1,9 +1,11 @@
 """Rate limits: a budget per caller of the API, a stricter one on the token endpoint, counted in shared storage.
 
-The caller is the authenticated principal (today an API client; a subscriber later): its bucket is named by
-`principal_key`. A request without a valid bearer token counts against its address. The token endpoint
-has its own, stricter limit, counted twice: per client id claimed (someone guessing one client's secret
-from many addresses) and per address (one address trying many clients). Counters live in Redis in
+The caller is the authenticated principal: an API client, or a subscriber signed in through one of the
+tenant's apps (each subscriber has a bucket of their own, not the app's, which all its subscribers share);
+its bucket is named by `principal_key`. A request without a valid bearer token counts against its address.
+The token endpoint (and the revocation endpoint) has its own, stricter limit, counted twice: per client id
+claimed (someone guessing one client's secret from many addresses) and per address (one address trying many
+clients). Counters live in Redis in
 production, so every web instance counts against the same limits; in memory in embedded mode.
 
 Limited responses carry the IETF RateLimit fields, both the separate `RateLimit-Limit`,
@@ -29,7 +31,7 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestL
 from joserfc.errors import JoseError
 from limits import RateLimitItem, parse_many
 
-from mvne.infra.web.auth import AUTH_EXTENSION, Principal
+from mvne.infra.web.auth import AUTH_EXTENSION, KIND_CLIENT, KIND_SUBSCRIBER, SUBSCRIBER_CLAIM, Principal
 from mvne.infra.web.problems import problem
 
 log = logging.getLogger("mvne.limits")
@@ -157,7 +159,9 @@ def rate_limits(app: Flask | None = None) -> RateLimits:
 
 
 def principal_key(principal: Principal) -> str:
-    """The bucket of an authenticated caller: one per API client (per subscriber, once subscribers call)."""
+    """The bucket of an authenticated caller: one per API client, one per subscriber (whatever app they use)."""
+    if principal.kind == KIND_SUBSCRIBER and principal.subject:
+        return f"subscriber:{principal.subject[:MAX_KEY_PART]}"
     return f"client:{principal.client_id[:MAX_KEY_PART]}"
 
 
@@ -219,10 +223,13 @@ def _principal() -> Principal | None:
         token.validate()
     except (OAuth2Error, JoseError):
         return None
+    subscriber = token.get(SUBSCRIBER_CLAIM)
     return Principal(
         client_id=str(token["client_id"]),
         tenant_id=token.get("tenant_id"),
         scopes=frozenset(str(token.get("scope") or "").split()),
+        kind=KIND_SUBSCRIBER if subscriber else KIND_CLIENT,
+        subject=str(subscriber) if subscriber else None,
     )
 
 
@@ -271,7 +278,9 @@ def _too_many_requests(error: RateLimitExceeded) -> Response:
     except Exception:
         retry_after = item.get_expiry()
     key = limit.request_args[-2] if limit is not None else ""
-    who = "for this API client" if key.startswith("client:") else "from this address"
+    who = {"client": "for this API client", "subscriber": "for this subscriber"}.get(
+        key.split(":", 1)[0], "from this address"
+    )
     if limit is not None and _policy_name(limit) == TOKEN_POLICY:
         who = "for this client id" if key.startswith("client:") else "from this address"
         what = "token requests"

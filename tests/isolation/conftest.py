@@ -2,9 +2,9 @@
 
 Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a brand and its logo,
 billing settings and a host network, a published offer, a customer, an active eSIM line, rated usage, a completed
-billing run for the last period and its invoice, and staff (one joined by invitation and logged in, one invited,
-one waiting for its e-mail verification), so every
-tenant-owned table holds rows of both tenants.
+billing run for the last period and its invoice, staff (one joined by invitation and logged in, one invited, one
+waiting for its e-mail verification), and an app its customer signed in through (a subscriber account, its
+sign-in code and tokens), so every tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
@@ -25,6 +25,7 @@ from mvne.infra.ids import new_id
 from mvne.infra.jobs import DeadLetter
 from mvne.infra.runtime import Runtime
 from tests.support.api import (
+    ApiCaller,
     Operator,
     TenantHandle,
     active_subscription,
@@ -37,6 +38,7 @@ from tests.support.api import (
 )
 from tests.support.servers import live_server
 from tests.support.staff import PASSWORD, StaffHandle, console_for, make_staff_user, token_in, wait_for_mail
+from tests.support.subscribers import register_app, subscriber_api
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -63,6 +65,9 @@ class World:
     staff_user_id: str
     staff_email: str
     staff_invitation_id: str
+    app_id: str
+    account_id: str
+    subscriber: ApiCaller  # the customer, signed in through the app
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -81,7 +86,14 @@ class World:
             "api_client": self.tenant.client_id,
             "msisdn": self.msisdn,
             "iccid": self.iccid,
+            "app": self.app_id,
+            "account": self.account_id,
         }
+
+    def subscriber_ids(self) -> dict[str, str]:
+        """What is the subscriber's own: another subscriber, even of this tenant, must never see it."""
+        ids = self.object_ids()
+        return {name: ids[name] for name in ("customer", "subscription", "invoice", "msisdn", "iccid", "account")}
 
 
 @dataclass(frozen=True)
@@ -259,6 +271,10 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
         assert len(listed) == 1, listed
         invoice_id = listed[0]["id"]
+        self_care = register_app(handle.api, name=f"App of {handle.slug}")
+        subscriber = subscriber_api(app.test_client(), self_care["id"], cust["email"])
+        me = subscriber.get("/v1/me")
+        assert me.status_code == 200, me.json
         worlds.append(
             World(
                 tenant=handle,
@@ -279,6 +295,9 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 staff_user_id=staff.user_id,
                 staff_email=staff.email,
                 staff_invitation_id=staff.invitation_id,
+                app_id=self_care["id"],
+                account_id=me.json["account"],
+                subscriber=subscriber,
             )
         )
     return TwoTenants(worlds[0], worlds[1])

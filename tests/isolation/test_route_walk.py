@@ -3,6 +3,9 @@
 The walk reads the app's `url_map`, so a new route is covered the day it is added; a route whose path
 parameter is not in the map below, or a new POST without a plausible body, fails the walk until the map
 says what the parameter names.
+
+The subscribers' routes (`/v1/me`) have a walk of their own: another subscriber, of tenant B or of tenant A
+itself, calls each of them on tenant A's subscriber's lines and invoices, and every other route too.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from tests.isolation.conftest import (
     contains_any,
     legal_profile_body,
 )
-from tests.support.api import ApiCaller, Operator, wait_for
+from tests.support.api import ApiCaller, Operator, customer, wait_for
 from tests.support.staff import PASSWORD
+from tests.support.subscribers import subscriber_api
 
 # Path parameters that name an object a tenant owns: tenant B gets 404 for tenant A's.
 TENANT_OBJECT_PARAMS = {
@@ -43,6 +47,7 @@ TENANT_OBJECT_PARAMS = {
     "api_client_id": "api_client",
     "staff_user_id": "staff_user",
     "staff_invitation_id": "staff_invitation",
+    "app_id": "app",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -54,6 +59,8 @@ PUBLIC_PARAMS = {
     "name": "swagger-ui.css",
 }
 OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters", "/v1/job-health", "/v1/operator/")
+# Routes for subscribers only (a tenant's client gets 403), walked by other subscribers below.
+SUBSCRIBER_PREFIX = "/v1/me"
 PUBLIC_RULES = {"/v1/openapi.json", "/v1/docs", "/v1/docs/assets/<path:name>"}
 PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
 # Id prefixes, to make up ids of objects that exist nowhere (B's answer must not tell them apart).
@@ -68,6 +75,7 @@ ID_PREFIXES = {
     "api_client": "cli",
     "staff_user": "stf",
     "staff_invitation": "sti",
+    "app": "cli",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -82,6 +90,7 @@ LIST_OWN_OBJECT = {
     "/v1/api-clients": "api_client",
     "/v1/staff": "staff_user",
     "/v1/staff/invitations": "staff_invitation",
+    "/v1/apps": "app",
 }
 
 
@@ -148,6 +157,13 @@ def _api_client_is_b_only(response: Any, a: World, b: World) -> None:
     assert response.json["tenant_id"] == b.tenant.id, response.json
     assert b.tenant.api.get(f"/v1/api-clients/{client_id}").status_code == 200
     assert a.tenant.api.get(f"/v1/api-clients/{client_id}").status_code == 404
+
+
+def _app_is_b_only(response: Any, a: World, b: World) -> None:
+    app_id = response.json["id"]
+    assert response.json["tenant_id"] == b.tenant.id, response.json
+    assert b.tenant.api.get(f"/v1/apps/{app_id}").status_code == 200
+    assert a.tenant.api.get(f"/v1/apps/{app_id}").status_code == 404
 
 
 def _endpoint_is_b_only(response: Any, a: World, b: World) -> None:
@@ -260,6 +276,12 @@ WRITE_PROBES: dict[str, Probe] = {
     "POST /v1/staff/invitations/accept": Probe(
         lambda a, b: {"token": secrets.token_urlsafe(32), "name": "Intruder", "password": PASSWORD}, 422
     ),
+    # A's app's name and redirect URI: apps of two brands may share both; the app made is B's alone.
+    "POST /v1/apps": Probe(
+        lambda a, b: {"name": f"App of {a.tenant.slug}", "redirect_uris": ["com.example.app:/callback"]},
+        201,
+        _app_is_b_only,
+    ),
 }
 # Plausible bodies for writes with a path parameter (so B's call is not refused for its body instead).
 PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
@@ -270,6 +292,7 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     "/v1/tenants/<tenant_id>/resume": {},
     "/v1/tenants/<tenant_id>/offboard": {},
     "/v1/staff/<staff_user_id>": {"role": "read_only"},
+    "/v1/apps/<app_id>": {"redirect_uris": ["https://b.example/callback"]},
 }
 
 
@@ -363,7 +386,9 @@ def _check(call: Call, response: Any, api: ApiCaller, a: World, b: World) -> Non
         assert status == 403, f"operator route answered a tenant: {call.describe(response)}"
     elif call.refuses_clients:
         code = (response.json or {}).get("code")
-        assert (status, code) == (403, "caller_kind_refused"), f"expected 403: {call.describe(response)}"
+        # Refused for the kind of caller, or first for a scope no tenant client is ever granted (me:read).
+        assert status == 403, f"expected 403: {call.describe(response)}"
+        assert code in ("caller_kind_refused", "insufficient_scope"), call.describe(response)
     elif any(name in TENANT_OBJECT_PARAMS for name in call.rule.arguments):
         assert status == 404, f"expected 404: {call.describe(response)}"
         _assert_same_as_missing(api, call, response)
@@ -412,7 +437,7 @@ def _assert_walk_knows_every_route(app: Flask, rules: list[Rule]) -> None:
         and not rule.arguments
         and not rule.rule.startswith(OPERATOR_PREFIXES)
         and not _refuses_clients(app, rule)
-        and f"{method} {rule.rule}" not in WRITE_PROBES
+        and f"{method} {rule.rule}" not in {**WRITE_PROBES, **SUBSCRIBER_WRITE_PROBES}
     )
     assert not missing_probes, (
         f"write routes without a probe: {', '.join(missing_probes)}. Add a Probe to WRITE_PROBES in "
@@ -443,6 +468,8 @@ def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
     for call in calls:
         if call.method != "GET" or not call.rule.arguments or call.rule.rule in PUBLIC_RULES:
             continue
+        if call.rule.rule.startswith(SUBSCRIBER_PREFIX):
+            continue  # A's subscriber reads these in the subscribers' walk
         owner = operator.api if call.rule.rule.startswith(OPERATOR_PREFIXES) else a.tenant.api
         response = owner.get(call.target)
         assert response.status_code == 200, f"the owner cannot read it: {call.describe(response)}"
@@ -508,3 +535,106 @@ def test_an_idempotency_key_replays_only_to_the_client_that_used_it(two_tenants:
     assert second.headers.get("Idempotent-Replayed") is None
     assert second.json["id"] != first.json["id"]
     assert b.tenant.api.get(f"/v1/customers/{first.json['id']}").status_code == 404
+
+
+# The subscribers' walk ----------------------------------------------------------------------------------------
+
+STRONG_PASSWORD = "violet quarry lantern marmalade"
+
+
+@dataclass(frozen=True)
+class Walker:
+    """A subscriber who is not tenant A's: their token, and what of their own a list must show."""
+
+    name: str
+    api: ApiCaller
+    own: dict[str, str]
+
+
+def _password_is_the_walkers_own(response: Any, a: World, walker: Walker) -> None:
+    assert walker.api.get("/v1/me").json["has_password"] is True
+    assert a.subscriber.get("/v1/me").json["has_password"] is False
+
+
+# Keyed "METHOD rule": a write of the walker's own account, with what must hold after it.
+SUBSCRIBER_WRITE_PROBES: dict[str, tuple[dict[str, Any], int, Callable[[Any, World, Walker], None]]] = {
+    "PUT /v1/me/password": ({"new_password": STRONG_PASSWORD}, 204, _password_is_the_walkers_own),
+}
+# A list of the subscriber's own and the kind of object of theirs it must show.
+SUBSCRIBER_LISTS = {"/v1/me": "customer", "/v1/me/lines": "subscription", "/v1/me/invoices": "invoice"}
+
+
+def _walk_me(app: Flask, walker: Walker, a: World) -> list[str]:
+    """The walker on every /v1/me route, with A's subscriber's ids in the path: 404 like a missing id, never data."""
+    failures = []
+    a_ids = a.subscriber_ids()
+    for rule in _api_rules(app):
+        if not rule.rule.startswith(SUBSCRIBER_PREFIX):
+            continue
+        values = _values(rule, a.object_ids())
+        for method in _methods(rule):
+            probe = SUBSCRIBER_WRITE_PROBES.get(f"{method} {rule.rule}")
+            body = probe[0] if probe else {}
+            target = _path(rule, values)
+            call = Call(rule, method, values, target, body, None)
+            response = _call(walker.api, method, target, body)
+            try:
+                assert response.status_code < 500, f"server error: {call.describe(response)}"
+                _assert_no_leak(method, target, body, response, a_ids)
+                if rule.arguments:
+                    assert response.status_code == 404, f"expected 404: {call.describe(response)}"
+                    _assert_same_as_missing(walker.api, call, response)
+                elif probe is not None:
+                    assert response.status_code == probe[1], f"expected {probe[1]}: {call.describe(response)}"
+                    probe[2](response, a, walker)
+                else:
+                    assert response.status_code == 200, call.describe(response)
+                    own = walker.own.get(SUBSCRIBER_LISTS.get(rule.rule, ""))
+                    if own:
+                        assert own in response.get_data(as_text=True), f"own object missing: {call.describe(response)}"
+            except AssertionError as error:
+                failures.append(f"{walker.name}: {str(error).split(chr(10) + 'assert ')[0]}")
+    return failures
+
+
+def _walk_tenant_routes(app: Flask, walker: Walker, a: World, b: World) -> list[str]:
+    """The walker on every other protected route, with A's ids: 403, whatever it asks."""
+    failures = []
+    rules = [
+        rule
+        for rule in _api_rules(app)
+        if not rule.rule.startswith(SUBSCRIBER_PREFIX)
+        and getattr(app.view_functions[rule.endpoint], "_mvne_scope", None) is not None
+    ]
+    for call in _calls(app, rules, a, b):
+        response = _call(walker.api, call.method, call.target, call.body)
+        try:
+            _assert_no_leak(call.method, call.target, call.body, response, a.object_ids())
+            assert response.status_code == 403, f"{walker.name}: {call.describe(response)}"
+        except AssertionError as error:
+            failures.append(str(error).split("\nassert ")[0])
+    return failures
+
+
+def test_every_me_route_keeps_a_subscriber_to_their_own_data(app: Flask, two_tenants: TwoTenants) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    # A second subscriber of tenant A itself, signed in through A's app: same tenant, other person.
+    neighbour = customer(a.tenant.api, name="A's other subscriber")
+    walkers = [
+        Walker("tenant B's subscriber", b.subscriber, b.subscriber_ids()),
+        Walker(
+            "tenant A's other subscriber",
+            subscriber_api(app.test_client(), a.app_id, neighbour["email"]),
+            {"customer": neighbour["id"]},
+        ),
+    ]
+
+    failures = [failure for walker in walkers for failure in _walk_me(app, walker, a)]
+    failures += [failure for walker in walkers for failure in _walk_tenant_routes(app, walker, a, b)]
+
+    assert not failures, f"{len(failures)} isolation failure(s):\n" + "\n".join(failures)
+    # Positive control: A's subscriber reads every one of them.
+    for rule in _api_rules(app):
+        if rule.rule.startswith(SUBSCRIBER_PREFIX) and "GET" in _methods(rule):
+            path = _path(rule, _values(rule, a.object_ids()))
+            assert a.subscriber.get(path).status_code == 200, path

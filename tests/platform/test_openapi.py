@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from mvne.infra.web.limits import rate_limits
-from mvne.platform.auth import OPERATOR_SCOPES, TENANT_SCOPES
+from mvne.platform.auth import OPERATOR_SCOPES, SUBSCRIBER_SCOPES, TENANT_SCOPES
 from tests.support.api import OFFER, ApiCaller, TenantHandle
 
 # The documentation's own routes are not operations of the API, nor is embedded mode's local mailbox.
@@ -22,8 +22,15 @@ PUBLIC_OPERATIONS = {
     ("/v1/console/sessions", "post"),
     ("/v1/staff/invitations/accept", "post"),
 }
-# Served outside /v1 and documented too: how a client gets its token and checks it.
-AUTH_ROUTES = ("/oauth/token", "/.well-known/jwks.json")
+# Served outside /v1 and documented too: how a client gets its token and checks it, how an app signs its
+# subscribers in and revokes their tokens, and the server's metadata.
+AUTH_ROUTES = (
+    "/oauth/token",
+    "/oauth/authorize",
+    "/oauth/revoke",
+    "/.well-known/jwks.json",
+    "/.well-known/oauth-authorization-server",
+)
 
 
 def spec(api: ApiCaller) -> dict[str, Any]:
@@ -191,20 +198,25 @@ def test_the_docs_page_loads_swagger_ui_from_our_own_server(api: ApiCaller) -> N
     assert "/v1/openapi.json" in html
 
 
-def test_the_oauth2_flow_declares_the_token_url_and_every_scope(api: ApiCaller) -> None:
-    schemes = spec(api)["components"]["securitySchemes"]
+def test_the_oauth2_flows_declare_their_urls_and_every_scope(api: ApiCaller) -> None:
+    flows = spec(api)["components"]["securitySchemes"]["oauth2"]["flows"]
 
-    flow = schemes["oauth2"]["flows"]["clientCredentials"]
-    assert flow["tokenUrl"] == "/oauth/token"
-    assert set(flow["scopes"]) == set(TENANT_SCOPES) | set(OPERATOR_SCOPES)
-    for scope, description in flow["scopes"].items():
-        assert description, scope
-        assert description != scope, scope
+    clients = flows["clientCredentials"]
+    assert clients["tokenUrl"] == "/oauth/token"
+    assert set(clients["scopes"]) == set(TENANT_SCOPES) | set(OPERATOR_SCOPES)
+    apps = flows["authorizationCode"]
+    assert (apps["authorizationUrl"], apps["tokenUrl"]) == ("/oauth/authorize", "/oauth/token")
+    assert set(apps["scopes"]) == set(SUBSCRIBER_SCOPES)
+    for flow in (clients, apps):
+        for scope, description in flow["scopes"].items():
+            assert description, scope
+            assert description != scope, scope
 
 
 def test_every_protected_operation_requires_the_scope_its_view_checks(api: ApiCaller, app: Flask) -> None:
     document = spec(api)
-    scopes = document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["scopes"]
+    flows = document["components"]["securitySchemes"]["oauth2"]["flows"].values()
+    scopes = {scope for flow in flows for scope in flow["scopes"]}
     checked = 0
 
     for rule in app.url_map.iter_rules():
@@ -422,8 +434,10 @@ def test_the_token_endpoint_and_the_key_set_are_documented(api: ApiCaller) -> No
     token = document["paths"]["/oauth/token"]["post"]
     form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]
     request = resolve(document, form["schema"])
-    assert request["properties"]["grant_type"]["enum"] == ["client_credentials"]
-    assert {"client_id", "client_secret", "scope"} <= set(request["properties"])
+    assert request["properties"]["grant_type"]["enum"] == ["client_credentials", "authorization_code", "refresh_token"]
+    assert {"client_id", "client_secret", "scope", "code", "code_verifier", "refresh_token"} <= set(
+        request["properties"]
+    )
     answer = resolve(document, token["responses"]["200"]["content"]["application/json"]["schema"])
     assert {"access_token", "token_type", "expires_in", "scope"} <= set(answer["properties"])
     for status in ("400", "401"):

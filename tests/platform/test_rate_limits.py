@@ -20,8 +20,9 @@ from flask.testing import FlaskClient
 from mvne.infra.settings import Settings, SettingsError, load_settings
 from mvne.platform.app import create_app
 from tests.infra.test_settings import PRODUCTION
-from tests.support.api import TenantHandle
+from tests.support.api import TenantHandle, customer
 from tests.support.runtimes import side_runtime
+from tests.support.subscribers import register_app, signed_in
 
 LIMIT = 5
 TOKEN_LIMIT = 3
@@ -148,6 +149,38 @@ def test_the_token_endpoint_is_limited_per_client_id_and_per_address(
     # Token requests are not taken from the client's API budget.
     assert api_call.status_code == 200
     assert api_call.headers["RateLimit-Remaining"] == str(LIMIT - 1)
+
+
+def test_each_subscriber_of_an_app_has_a_budget_of_their_own_and_app_token_requests_count_per_client_id(
+    limited_app: AppFactory, app: Flask, tenant: TenantHandle
+) -> None:
+    self_care = register_app(tenant.api)
+    ada, bob = (customer(tenant.api, name=name)["email"] for name in ("Ada Martin", "Bob Durand"))
+    ada_token = signed_in(app.test_client(), self_care["id"], ada)["access_token"]
+    bob_token = signed_in(app.test_client(), self_care["id"], bob)["access_token"]
+    client = limited_app().test_client()
+
+    def me(token: str) -> Any:
+        return client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+
+    ada_calls = [me(ada_token).status_code for _ in range(LIMIT)]
+    ada_over = me(ada_token)
+    bob_call = me(bob_token)
+    refreshes = [
+        client.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": "unknown", "client_id": self_care["id"]},
+            environ_base={"REMOTE_ADDR": f"192.0.2.{n}"},
+        )
+        for n in range(TOKEN_LIMIT + 1)
+    ]
+
+    assert ada_calls == [200] * LIMIT
+    assert_rate_limited(ada_over, LIMIT, "for this subscriber")
+    assert bob_call.status_code == 200
+    assert bob_call.headers["RateLimit-Remaining"] == str(LIMIT - 1)
+    assert [r.json["error"] for r in refreshes[:TOKEN_LIMIT]] == ["invalid_grant"] * TOKEN_LIMIT
+    assert_rate_limited(refreshes[-1], TOKEN_LIMIT, "for this client id")
 
 
 def test_probes_documentation_notifications_and_simulators_are_never_limited(limited_app: AppFactory) -> None:
