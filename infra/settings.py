@@ -161,6 +161,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     demo_client_secret: str = "demo-secret-change-me"  # noqa: S105 (embedded demo only)
+    # The demo tenant's owner logs in to the console with it (POST /v1/console/sessions).
+    demo_staff_password: str = "violet harbour kettle sprint 7302"  # noqa: S105 (embedded demo only)
 
     # Values read from the environment, before defaults were derived (for error messages).
     source: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

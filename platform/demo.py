@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mvne.catalog.service import OfferTerms, create_offer, get_offer_by_code, publish_offer
 from mvne.charging import billing, usage
@@ -30,12 +31,14 @@ from mvne.provisioning.service import onboard_tenant, request_subscription
 from mvne.tenants.legal import find_legal_profile, set_legal_profile
 from mvne.tenants.models import ApiClient, Customer
 from mvne.tenants.service import create_customer, get_tenant_by_slug, issue_api_client
+from mvne.tenants.staff import create_staff_user, find_staff_user
 
 log = logging.getLogger("mvne.demo")
 
 DEMO_SLUG = "demo"
 DEMO_CLIENT_ID = "cli_demo"
 DEMO_OPERATOR_ID = "cli_demo_operator"
+DEMO_OWNER_EMAIL = "owner@demo-mobile.example"
 
 OFFERS = (
     ("FLEX-5", "Flex 5 GB", "9.99", 5_000, 120, 100, "0.010", "0.20", "0.10"),
@@ -100,8 +103,7 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
             )
 
     with rt.db.transaction(tenant_id=tenant_id) as session:
-        if find_legal_profile(session) is None:
-            set_legal_profile(session, DEMO_LEGAL_PROFILE)
+        _seed_identity(session, tenant_id, settings)
         offer_ids = {}
         for code, name, price, data_mb, minutes, sms, per_mb, per_min, per_sms in OFFERS:
             offer = get_offer_by_code(session, code)
@@ -188,9 +190,26 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
         "tenant_id": tenant_id,
         "tenant_client": {"client_id": DEMO_CLIENT_ID, "client_secret": settings.demo_client_secret},
         "operator_client": {"client_id": DEMO_OPERATOR_ID, "client_secret": settings.demo_client_secret},
+        "owner": {"tenant": DEMO_SLUG, "email": DEMO_OWNER_EMAIL, "password": settings.demo_staff_password},
         "active_lines": len(lines),
         "period": period,
     }
+
+
+def _seed_identity(session: Session, tenant_id: str, settings: Settings) -> None:
+    """The demo tenant's legal profile and its owner's console account."""
+    if find_legal_profile(session) is None:
+        set_legal_profile(session, DEMO_LEGAL_PROFILE)
+    if find_staff_user(session, tenant_id, DEMO_OWNER_EMAIL) is None:
+        create_staff_user(
+            session,
+            tenant_id=tenant_id,
+            email=DEMO_OWNER_EMAIL,
+            name="Demo owner",
+            role="owner",
+            password=settings.demo_staff_password,
+            verified=True,
+        )
 
 
 def _pending_lines(rt: Runtime, tenant_id: str) -> int:

@@ -81,6 +81,7 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
                     f"{summary['tenant_client']['client_secret']}\n"
                     f"  operator      {summary['operator_client']['client_id']} / "
                     f"{summary['operator_client']['client_secret']}\n"
+                    f"  console owner {summary['owner']['email']} / {summary['owner']['password']} (tenant demo)\n"
                     f"  active lines  {summary['active_lines']}, invoice for {summary['period']} issued\n"
                     "Press Ctrl-C to stop."
                 )

@@ -136,6 +136,13 @@ def create_staff_user(
     return user
 
 
+def find_staff_user(session: Session, tenant_id: str, email: str) -> StaffUser | None:
+    """The tenant's staff user with this e-mail (any case), or None."""
+    return session.scalar(
+        select(StaffUser).where(StaffUser.tenant_id == tenant_id, StaffUser.email == normalize_email(email))
+    )
+
+
 def get_staff_user(session: Session, user_id: str, *, lock: bool = False) -> StaffUser:
     if lock:
         user = session.get(StaffUser, user_id, with_for_update=True)

@@ -222,6 +222,7 @@ def test_demo_seed_run_twice_completes_the_demo_tenant_once_and_duplicates_nothi
     summary = json.loads(first.stdout)
     assert summary["active_lines"] == 3
     assert summary["tenant_client"] == {"client_id": "cli_demo", "client_secret": "demo-secret-change-me"}
+    assert summary["owner"]["email"] == "owner@demo-mobile.example"
     db = Database(cli.settings.database_url)
     try:
         after_first = _demo_counts(db)
@@ -320,6 +321,18 @@ def test_mvne_run_serves_seeds_the_demo_tenant_and_stops_cleanly_on_ctrl_c(cli: 
         run.until(run.healthy, 60, "the health check")
         offers = run.until(lambda: (o := run.demo_list("/v1/offers")) and len(o) == 3 and o, 60, "the demo offers")
         assert sorted(o["code"] for o in offers) == ["FLEX-5", "FLEX-50", "UNLIMITED"]
+        # The demo's owner logs in to the console with the password the start-up printed.
+        printed = run.until(lambda: "console owner" in run.out_path.read_text(), 60, "the demo summary")
+        assert printed
+        login = {
+            "tenant": "demo",
+            "email": "owner@demo-mobile.example",
+            "password": "violet harbour kettle sprint 7302",
+        }
+        assert "owner@demo-mobile.example / violet harbour kettle sprint 7302" in run.out_path.read_text()
+        session = run.http.post("/v1/console/sessions", json=login)
+        assert session.status_code == 201, session.text
+        assert session.json()["staff_user"]["role"] == "owner"
 
         code = run.interrupt(timeout=15)
 
