@@ -131,7 +131,7 @@ def _offer_step(session: Session) -> Step:
     return Step(
         "offer",
         published > 0,
-        [] if published else ["A published offer."],
+        [] if published else ["a published offer"],
         "POST /v1/offers, then POST /v1/offers/{offer_id}/publish",
         {"published_offers": published},
     )
