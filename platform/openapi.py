@@ -104,7 +104,8 @@ answered 422 `idempotency_key_reused`.
 answered with `data` and `has_more`.
 
 **Rate limits.** Each API client has a budget of requests per window, and the token endpoint a
-stricter one per client id and per address; calls without a valid token count against their address.
+stricter one per address and per confidential client (tokens granted); calls without a valid token count
+against their address.
 Answers carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds), and the same as
 `RateLimit-Policy` and `RateLimit`. Past the limit the answer is 429 `rate_limited` with `Retry-After`
 (seconds).

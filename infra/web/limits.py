@@ -3,10 +3,11 @@
 The caller is the authenticated principal: an API client, or a subscriber signed in through one of the
 tenant's apps (each subscriber has a bucket of their own, not the app's, which all its subscribers share);
 its bucket is named by `principal_key`. A request without a valid bearer token counts against its address.
-The token endpoint (and the revocation endpoint) has its own, stricter limit, counted twice: per client id
-claimed (someone guessing one client's secret from many addresses) and per address (one address trying many
-clients). Counters live in Redis in
-production, so every web instance counts against the same limits; in memory in embedded mode.
+The token endpoint (and the revocation endpoint) has its own, stricter limit, counted twice: per address, every
+request (one address guessing secrets or trying many clients), and per confidential client, only the tokens it
+is granted (so knowing a client id is not enough to use up its budget; an app's public id has none, its
+subscribers count per address). Counters live in Redis in production, so every web instance counts against
+the same limits; in memory in embedded mode.
 
 Limited responses carry the IETF RateLimit fields, both the separate `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` and the current draft's `RateLimit-Policy` and `RateLimit`; a
@@ -112,8 +113,15 @@ def init_rate_limits(
         caller_key,
         application_limits=[
             ApplicationLimit(default, scope=API_POLICY, exempt_when=is_token_request),
+            # A confidential client's own budget: only tokens it was granted count, so whoever knows a client id
+            # cannot use up its budget with wrong secrets (guesses count per address, below). A public client (an
+            # app, whose id anyone may read) has no budget of its own: its subscribers count per address.
             ApplicationLimit(
-                token, scope=TOKEN_CLIENT_SCOPE, key_function=token_client_key, exempt_when=is_api_request
+                token,
+                scope=TOKEN_CLIENT_SCOPE,
+                key_function=token_client_key,
+                exempt_when=lambda: is_api_request() or not claims_a_secret(),
+                deduct_when=lambda response: response.status_code < 400,
             ),
             ApplicationLimit(token, scope=TOKEN_ADDRESS_SCOPE, key_function=address_key, exempt_when=is_api_request),
         ],
@@ -140,9 +148,11 @@ def init_rate_limits(
     def not_limited() -> bool:
         return not state.is_limited(request.endpoint)
 
+    # Registered before the limiter's own hooks, so it runs after them (Flask runs after-request hooks last
+    # registered first): the counters it reports include what the limiter deducts once the answer is known.
+    app.after_request(_write_headers)
     limiter.init_app(app)
     app.register_error_handler(RateLimitExceeded, _too_many_requests)
-    app.after_request(_write_headers)
     return state
 
 
@@ -175,8 +185,16 @@ def address_key() -> str:
     return f"address:{client_address()}"
 
 
+def claims_a_secret() -> bool:
+    """Whether a token request authenticates a confidential client (a secret in HTTP Basic or the form)."""
+    credentials = request.authorization
+    if credentials is not None and credentials.type == "basic":
+        return bool(credentials.password)
+    return bool(request.form.get("client_secret"))
+
+
 def token_client_key() -> str:
-    """The client id a token request claims (HTTP Basic or the form), checked or not: guesses count too."""
+    """The client id a token request claims (HTTP Basic or the form)."""
     credentials = request.authorization
     client_id = credentials.username if credentials and credentials.type == "basic" else None
     if not client_id:

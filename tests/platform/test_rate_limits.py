@@ -129,7 +129,9 @@ def test_the_token_endpoint_is_limited_per_client_id_and_per_address(
 ) -> None:
     client = limited_app().test_client()
 
-    # One client id from many addresses: a secret being guessed from everywhere.
+    # One client id from many addresses: its secret guessed from everywhere leaves its own budget whole...
+    guessed = [ask_token(client, tenant.client_id, "wrong", f"198.51.100.{n}") for n in range(TOKEN_LIMIT + 2)]
+    # ...which only the tokens it is granted use up.
     granted = [ask_token(client, tenant.client_id, tenant.secret, f"192.0.2.{n}") for n in range(TOKEN_LIMIT)]
     refused = ask_token(client, tenant.client_id, tenant.secret, "192.0.2.200")
     # Many client ids from one address.
@@ -138,6 +140,7 @@ def test_the_token_endpoint_is_limited_per_client_id_and_per_address(
     other_elsewhere = ask_token(client, other_tenant.client_id, other_tenant.secret, "192.0.2.78")
     api_call = call(client, granted[0].json["access_token"])
 
+    assert all(answer.status_code in (400, 401) for answer in guessed), [answer.json for answer in guessed]
     assert [answer.status_code for answer in granted] == [200] * TOKEN_LIMIT
     assert [answer.headers["RateLimit-Remaining"] for answer in granted] == ["2", "1", "0"]
     assert granted[0].headers["RateLimit-Policy"] == f'"token";q={TOKEN_LIMIT};w=60'
@@ -151,7 +154,7 @@ def test_the_token_endpoint_is_limited_per_client_id_and_per_address(
     assert api_call.headers["RateLimit-Remaining"] == str(LIMIT - 1)
 
 
-def test_each_subscriber_of_an_app_has_a_budget_of_their_own_and_app_token_requests_count_per_client_id(
+def test_each_subscriber_of_an_app_has_a_budget_of_their_own_and_app_token_requests_count_per_address(
     limited_app: AppFactory, app: Flask, tenant: TenantHandle
 ) -> None:
     self_care = register_app(tenant.api)
@@ -166,21 +169,25 @@ def test_each_subscriber_of_an_app_has_a_budget_of_their_own_and_app_token_reque
     ada_calls = [me(ada_token).status_code for _ in range(LIMIT)]
     ada_over = me(ada_token)
     bob_call = me(bob_token)
-    refreshes = [
-        client.post(
+
+    def refresh(address: str) -> Any:
+        return client.post(
             "/oauth/token",
             data={"grant_type": "refresh_token", "refresh_token": "unknown", "client_id": self_care["id"]},
-            environ_base={"REMOTE_ADDR": f"192.0.2.{n}"},
+            environ_base={"REMOTE_ADDR": address},
         )
-        for n in range(TOKEN_LIMIT + 1)
-    ]
+
+    # An app's id is public: requests naming it from everywhere must not use up a budget its subscribers share.
+    from_everywhere = [refresh(f"192.0.2.{n}") for n in range(TOKEN_LIMIT + 2)]
+    from_one_address = [refresh("198.51.100.9") for _ in range(TOKEN_LIMIT + 1)]
 
     assert ada_calls == [200] * LIMIT
     assert_rate_limited(ada_over, LIMIT, "for this subscriber")
     assert bob_call.status_code == 200
     assert bob_call.headers["RateLimit-Remaining"] == str(LIMIT - 1)
-    assert [r.json["error"] for r in refreshes[:TOKEN_LIMIT]] == ["invalid_grant"] * TOKEN_LIMIT
-    assert_rate_limited(refreshes[-1], TOKEN_LIMIT, "for this client id")
+    assert [r.json["error"] for r in from_everywhere] == ["invalid_grant"] * (TOKEN_LIMIT + 2)
+    assert [r.json["error"] for r in from_one_address[:TOKEN_LIMIT]] == ["invalid_grant"] * TOKEN_LIMIT
+    assert_rate_limited(from_one_address[-1], TOKEN_LIMIT, "from this address")
 
 
 def test_probes_documentation_notifications_and_simulators_are_never_limited(limited_app: AppFactory) -> None:
