@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from mvne.infra.db import utcnow
 from mvne.infra.jobs import enqueue
 from mvne.tenants.errors import TenantAlreadySuspended, TenantNotFound, TenantNotSuspended, TenantOffboarded
-from mvne.tenants.models import Tenant
+from mvne.tenants.models import Event, Tenant
 from mvne.tenants.service import get_tenant_by_slug, record_event
 
 ACTIVE = "active"
+ONBOARDING = "onboarding"
 SUSPENDED = "suspended"
 OFFBOARDING = "offboarding"
 OFFBOARDED = "offboarded"
@@ -50,11 +51,18 @@ def suspend_tenant(session: Session, ref: str, *, reason: str | None = None) -> 
     if tenant.status == SUSPENDED:
         since = tenant.suspended_at.isoformat() if tenant.suspended_at else "an unknown time"
         raise TenantAlreadySuspended(f"Tenant {tenant.id} is already suspended (since {since}).")
+    before = tenant.status
     tenant.status = SUSPENDED
     tenant.suspended_at = utcnow()
     tenant.suspension_reason = reason or None
     session.flush()
-    record_event(session, "tenant.suspended", tenant.id, {"reason": tenant.suspension_reason}, tenant_id=tenant.id)
+    record_event(
+        session,
+        "tenant.suspended",
+        tenant.id,
+        {"reason": tenant.suspension_reason, "from": before},
+        tenant_id=tenant.id,
+    )
     return tenant
 
 
@@ -64,12 +72,25 @@ def resume_tenant(session: Session, ref: str) -> Tenant:
     _refuse_if_leaving(tenant)
     if tenant.status != SUSPENDED:
         raise TenantNotSuspended(f"Tenant {tenant.id} is {tenant.status}, not suspended.")
-    tenant.status = ACTIVE
+    # Back to where it was: a sandbox suspended before its launch is still a sandbox.
+    tenant.status = ONBOARDING if _status_before_suspension(session, tenant) == ONBOARDING else ACTIVE
     tenant.suspended_at = None
     tenant.suspension_reason = None
     session.flush()
-    record_event(session, "tenant.resumed", tenant.id, {}, tenant_id=tenant.id)
+    record_event(session, "tenant.resumed", tenant.id, {"to": tenant.status}, tenant_id=tenant.id)
     return tenant
+
+
+def _status_before_suspension(session: Session, tenant: Tenant) -> str | None:
+    """The status the tenant's last suspension left, as its `tenant.suspended` event recorded it."""
+    data = session.scalar(
+        select(Event.data)
+        .where(Event.tenant_id == tenant.id, Event.type == "tenant.suspended", Event.object_id == tenant.id)
+        .order_by(Event.id.desc())
+        .limit(1)
+        .execution_options(all_tenants=True)
+    )
+    return str(data.get("from")) if isinstance(data, dict) and data.get("from") else None
 
 
 def request_offboarding(session: Session, ref: str) -> Tenant:

@@ -26,6 +26,7 @@ from tests.support.api import (
     TenantHandle,
     active_subscription,
     customer,
+    make_tenant,
     published_offer,
     token_for,
     wait_for,
@@ -123,6 +124,21 @@ def test_a_suspended_tenant_is_refused_by_its_api_until_resumed_while_others_are
     ]
     others = [e["type"] for e in other_tenant.api.get("/v1/events", limit=100).json["data"]]
     assert not {"tenant.suspended", "tenant.resumed"} & set(others), others
+
+
+def test_a_sandbox_suspended_before_its_launch_resumes_as_a_sandbox(operator: Operator, app: Any) -> None:
+    sandbox = make_tenant(app.test_client(), operator, status="onboarding")
+    assert _suspend(operator, sandbox.id, "Checking the founder's identity").status_code == 200
+
+    resumed = operator.api.post(f"/v1/tenants/{sandbox.id}/resume")
+
+    assert resumed.status_code == 200, resumed.json
+    assert resumed.json["status"] == "onboarding"
+    assert resumed.json["launched_at"] is None
+    assert sandbox.api.get("/v1/onboarding").json["status"] == "onboarding"
+    events = {e["type"]: e["data"] for e in sandbox.api.get("/v1/events", limit=100).json["data"]}
+    assert events["tenant.suspended"]["from"] == "onboarding"
+    assert events["tenant.resumed"] == {"to": "onboarding"}
 
 
 def test_a_tenant_client_cannot_suspend_any_tenant(operator: Operator, tenant: TenantHandle) -> None:
