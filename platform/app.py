@@ -74,9 +74,11 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
 
     from mvne.esim.api import es2plus
     from mvne.infra.web.files import blueprint as files_blueprint
+    from mvne.platform.console_pages import console_pages
     from mvne.platform.routes import register_api
 
     app.register_blueprint(files_blueprint)
+    app.register_blueprint(console_pages)
     app.register_blueprint(es2plus)
     register_api(api)
     # Not limited: probes and scrapes, the documentation, and the SM-DP+'s notifications (mutual TLS).

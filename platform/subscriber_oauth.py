@@ -429,7 +429,8 @@ def _colour(value: str, default: str) -> str:
     return value if _COLOUR.fullmatch(value or "") else default
 
 
-def _page_brand(session: Session, tenant: Tenant) -> PageBrand:
+def page_brand(session: Session, tenant: Tenant) -> PageBrand:
+    """The brand as a page shows it: its name, checked colours, and its logo inlined."""
     brand: BrandView = brand_of(session, tenant)
     logo = None
     if brand.logo_key and brand.logo_content_type in LOGO_TYPES:
@@ -512,11 +513,12 @@ def _render(template_values: dict[str, Any], status: int = 200) -> Response:
 
 def error_page(message: str, status: int = 400, brand: PageBrand | None = None) -> Response:
     """A page that tells the subscriber what went wrong; never a redirect to an address we could not check."""
-    return _render({"step": "error", "brand": brand or _platform_brand(), "error": message}, status)
+    return _render({"step": "error", "brand": brand or platform_brand(), "error": message}, status)
 
 
-def _platform_brand() -> PageBrand:
-    return PageBrand("Sign in", DEFAULT_PRIMARY, DEFAULT_ACCENT, None, None, None)
+def platform_brand(name: str = "Sign in") -> PageBrand:
+    """The platform's plain dress, for a page whose brand is not known (an unknown link)."""
+    return PageBrand(name, DEFAULT_PRIMARY, DEFAULT_ACCENT, None, None, None)
 
 
 def _refused(server: Any, oauth_request: AuthorizationRequest, error: OAuth2Error) -> Response:
@@ -640,7 +642,7 @@ def _step(client: ApiClient, pending: dict[str, Any], step: Step) -> Response:
         tenant = session.get(Tenant, client.tenant_id)
         if tenant is None or tenant.status in GONE_STATUSES:
             return _without_pending(error_page("This app is no longer available.", 404))
-        brand = _page_brand(session, tenant)
+        brand = page_brand(session, tenant)
     scope = str(pending["params"].get("scope") or client.get_allowed_scope(None) or "")
     values = {
         "step": step.name,
