@@ -16,7 +16,7 @@ from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
 from mvne.infra.web.problems import problems
 from mvne.tenants import apps as tenant_apps
-from mvne.tenants import branding, legal, service, webhooks
+from mvne.tenants import branding, legal, service, subscribers, webhooks
 from mvne.tenants import settings as tenant_settings
 from mvne.tenants.errors import (
     ApiClientIsPublic,
@@ -33,12 +33,14 @@ from mvne.tenants.errors import (
     LogoNotAnImage,
     LogoNotFound,
     LogoTooLarge,
+    SubscriberAccountNotFound,
 )
 from mvne.tenants.models import (
     PUBLIC,
     ApiClient,
     Customer,
     Event,
+    SubscriberAccount,
     TenantBrand,
     WebhookDelivery,
     WebhookEndpoint,
@@ -60,6 +62,7 @@ from mvne.tenants.schemas import (
     LegalProfileInputSchema,
     LegalProfileSchema,
     SecretRotationSchema,
+    SubscriberAccountSchema,
     WebhookDeliverySchema,
     WebhookEndpointCreatedSchema,
     WebhookEndpointCreateSchema,
@@ -118,6 +121,45 @@ def list_customers(args: dict[str, Any]) -> dict[str, Any]:
 def get_customer(customer_id: str) -> Customer:
     """One subscriber account."""
     return service.get_customer(db_session(), customer_id)
+
+
+@customers.get("/<customer_id>/subscriber-account")
+@require("customers:read")
+@problems(CustomerNotFound, SubscriberAccountNotFound)
+@customers.response(200, SubscriberAccountSchema)
+def get_subscriber_account(customer_id: str) -> SubscriberAccount:
+    """How the customer signs in to the tenant's apps (opened at their first sign-in)."""
+    session = db_session()
+    service.get_customer(session, customer_id)
+    account = session.scalar(select(SubscriberAccount).where(SubscriberAccount.customer_id == customer_id))
+    if account is None:
+        raise SubscriberAccountNotFound(f"Customer {customer_id} has not signed in to an app yet.")
+    return account
+
+
+@customers.post("/<customer_id>/subscriber-account/disable")
+@require("customers:write")
+@problems(CustomerNotFound, SubscriberAccountNotFound)
+@customers.response(200, SubscriberAccountSchema)
+def disable_subscriber_account(customer_id: str) -> SubscriberAccount:
+    """Stop the customer signing in to the tenant's apps: every sign-in ends and its tokens are refused at once.
+
+    Their lines are not touched. Event `subscriber_account.disabled`.
+    """
+    session = db_session()
+    service.get_customer(session, customer_id)
+    return subscribers.set_account_status(session, customer_id, subscribers.DISABLED)
+
+
+@customers.post("/<customer_id>/subscriber-account/enable")
+@require("customers:write")
+@problems(CustomerNotFound, SubscriberAccountNotFound)
+@customers.response(200, SubscriberAccountSchema)
+def enable_subscriber_account(customer_id: str) -> SubscriberAccount:
+    """Let the customer sign in to the tenant's apps again (they sign in anew). Event `subscriber_account.enabled`."""
+    session = db_session()
+    service.get_customer(session, customer_id)
+    return subscribers.set_account_status(session, customer_id, subscribers.ACTIVE)
 
 
 @events.get("")

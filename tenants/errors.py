@@ -264,3 +264,9 @@ class AccountLocked(Conflict):
     """Too many wrong passwords or codes in a row: sign-in and password changes wait until the lock ends."""
 
     code = "account_locked"
+
+
+class SubscriberAccountNotFound(NotFound):
+    """The customer has never signed in to one of the tenant's apps: no account was opened yet."""
+
+    code = "subscriber_account_not_found"

@@ -763,3 +763,23 @@ class MarketSchema(Schema):
         allow_none=True,
         metadata={"description": "The country's standard VAT rate today, in percent, when the platform knows it."},
     )
+
+
+class SubscriberAccountSchema(Schema):
+    """How a customer signs in to the tenant's apps; never a password or a code."""
+
+    id = fields.String()
+    customer_id = fields.String()
+    email = fields.String()
+    status = fields.String(
+        metadata={"enum": ["active", "disabled"], "description": "disabled: sign-ins are refused, tokens too."}
+    )
+    has_password = fields.Function(
+        lambda account: account.password_hash is not None,
+        metadata={"description": "Whether the subscriber set a password (a code by e-mail always works)."},
+    )
+    locked_until = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "Until when sign-ins are refused after too many wrong attempts."}
+    )
+    last_login_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime()

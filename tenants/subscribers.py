@@ -27,7 +27,7 @@ from mvne.infra.ids import new_id
 from mvne.infra.mail import Mail, send_mail
 from mvne.tenants import credentials
 from mvne.tenants.branding import brand_of
-from mvne.tenants.errors import AccountLocked, WrongPassword
+from mvne.tenants.errors import AccountLocked, SubscriberAccountNotFound, WrongPassword
 from mvne.tenants.models import (
     AuthorizationCode,
     Customer,
@@ -351,3 +351,28 @@ def revoke_family(session: Session, family_id: str) -> int:
         .values(revoked_at=utcnow())
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_account_status(session: Session, customer_id: str, status: str) -> SubscriberAccount:
+    """Disable a customer's sign-in to the tenant's apps (every sign-in ends: its tokens are refused at once),
+    or enable it again. Setting the status it has already changes nothing."""
+    account = session.scalar(
+        select(SubscriberAccount).where(SubscriberAccount.customer_id == customer_id).with_for_update()
+    )
+    if account is None:
+        raise SubscriberAccountNotFound(
+            f"Customer {customer_id} has no subscriber account: one opens when they first sign in to an app."
+        )
+    if account.status == status:
+        return account
+    account.status = status
+    if status == DISABLED:
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.account_id == account.id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    session.flush()
+    change = "disabled" if status == DISABLED else "enabled"
+    record_event(session, f"subscriber_account.{change}", account.id, {"customer": customer_id})
+    return account
