@@ -564,3 +564,18 @@ def test_an_oversize_header_under_waitress_is_a_431_problem() -> None:
         thread.join(timeout=5)
 
     assert_server_problem(response, 431, "header_fields_too_large")
+
+
+@pytest.mark.parametrize(
+    "path", ["/console/verify-email", "/console/accept-invitation", "/oauth/authorize", "/oauth/revoke"]
+)
+def test_the_pages_people_open_refuse_nul_bytes_and_huge_tokens_without_a_server_error(app: Flask, path: str) -> None:
+    client = app.test_client()
+    answers = [
+        client.get(path, query_string={"token": "a\x00b", "client_id": "c\x00"}),
+        client.get(path, query_string={"token": "x" * 5000}),
+        client.post(path, data={"token": "a\x00b", "name": "Sam\x00", "password": "p\x00", "email": "a\x00@b.c"}),
+        client.post(path, data={"token": "x" * 5000, "name": "Sam", "password": "long enough words here"}),
+    ]
+
+    assert all(400 <= answer.status_code < 500 for answer in answers), [(a.status_code, a.data[:200]) for a in answers]
