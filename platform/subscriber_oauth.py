@@ -24,7 +24,7 @@ import logging
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +52,9 @@ from mvne.infra.web.auth import SESSION_CLAIM
 from mvne.infra.web.context import runtime
 from mvne.infra.web.guard import refusals_answered_by
 from mvne.infra.web.problems import ProblemError
+from mvne.platform.page_text import DEFAULT as DEFAULT_LANGUAGE
+from mvne.platform.page_text import page_language, words
+from mvne.tenants import settings as tenant_settings
 from mvne.tenants import subscribers
 from mvne.tenants.branding import DEFAULT_ACCENT, DEFAULT_PRIMARY, BrandView, brand_of
 from mvne.tenants.models import ApiClient, Tenant
@@ -81,12 +84,9 @@ MAX_COOKIE_BYTES = 3800
 _PENDING_SALT = "mvne.oauth.pending"
 _CSRF_SALT = "mvne.oauth.csrf"
 # What each scope lets an app do, as the consent page says it.
-SCOPE_WORDING = {
-    "me:read": "read your lines, usage and invoices",
-    "me:write": "change your account, such as your password",
-}
+# What each scope lets an app do, as the consent page says it (its words in `page_text`).
+SCOPE_WORDING = {"me:read": "scope_me_read", "me:write": "scope_me_write"}
 GONE_STATUSES = ("offboarding", "offboarded")
-WRONG_PASSWORD = "Wrong e-mail or password."  # noqa: S105 (a message)
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _VSCHARS = re.compile(r"[\x20-\x7e]*")
 LOGO_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/svg+xml")
@@ -505,6 +505,9 @@ def _without_pending(response: Response) -> Response:
 
 
 def _render(template_values: dict[str, Any], status: int = 200) -> Response:
+    # Pages without a tenant (a link that names no app we know) speak the default language.
+    template_values.setdefault("lang", DEFAULT_LANGUAGE)
+    template_values.setdefault("t", words(DEFAULT_LANGUAGE))
     response = Response(render_template("subscriber_authorize.html", **template_values), status=status)
     response.mimetype = "text/html"
     response.headers.update(PAGE_HEADERS)
@@ -541,11 +544,15 @@ def _refused_by_guard(refusal: ProblemError) -> Response:
     return error_page(f"This sign-in link is not valid: {refusal.detail}", status)
 
 
-def _consent_text(app_name: str, scope: str) -> str:
-    wanted = [SCOPE_WORDING[s] for s in scope.split() if s in SCOPE_WORDING]
+def _consent_text(app_name: str, scope: str, text: Mapping[str, str]) -> str:
+    wanted = [text[SCOPE_WORDING[s]] for s in scope.split() if s in SCOPE_WORDING]
     if not wanted:
-        return f"{app_name} wants to know who you are"
-    return f"{app_name} wants to " + " and ".join(wanted)
+        return text["wants_identity"].format(app=app_name)
+    return text["wants_to"].format(app=app_name, what=text["and"].join(wanted))
+
+
+# A message of the page: the key of its words in `page_text`, and the values it names.
+Message = tuple[str, dict[str, str]]
 
 
 @dataclass
@@ -553,13 +560,18 @@ class Step:
     """One rendering of the page: which form, with what message."""
 
     name: str
-    error: str | None = None
-    notice: str | None = None
+    error: Message | None = None
+    notice: Message | None = None
 
 
-def _locked_message(locked_until: Any) -> str:
-    when = f" after {locked_until:%H:%M} UTC" if locked_until is not None else " later"
-    return f"Too many wrong attempts: for your safety, sign-in is paused. Try again{when}."
+def _locked_message(locked_until: Any) -> Message:
+    if locked_until is None:
+        return ("locked", {})
+    return ("locked_until", {"time": f"{locked_until:%H:%M}"})
+
+
+def _said(message: Message | None, text: Mapping[str, str]) -> str | None:
+    return None if message is None else text[message[0]].format(**message[1])
 
 
 def init_subscriber_auth(
@@ -643,17 +655,22 @@ def _step(client: ApiClient, pending: dict[str, Any], step: Step) -> Response:
         if tenant is None or tenant.status in GONE_STATUSES:
             return _without_pending(error_page("This app is no longer available.", 404))
         brand = page_brand(session, tenant)
+        chosen = tenant_settings.find_settings(session)
+        lang = page_language((chosen.languages or []) if chosen is not None else [], request.accept_languages)
+    text = words(lang)
     scope = str(pending["params"].get("scope") or client.get_allowed_scope(None) or "")
     values = {
         "step": step.name,
         "brand": brand,
+        "lang": lang,
+        "t": text,
         "app_name": client.name,
         "email": pending.get("email"),
-        "error": step.error,
-        "notice": step.notice,
+        "error": _said(step.error, text),
+        "notice": _said(step.notice, text),
         "csrf_token": _csrf_token(pending),
         "action_url": AUTHORIZE_PATH,
-        "consent": _consent_text(client.name, scope),
+        "consent": _consent_text(client.name, scope, text),
     }
     response = _render(values, 200)
     if len(_serializer(_PENDING_SALT).dumps(pending)) > MAX_COOKIE_BYTES:
@@ -668,7 +685,7 @@ def _sign_in_step(client: ApiClient, pending: dict[str, Any], action: str) -> Re
 def _email_step(pending: dict[str, Any]) -> Step:
     email = subscribers.normalized_email(str(request.form.get("email", "")))
     if not re.fullmatch(r"[^@\s]{1,64}@[^@\s]{1,189}", email):
-        return Step("email", error="Enter the e-mail address your account uses.")
+        return Step("email", error=("invalid_email", {}))
     pending.update(email=email, account=None)
     return Step("method")
 
@@ -683,15 +700,14 @@ def _next_step(client: ApiClient, pending: dict[str, Any], action: str) -> Step:
         return Step("email")
     outcome = _attempt(client, str(email), action)
     if outcome is None:
-        notice = f"If {email} belongs to an account, a six-digit code is on its way. It works for 10 minutes."
-        return Step("code", notice=notice)
+        return Step("code", notice=("code_sent", {"email": str(email)}))
     if outcome.account is not None:
         pending["account"] = outcome.account.id
         return Step("consent")
     retry = "code" if action == "code" else "method"
     if outcome.refused == "locked":
         return Step(retry, error=_locked_message(outcome.locked_until))
-    return Step(retry, error="That code is not right, or it has expired." if action == "code" else WRONG_PASSWORD)
+    return Step(retry, error=("wrong_code", {}) if action == "code" else ("wrong_password", {}))
 
 
 def _attempt(client: ApiClient, email: str, action: str) -> subscribers.SignIn | None:

@@ -37,6 +37,7 @@ from mvne.tenants.models import (
     Tenant,
 )
 from mvne.tenants.service import record_event
+from mvne.tenants.settings import find_settings
 
 ACTIVE = "active"
 DISABLED = "disabled"
@@ -181,23 +182,42 @@ def send_sign_in_code(session: Session, tenant: Tenant, email: str) -> bool:
     )
     session.flush()
     brand = brand_of(session, tenant)
-    minutes = int(ONE_TIME_CODE_TTL.total_seconds() // 60)
+    words = CODE_MAIL[_mail_language(session)]
+    values = {"brand": brand.display_name, "code": code, "minutes": int(ONE_TIME_CODE_TTL.total_seconds() // 60)}
     send_mail(
         session,
         Mail(
             to=account.email,
-            subject=f"Your {brand.display_name} sign-in code: {code}",
-            text=(
-                f"Your sign-in code for {brand.display_name} is {code}.\n\n"
-                f"It works once, for {minutes} minutes. If you did not ask for it, ignore this message: "
-                "nobody can sign in without the code.\n"
-            ),
+            subject=words["subject"].format(**values),
+            text=words["text"].format(**values),
             kind=ONE_TIME_CODE_KIND,
             sender_name=brand.display_name,
         ),
         tenant_id=tenant.id,
     )
     return True
+
+
+# The sign-in code's e-mail, in the tenant's first language when we have its words (else English).
+CODE_MAIL = {
+    "en": {
+        "subject": "Your {brand} sign-in code: {code}",
+        "text": "Your sign-in code for {brand} is {code}.\n\nIt works once, for {minutes} minutes. If you did not "
+        "ask for it, ignore this message: nobody can sign in without the code.\n",
+    },
+    "fr": {
+        "subject": "Votre code de connexion {brand} : {code}",
+        "text": "Votre code de connexion à {brand} est {code}.\n\nIl ne sert qu'une fois, pendant {minutes} minutes. "
+        "Si vous ne l'avez pas demandé, ignorez ce message : personne ne peut se connecter sans ce code.\n",
+    },
+}
+
+
+def _mail_language(session: Session) -> str:
+    chosen = find_settings(session)
+    first = (chosen.languages or [""])[0] if chosen is not None and chosen.languages else ""
+    lang = first.split("-")[0].lower()
+    return lang if lang in CODE_MAIL else "en"
 
 
 def sign_in_with_code(session: Session, email: str, code: str) -> SignIn:

@@ -20,7 +20,7 @@ from flask import Flask, request
 from tests.support.api import TenantHandle, customer, wait_for
 from tests.support.browser import chromium
 from tests.support.servers import live_server
-from tests.support.subscribers import Pkce, register_app
+from tests.support.subscribers import Pkce, register_app, signed_in
 
 BRAND = {"display_name": "Lumen Mobile", "primary_color": "#7a1fd1", "accent_color": "#10b981"}
 # A 1x1 PNG, the brand's logo: the page shows it inline.
@@ -126,3 +126,64 @@ def test_a_subscriber_signs_in_on_the_brands_page_with_a_code_and_the_app_reads_
     me = httpx.get(f"{live_url}/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
     assert me.status_code == 200, me.text
     assert me.json()["email"] == person["email"]
+
+
+# (the browser's locale, then what the page shows: its language, title, heading and first button)
+SPOKEN = [
+    ("fr-FR", "fr", "Connexion · Lumen Mobile", "Connexion à Lumen self-care", "Continuer"),
+    ("en-GB", "en", "Sign in · Lumen Mobile", "Sign in to Lumen self-care", "Continue"),
+    ("de-DE", "fr", "Connexion · Lumen Mobile", "Connexion à Lumen self-care", "Continuer"),  # the tenant's first
+]
+
+
+@pytest.mark.parametrize("case", SPOKEN, ids=[case[0] for case in SPOKEN])
+def test_the_page_speaks_the_tenants_languages_as_the_browser_prefers(
+    browser: Any, tenant: TenantHandle, live_url: str, case: tuple[str, str, str, str, str]
+) -> None:
+    browser_locale, lang, title, heading, button = case
+    assert tenant.api.request("PUT", "/v1/tenant/brand", BRAND).status_code == 200
+    market = {"currency": "EUR", "timezone": "Europe/Paris", "languages": ["fr-FR", "en"], "tax_rate": "20"}
+    assert tenant.api.request("PUT", "/v1/tenant/market", market).status_code == 200
+    self_care = register_app(tenant.api, name="Lumen self-care", redirect_uris=["com.lumen.app:/callback"])
+    query = {
+        "response_type": "code",
+        "client_id": self_care["id"],
+        "redirect_uri": "com.lumen.app:/callback",
+        "scope": "me:read",
+        "state": "s",
+        "code_challenge": Pkce.new().challenge,
+        "code_challenge_method": "S256",
+    }
+    page = browser.new_page(locale=browser_locale)
+
+    page.goto(f"{live_url}/oauth/authorize?{urlencode(query)}")
+
+    assert page.title() == title
+    assert page.inner_text("h1") == heading
+    assert page.inner_text("form button") == button
+    assert page.get_attribute("html", "lang") == lang
+
+
+def test_the_language_is_the_browsers_favourite_among_the_tenants_else_the_tenants_first() -> None:
+    from werkzeug.datastructures import LanguageAccept
+
+    from mvne.platform.page_text import page_language
+
+    assert page_language([]) == "en"
+    assert page_language(["de-DE"]) == "en"  # no words for German yet: English
+    assert page_language(["de", "fr-BE", "en"]) == "fr"
+    assert page_language(["fr-FR", "en"], LanguageAccept([("en-US", 1), ("fr", 0.5)])) == "en"
+    assert page_language(["fr-FR", "en"], LanguageAccept([("es", 1)])) == "fr"
+
+
+def test_the_sign_in_code_is_e_mailed_in_the_tenants_first_language(app: Any, tenant: TenantHandle) -> None:
+    market = {"currency": "EUR", "timezone": "Europe/Paris", "languages": ["fr-FR", "en"], "tax_rate": "20"}
+    assert tenant.api.request("PUT", "/v1/tenant/market", market).status_code == 200
+    assert tenant.api.request("PUT", "/v1/tenant/brand", BRAND).status_code == 200
+    person = customer(tenant.api, name="Chloé Petit")
+
+    signed_in(app.test_client(), register_app(tenant.api)["id"], person["email"])
+
+    [mail] = app.test_client().get("/v1/dev/mailbox", query_string={"to": person["email"]}).get_json()["data"]
+    assert mail["subject"].startswith("Votre code de connexion Lumen Mobile : ")
+    assert "Il ne sert qu'une fois, pendant 10 minutes." in mail["text"]
