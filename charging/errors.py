@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mvne.infra.errors import Conflict, InvalidInput, NotFound
+from mvne.infra.errors import Conflict, DomainError, InvalidInput, NotFound
 
 
 class BillingRunNotFound(NotFound):
@@ -23,3 +23,49 @@ class BillingRunInProgress(Conflict):
 
 class PeriodNotEnded(Conflict):
     code = "period_not_ended"
+
+
+class RateCardNotFound(NotFound):
+    code = "rate_card_not_found"
+
+
+class RateCardVersionNotFound(NotFound):
+    code = "rate_card_version_not_found"
+
+
+class RateCardRejected(InvalidInput):
+    """A version's lines or time bands are wrong; `errors["lines"]` lists each bad line, nothing is written."""
+
+    code = "rate_card_rejected"
+
+
+class InvalidRateCard(InvalidInput):
+    code = "invalid_rate_card"
+
+
+class InvalidEffectiveDates(InvalidInput):
+    code = "invalid_effective_dates"
+
+
+class RateCardVersionPublished(Conflict):
+    code = "rate_card_version_published"
+
+
+class RateCardVersionEmpty(Conflict):
+    code = "rate_card_version_empty"
+
+
+class VersionDatesOverlap(Conflict):
+    code = "version_dates_overlap"
+
+
+class EventNotPriced(InvalidInput):
+    """The card cannot price the event: no version in effect, no line for the number, or a bad number."""
+
+    code = "event_not_priced"
+
+
+class CsvRequired(DomainError):
+    code = "csv_required"
+    status = 415
+    title = "Unsupported Media Type"

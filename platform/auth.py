@@ -35,6 +35,8 @@ AUDIENCE = "mvne-api"
 TENANT_SCOPES = (
     "offers:read",
     "offers:write",
+    "rates:read",
+    "rates:write",
     "customers:read",
     "customers:write",
     "subscriptions:read",

@@ -47,6 +47,8 @@ WRITES = ("post", "put", "patch", "delete")
 SCOPE_DESCRIPTIONS = {
     "offers:read": "Read the tenant's offers.",
     "offers:write": "Create and publish offers.",
+    "rates:read": "Read the tenant's rate cards, their versions and lines, and quote prices with them.",
+    "rates:write": "Create rate cards, import and publish their versions, delete draft versions.",
     "customers:read": "Read subscriber accounts.",
     "customers:write": "Open subscriber accounts.",
     "subscriptions:read": "Read lines, their eSIM details and their usage.",

@@ -8,6 +8,7 @@ from flask_smorest import Api
 def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
     from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, tenant_market, usage_records
+    from mvne.charging.ratecard_api import rate_cards
     from mvne.platform.me_api import me
     from mvne.platform.operator_api import (
         api_clients_blp,
@@ -47,6 +48,7 @@ def register_api(api: Api) -> None:
         api_clients_blp,
         audit_events_blp,
         offers,
+        rate_cards,
         customers,
         customer_billing,
         subscriptions,

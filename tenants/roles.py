@@ -21,6 +21,8 @@ ALL_SCOPES = frozenset(
     {
         "offers:read",
         "offers:write",
+        "rates:read",
+        "rates:write",
         "customers:read",
         "customers:write",
         "subscriptions:read",
@@ -48,7 +50,9 @@ ROLES: dict[str, frozenset[str]] = {
     OWNER: ALL_SCOPES,
     # Everything an owner does, but granting or taking away the owner role (the staff service refuses it).
     ADMIN: ALL_SCOPES,
-    CATALOG_MANAGER: frozenset({"offers:read", "offers:write", "tenant:read", "events:read"}),
+    CATALOG_MANAGER: frozenset(
+        {"offers:read", "offers:write", "rates:read", "rates:write", "tenant:read", "events:read"}
+    ),
     SUPPORT: frozenset(
         {
             "customers:read",
@@ -62,7 +66,16 @@ ROLES: dict[str, frozenset[str]] = {
         }
     ),
     FINANCE: frozenset(
-        {"billing:read", "billing:write", "invoices:read", "customers:read", "audit:read", "events:read", "tenant:read"}
+        {
+            "billing:read",
+            "billing:write",
+            "invoices:read",
+            "customers:read",
+            "rates:read",
+            "audit:read",
+            "events:read",
+            "tenant:read",
+        }
     ),
     # Every read but the audit log and the API clients (who changed what, and the back ends' credentials).
     READ_ONLY: frozenset(s for s in ALL_SCOPES if s.endswith(":read") and s not in {"audit:read", "api_clients:read"}),
@@ -71,9 +84,9 @@ ROLES: dict[str, frozenset[str]] = {
 DESCRIPTIONS = {
     OWNER: "Everything, including granting and taking away the owner role. A tenant keeps at least one owner.",
     ADMIN: "Everything but the owner role: may not grant it, take it away, or invite owners.",
-    CATALOG_MANAGER: "Offers: read, create and publish them.",
+    CATALOG_MANAGER: "Offers and rate cards: read, create and publish them.",
     SUPPORT: "Subscriber accounts and their lines, read and changed; invoices and billing read.",
-    FINANCE: "Billing runs, invoices, subscriber accounts (read) and the audit log.",
+    FINANCE: "Billing runs, invoices, subscriber accounts and rate cards (read) and the audit log.",
     READ_ONLY: "Reads everything but the audit log and the API clients.",
 }
 

@@ -1,10 +1,11 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
 Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a brand and its logo,
-billing settings and a host network, a published offer, a customer, an active eSIM line, rated usage, a completed
-billing run for the last period and its invoice, staff (one joined by invitation and logged in, one invited, one
-waiting for its e-mail verification), and an app its customer signed in through (a subscriber account, its
-sign-in code and tokens), so every tenant-owned table holds rows of both tenants.
+billing settings and a host network, a published offer, a rate card with a published version of lines, a customer,
+an active eSIM line, rated usage, a completed billing run for the last period and its invoice, staff (one joined
+by invitation and logged in, one invited, one waiting for its e-mail verification), and an app its customer signed
+in through (a subscriber account, its sign-in code and tokens), so every tenant-owned table holds rows of both
+tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
@@ -67,7 +68,9 @@ class World:
     staff_invitation_id: str
     app_id: str
     account_id: str
-    subscriber: ApiCaller  # the customer, signed in through the app
+    subscriber: ApiCaller
+    rate_card_id: str
+    rate_card_version_id: str  # the customer, signed in through the app
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -88,6 +91,8 @@ class World:
             "iccid": self.iccid,
             "app": self.app_id,
             "account": self.account_id,
+            "rate_card": self.rate_card_id,
+            "rate_card_version": self.rate_card_version_id,
         }
 
     def subscriber_ids(self) -> dict[str, str]:
@@ -200,6 +205,21 @@ def _settings(handle: TenantHandle) -> None:
     assert chosen.status_code == 200, chosen.json
 
 
+def _rate_card(handle: TenantHandle) -> tuple[str, str]:
+    """A rate card with one published version of lines, for the tenant's host network."""
+    card = handle.api.post("/v1/rate-cards", {"name": f"Rates of {handle.slug}", "network_agreement_id": "nag_sim_fr"})
+    assert card.status_code == 201, card.json
+    line = {"prefix": "33", "zone": "France", "service": "voice", "price": "0.10", "first_increment": 60,
+            "next_increment": 60}  # fmt: skip
+    version = handle.api.post(
+        f"/v1/rate-cards/{card.json['id']}/versions", {"effective_from": "2026-01-01", "lines": [line]}
+    )
+    assert version.status_code == 201, version.json
+    published = handle.api.post(f"/v1/rate-cards/{card.json['id']}/versions/{version.json['id']}/publish")
+    assert published.status_code == 200, published.json
+    return card.json["id"], version.json["id"]
+
+
 @dataclass(frozen=True)
 class Staff:
     user_id: str
@@ -236,6 +256,7 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         _brand(handle)
         _settings(handle)
     offers = [published_offer(h.api, code=f"ISO-{secrets.token_hex(3)}") for h in handles]
+    rate_cards = [_rate_card(h) for h in handles]
     customers = [customer(h.api, name=f"Customer of {h.slug}") for h in handles]
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]
 
@@ -264,8 +285,8 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
     runs = [_completed_run(h, p) for h, p in zip(handles, periods, strict=True)]
     staffs = [_staff(app, runtime, h) for h in handles]
     worlds = []
-    for handle, offer, cust, sub, period, run, endpoint, staff in zip(
-        handles, offers, customers, subs, periods, runs, endpoints, staffs, strict=True
+    for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id) in zip(
+        handles, offers, customers, subs, periods, runs, endpoints, staffs, rate_cards, strict=True
     ):
         assert run["invoices_created"] == 1, run
         listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
@@ -298,6 +319,8 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 app_id=self_care["id"],
                 account_id=me.json["account"],
                 subscriber=subscriber,
+                rate_card_id=card_id,
+                rate_card_version_id=version_id,
             )
         )
     return TwoTenants(worlds[0], worlds[1])

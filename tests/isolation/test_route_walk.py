@@ -48,6 +48,8 @@ TENANT_OBJECT_PARAMS = {
     "staff_user_id": "staff_user",
     "staff_invitation_id": "staff_invitation",
     "app_id": "app",
+    "rate_card_id": "rate_card",
+    "version_id": "rate_card_version",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -76,6 +78,8 @@ ID_PREFIXES = {
     "staff_user": "stf",
     "staff_invitation": "sti",
     "app": "cli",
+    "rate_card": "rcd",
+    "rate_card_version": "rcv",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -91,6 +95,7 @@ LIST_OWN_OBJECT = {
     "/v1/staff": "staff_user",
     "/v1/staff/invitations": "staff_invitation",
     "/v1/apps": "app",
+    "/v1/rate-cards": "rate_card",
 }
 
 
@@ -226,6 +231,12 @@ def _market_is_b_only(response: Any, a: World, b: World) -> None:
     assert a.tenant.api.get("/v1/tenant/market").json["languages"] != ["it"]
 
 
+def _rate_card_is_b_only(response: Any, a: World, b: World) -> None:
+    card_id = response.json["id"]
+    assert b.tenant.api.get(f"/v1/rate-cards/{card_id}").status_code == 200
+    assert a.tenant.api.get(f"/v1/rate-cards/{card_id}").status_code == 404
+
+
 def _launch_refused_for_b_alone(response: Any, a: World, b: World) -> None:
     # Both are live: B's launch is refused for B's own standing, and A's is untouched.
     assert response.json["code"] == "tenant_already_live"
@@ -235,6 +246,12 @@ def _launch_refused_for_b_alone(response: Any, a: World, b: World) -> None:
 # Keyed "METHOD rule"; each answer is about B's own objects, so a success here is no leak.
 WRITE_PROBES: dict[str, Probe] = {
     "POST /v1/offers": Probe(_offer_body, 201),
+    # A's card's name and host network: B may use both; the card made is B's alone.
+    "POST /v1/rate-cards": Probe(
+        lambda a, b: {"name": f"Rates of {a.tenant.slug}", "network_agreement_id": "nag_sim_fr"},
+        201,
+        _rate_card_is_b_only,
+    ),
     "POST /v1/customers": Probe(_customer_body, 201),
     "POST /v1/subscriptions": Probe(
         lambda a, b: {"customer": a.customer_id, "offer": a.offer_id, "sim_type": "esim"}, 404
@@ -293,6 +310,18 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     "/v1/tenants/<tenant_id>/offboard": {},
     "/v1/staff/<staff_user_id>": {"role": "read_only"},
     "/v1/apps/<app_id>": {"redirect_uris": ["https://b.example/callback"]},
+    "/v1/rate-cards/<rate_card_id>/versions": {
+        "effective_from": "2030-01-01",
+        "lines": [
+            {"prefix": "33", "zone": "F", "service": "voice", "price": "9", "first_increment": 1, "next_increment": 1}
+        ],
+    },
+    "/v1/rate-cards/<rate_card_id>/quote": {
+        "service": "voice",
+        "called": "+33123456789",
+        "started_at": "2026-05-01T10:00:00Z",
+        "quantity": 60,
+    },
 }
 
 
@@ -483,6 +512,8 @@ def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
     assert {s["service"]: s["records"] for s in a_usage["services"]} == {"data": 1, "voice": 0, "sms": 0}, a_usage
     a_invoices = a.tenant.api.get("/v1/invoices", limit=100).json["data"]
     assert [i["id"] for i in a_invoices] == [a.invoice_id]
+    a_card = a.tenant.api.get(f"/v1/rate-cards/{a.rate_card_id}").json
+    assert [(v["id"], v["status"]) for v in a_card["versions"]] == [(a.rate_card_version_id, "published")]
     a_runs = a.tenant.api.get("/v1/billing-runs", limit=100).json["data"]
     assert [r["id"] for r in a_runs] == [a.billing_run_id]
 

@@ -1,0 +1,259 @@
+"""The HTTP shapes of rate cards, their versions, lines and quotes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from mvne.charging import ratecards
+from mvne.infra.fields import DateTime, DecimalString, Integer, Text
+
+DATE_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+# What a line's fields hold; the values are checked by the rate card service, which reports each bad line.
+PREFIX_DESCRIPTION = "E.164 destination prefix without + (1 to 15 digits; a leading + is accepted), or * as default."
+INCREMENT_DESCRIPTION = "Seconds (voice), KB of 1000 bytes (data), 1 (sms); at least 1."
+
+
+def _calendar_day(text: str) -> None:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError("Not a day of the calendar.") from None
+
+
+class LocalDate(Text):
+    """A calendar date, YYYY-MM-DD, read in the tenant's time zone; loaded as text (`as_date` reads it)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"example": "2026-04-01", "format": "date"}
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(
+            min_length=10,
+            max_length=10,
+            pattern=DATE_PATTERN,
+            pattern_error="Must be a date YYYY-MM-DD in the years 2000 to 2100.",
+            validate=_calendar_day,
+            metadata=metadata,
+            **kwargs,
+        )
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else value.isoformat()
+
+
+def as_date(text: str | None) -> dt.date | None:
+    """A LocalDate's text as a date (already checked to be a day of the calendar)."""
+    return None if text is None else dt.date.fromisoformat(text)
+
+
+class RatedAmount(DecimalString):
+    """An amount at the card's precision, its decimals kept: 0.1520 at 4 decimals, 1 at 0."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else f"{value:f}"
+
+
+class RateCardCreateSchema(Schema):
+    name = Text(required=True, min_length=1, max_length=200)
+    network_agreement_id = Text(
+        load_default=None,
+        allow_none=True,
+        max_length=40,
+        metadata={"description": "The host network agreement the card prices for; null for any host network."},
+    )
+    rounding_mode = fields.String(
+        load_default="half_up",
+        validate=validate.OneOf(ratecards.ROUNDING_MODES),
+        metadata={"description": "How an event's amount is rounded, once, to `precision` decimals."},
+    )
+    precision = Integer(
+        load_default=6,
+        validate=validate.Range(0, ratecards.MAX_PRECISION),
+        metadata={"description": "Decimals of a rated amount, 0 to 6."},
+    )
+
+
+class RateCardVersionSummarySchema(Schema):
+    id = fields.String()
+    number = fields.Integer()
+    status = fields.String(metadata={"enum": ["draft", "published"]})
+    effective_from = LocalDate()
+    effective_to = LocalDate(allow_none=True)
+    line_count = fields.Integer()
+
+
+class RateCardSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    network_agreement_id = fields.String(allow_none=True)
+    currency = fields.String()
+    rounding_mode = fields.String(metadata={"enum": list(ratecards.ROUNDING_MODES)})
+    precision = fields.Integer()
+    created_at = fields.AwareDateTime()
+
+
+class RateCardDetailSchema(RateCardSchema):
+    versions = fields.List(fields.Nested(RateCardVersionSummarySchema))
+
+
+class TimeBandSchema(Schema):
+    name = Text(required=True, min_length=1, max_length=32, metadata={"example": "peak"})
+    days = fields.List(
+        Integer(validate=validate.Range(1, 7)),
+        required=True,
+        validate=validate.Length(1, 7),
+        metadata={"description": "ISO weekdays: 1 is Monday, 7 Sunday."},
+    )
+    start = Text(required=True, max_length=5, pattern=TIME_PATTERN, metadata={"example": "08:00"})
+    end = Text(
+        required=True,
+        max_length=5,
+        pattern=TIME_PATTERN,
+        metadata={"example": "20:00", "description": "Exclusive; 24:00 for the end of the day."},
+    )
+
+
+class RateLineInSchema(Schema):
+    prefix = Text(required=True, max_length=16, metadata={"description": PREFIX_DESCRIPTION, "example": "3361"})
+    zone = Text(required=True, max_length=64, metadata={"example": "France mobile"})
+    service = Text(required=True, max_length=10, metadata={"enum": list(ratecards.SERVICES)})
+    connect_fee = Text(load_default=None, allow_none=True, max_length=24, metadata={"example": "0.00"})
+    price = Text(
+        required=True,
+        max_length=24,
+        metadata={"description": "Per minute (voice), per message (sms), per MB (data).", "example": "0.12"},
+    )
+    first_increment = Integer(required=True, metadata={"description": INCREMENT_DESCRIPTION})
+    next_increment = Integer(required=True, metadata={"description": INCREMENT_DESCRIPTION})
+    time_band = Text(load_default=None, allow_none=True, max_length=32)
+    zero_rated = fields.Boolean(load_default=False)
+    premium = fields.Boolean(load_default=False)
+    premium_cap = Text(
+        load_default=None,
+        allow_none=True,
+        max_length=24,
+        metadata={"description": "A premium line's largest amount per event."},
+    )
+
+
+class RateCardVersionCreateSchema(Schema):
+    effective_from = LocalDate(
+        required=True, metadata={"description": "First day it applies, from local midnight in the tenant's time zone."}
+    )
+    effective_to = LocalDate(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "First day it no longer applies; null: until the next published version starts."},
+    )
+    time_bands = fields.List(fields.Nested(TimeBandSchema), load_default=list, validate=validate.Length(max=100))
+    lines = fields.List(
+        fields.Nested(RateLineInSchema),
+        load_default=list,
+        metadata={"description": "The lines, numbered from 1 in a rejection; a large card is sent as CSV instead."},
+    )
+
+
+class RateLineSchema(Schema):
+    id = fields.String()
+    prefix = fields.String()
+    zone = fields.String()
+    service = fields.String()
+    connect_fee = DecimalString()
+    price = DecimalString()
+    first_increment = fields.Integer()
+    next_increment = fields.Integer()
+    time_band = fields.Function(lambda line: line.time_band or None, metadata={"type": ["string", "null"]})
+    zero_rated = fields.Boolean()
+    premium = fields.Boolean()
+    premium_cap = DecimalString(allow_none=True)
+
+
+class RateCardVersionSchema(RateCardVersionSummarySchema):
+    rate_card_id = fields.String()
+    effective_from_at = fields.AwareDateTime(metadata={"description": "The UTC instant of effective_from's midnight."})
+    effective_to_at = fields.AwareDateTime(allow_none=True)
+    timezone = fields.String()
+    time_bands = fields.List(fields.Nested(TimeBandSchema))
+    created_at = fields.AwareDateTime()
+    published_at = fields.AwareDateTime(allow_none=True)
+
+
+class QuoteSchema(Schema):
+    service = fields.String(required=True, validate=validate.OneOf(ratecards.SERVICES))
+    called = Text(
+        load_default=None,
+        allow_none=True,
+        max_length=16,
+        pattern=r"^\+?[0-9]{1,15}$",
+        pattern_error="Must be an E.164 number such as +33612345678.",
+        metadata={"description": "The called number (voice, sms); null for data."},
+    )
+    started_at = DateTime(required=True)
+    quantity = Integer(
+        required=True,
+        validate=validate.Range(0, 10**13),
+        metadata={"description": "Seconds (voice), messages (sms) or bytes (data)."},
+    )
+
+
+class QuotedLineSchema(Schema):
+    prefix = fields.String()
+    zone = fields.String()
+    connect_fee = DecimalString()
+    price = DecimalString()
+    first_increment = fields.Integer()
+    next_increment = fields.Integer()
+    time_band = fields.String(allow_none=True)
+    zero_rated = fields.Boolean()
+    premium = fields.Boolean()
+    premium_cap = DecimalString(allow_none=True)
+
+
+class PricedEventSchema(Schema):
+    version_id = fields.String()
+    version_number = fields.Integer()
+    service = fields.String()
+    called = fields.String(allow_none=True)
+    started_at = fields.AwareDateTime()
+    local_start = fields.String(metadata={"description": "The start in the version's time zone, with its offset."})
+    time_band = fields.String(allow_none=True, metadata={"description": "The band of the local start time."})
+    line = fields.Nested(QuotedLineSchema)
+    quantity = fields.Integer()
+    billed_quantity = fields.Integer(metadata={"description": "The quantity after increments, in the same unit."})
+    unit = fields.String(metadata={"enum": ["second", "message", "byte"]})
+    unrounded_amount = fields.String(metadata={"description": "The exact amount before rounding, as a decimal."})
+    amount = RatedAmount(metadata={"description": "Rounded once, with the card's mode, to its precision."})
+    currency = fields.String()
+    rounding_mode = fields.String()
+    precision = fields.Integer()
+    capped = fields.Boolean()
+    reason = fields.String(metadata={"enum": ["rated", "zero_rated", "premium_capped", "nothing_used"]})
+    explanation = fields.String()
+
+
+def priced_view(event: ratecards.PricedEvent) -> dict[str, Any]:
+    """What a quote answers: the priced event with each step of its calculation."""
+    return {
+        "version_id": event.version_id,
+        "version_number": event.version_number,
+        "service": event.service,
+        "called": event.called,
+        "started_at": event.started_at,
+        "local_start": event.local_start.isoformat(),
+        "time_band": event.time_band,
+        "line": event.line,
+        "quantity": event.quantity,
+        "billed_quantity": event.billed_quantity,
+        "unit": ratecards.METERED_UNIT[event.service],
+        "unrounded_amount": f"{event.unrounded_amount:f}",
+        "amount": event.amount,
+        "currency": event.currency,
+        "rounding_mode": event.rounding_mode,
+        "precision": event.precision,
+        "capped": event.capped,
+        "reason": event.reason,
+        "explanation": event.explanation(),
+    }
