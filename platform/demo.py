@@ -81,26 +81,7 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
                 box=secret_box(settings),
             )
         tenant_id = tenant.id
-        if session.get(ApiClient, DEMO_CLIENT_ID) is None:
-            issue_api_client(
-                session,
-                tenant_id=tenant_id,
-                name="Demo back end",
-                scopes=list(TENANT_SCOPES),
-                allowed=TENANT_SCOPES,
-                secret=settings.demo_client_secret,
-                client_id=DEMO_CLIENT_ID,
-            )
-        if session.get(ApiClient, DEMO_OPERATOR_ID) is None:
-            issue_api_client(
-                session,
-                tenant_id=None,
-                name="Demo operator",
-                scopes=list(OPERATOR_SCOPES),
-                allowed=OPERATOR_SCOPES,
-                secret=settings.demo_client_secret,
-                client_id=DEMO_OPERATOR_ID,
-            )
+        _seed_clients(session, tenant_id, settings)
 
     with rt.db.transaction(tenant_id=tenant_id) as session:
         _seed_identity(session, tenant_id, settings)
@@ -194,6 +175,34 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
         "active_lines": len(lines),
         "period": period,
     }
+
+
+def _seed_clients(session: Session, tenant_id: str, settings: Settings) -> None:
+    """The demo tenant's back-end client (holding every tenant scope, old demos included) and an operator."""
+    demo_client = session.get(ApiClient, DEMO_CLIENT_ID)
+    if demo_client is not None:
+        # A demo seeded by an older version gets the scopes added since: the demo client holds them all.
+        demo_client.scopes = " ".join(TENANT_SCOPES)
+    else:
+        issue_api_client(
+            session,
+            tenant_id=tenant_id,
+            name="Demo back end",
+            scopes=list(TENANT_SCOPES),
+            allowed=TENANT_SCOPES,
+            secret=settings.demo_client_secret,
+            client_id=DEMO_CLIENT_ID,
+        )
+    if session.get(ApiClient, DEMO_OPERATOR_ID) is None:
+        issue_api_client(
+            session,
+            tenant_id=None,
+            name="Demo operator",
+            scopes=list(OPERATOR_SCOPES),
+            allowed=OPERATOR_SCOPES,
+            secret=settings.demo_client_secret,
+            client_id=DEMO_OPERATOR_ID,
+        )
 
 
 def _seed_identity(session: Session, tenant_id: str, settings: Settings) -> None:

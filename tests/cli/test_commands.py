@@ -26,6 +26,7 @@ from mvne.infra.mail import LocalMailbox, Mail
 from mvne.infra.settings import Settings
 from mvne.infra.storage import FileStorage
 from mvne.platform.app import create_app
+from mvne.platform.auth import TENANT_SCOPES
 from mvne.provisioning.models import Subscription
 from mvne.provisioning.simulator import create_network_simulator
 from mvne.provisioning.usage_files import parse_usage_file
@@ -229,6 +230,14 @@ def test_demo_seed_run_twice_completes_the_demo_tenant_once_and_duplicates_nothi
     finally:
         db.dispose()
 
+    # A demo seeded before some scopes existed: seeding again gives the demo client every tenant scope.
+    db = Database(cli.settings.database_url)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE api_clients SET scopes = 'offers:read' WHERE id = 'cli_demo'"))
+    finally:
+        db.dispose()
+
     second = _ok(cli("demo", "seed", timeout=120))
 
     again = json.loads(second.stdout)
@@ -246,6 +255,13 @@ def test_demo_seed_run_twice_completes_the_demo_tenant_once_and_duplicates_nothi
     assert (counts["invoices"], counts["invoiced_customers"], counts["billing_runs"]) == (3, 3, 1)
     assert counts["usage_records"] == after_first["usage_records"] > 0
     assert counts == after_first
+    db = Database(cli.settings.database_url)
+    try:
+        with db.engine.connect() as conn:
+            scopes = conn.scalar(text("SELECT scopes FROM api_clients WHERE id = 'cli_demo'"))
+    finally:
+        db.dispose()
+    assert set(scopes.split()) == set(TENANT_SCOPES)
 
 
 class Running:
