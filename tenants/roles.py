@@ -25,6 +25,7 @@ ALL_SCOPES = frozenset(
         "customers:write",
         "subscriptions:read",
         "subscriptions:write",
+        "usage:read",
         "usage:write",
         "billing:read",
         "billing:write",
@@ -59,10 +60,20 @@ ROLES: dict[str, frozenset[str]] = {
             "billing:read",
             "events:read",
             "tenant:read",
+            "usage:read",
         }
     ),
     FINANCE: frozenset(
-        {"billing:read", "billing:write", "invoices:read", "customers:read", "audit:read", "events:read", "tenant:read"}
+        {
+            "billing:read",
+            "billing:write",
+            "invoices:read",
+            "customers:read",
+            "audit:read",
+            "events:read",
+            "tenant:read",
+            "usage:read",
+        }
     ),
     # Every read but the audit log and the API clients (who changed what, and the back ends' credentials).
     READ_ONLY: frozenset(s for s in ALL_SCOPES if s.endswith(":read") and s not in {"audit:read", "api_clients:read"}),
