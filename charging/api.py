@@ -10,15 +10,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging import billing, usage
+from mvne.charging import billing, rejections, usage
 from mvne.charging.errors import (
     BillingRunInProgress,
     BillingRunNotFound,
     InvalidPeriod,
     InvoiceNotFound,
     PeriodNotEnded,
+    UsageRecordNotFound,
+    UsageRejectionNotFound,
+    UsageRejectionResolved,
+    UsageStillRejected,
 )
-from mvne.charging.models import BillingRun, Invoice
+from mvne.charging.models import BillingRun, Invoice, UsageRecord, UsageRejection
 from mvne.charging.rating import Service
 from mvne.charging.schemas import (
     BillingRunCreateSchema,
@@ -28,6 +32,11 @@ from mvne.charging.schemas import (
     UpcomingInvoiceSchema,
     UsageBatchResultSchema,
     UsageBatchSchema,
+    UsageRecordListArgs,
+    UsageRecordSchema,
+    UsageRejectionFixSchema,
+    UsageRejectionListArgs,
+    UsageRejectionSchema,
     UsageSummaryArgs,
     UsageSummarySchema,
 )
@@ -51,6 +60,12 @@ from mvne.tenants.schemas import MarketInputSchema, MarketSchema
 from mvne.tenants.service import get_tenant
 
 usage_records = Blueprint("usage", __name__, url_prefix="/v1/usage-records", description="Usage to rate.")
+usage_rejections = Blueprint(
+    "usage_rejections",
+    __name__,
+    url_prefix="/v1/usage-rejections",
+    description="Usage records that could not be rated, kept to be fixed and re-rated.",
+)
 billing_runs = Blueprint("billing_runs", __name__, url_prefix="/v1/billing-runs", description="Billing runs.")
 invoices = Blueprint("invoices", __name__, url_prefix="/v1/invoices", description="Issued invoices.")
 customer_billing = Blueprint(
@@ -133,29 +148,133 @@ def put_market(body: dict[str, Any]) -> dict[str, Any]:
 )
 @usage_records.response(200, UsageBatchResultSchema)
 def post_usage(body: dict[str, Any]) -> usage.IngestResult:
-    """Rate a batch of usage records; a record id already seen is counted once."""
+    """Rate a batch of usage records: each ends rated, duplicate (already accepted) or rejected with a reason code.
+
+    Rejected records are kept (`GET /v1/usage-rejections`) to be fixed and re-rated; a record id
+    already accepted is counted once, in this batch or any other.
+    """
     session = db_session()
     records = []
-    for item in body["records"]:
-        service: Service = item["service"]
+    for index, item in enumerate(body["records"]):
         quantity = {
-            Service.DATA: item.get("volume"),
-            Service.VOICE: item.get("duration"),
-            Service.SMS: item.get("count") or 1,
-        }[service]
+            Service.DATA.value: item.get("volume"),
+            Service.VOICE.value: item.get("duration"),
+            Service.SMS.value: 1 if item.get("count") is None else item.get("count"),
+        }.get(item["service"])
+        if quantity is None:  # another service: whichever quantity it came with, kept on its rejection
+            quantity = next((item[k] for k in ("volume", "duration", "count") if item.get(k) is not None), 0)
         records.append(
             usage.UsageInput(
                 record_id=item["record_id"],
-                service=service,
+                service=item["service"],
                 started_at=item["started_at"],
-                quantity=int(quantity or 0),
+                quantity=int(quantity),
                 subscription_id=item.get("subscription"),
                 msisdn=item.get("msisdn"),
+                position=index,
             )
         )
+    return usage.ingest_usage(session, get_tenant(session, tenant_id()), records, source="api", window=_window())
+
+
+def _window() -> usage.UsageWindow:
     settings = runtime().settings
-    window = usage.UsageWindow.of(settings.usage_clock_skew_s, settings.usage_retention_days)
-    return usage.ingest_usage(session, get_tenant(session, tenant_id()), records, source="api", window=window)
+    return usage.UsageWindow.of(settings.usage_clock_skew_s, settings.usage_retention_days)
+
+
+@usage_records.get("")
+@require("usage:read")
+@usage_records.arguments(UsageRecordListArgs, location="query")
+@usage_records.response(200, page_schema(UsageRecordSchema, "UsageRecordPage"))
+def list_usage_records(args: dict[str, Any]) -> dict[str, Any]:
+    """List rated usage records, oldest first; filter by line, period or service."""
+    session = db_session()
+    stmt = select(UsageRecord)
+    if args.get("subscription"):
+        stmt = stmt.where(UsageRecord.subscription_id == args["subscription"])
+    if args.get("period"):
+        stmt = stmt.where(UsageRecord.period == args["period"])
+    if args.get("service"):
+        stmt = stmt.where(UsageRecord.service == args["service"])
+    page = paginate(session, stmt, UsageRecord.id, args)
+    return {"data": [rejections.explain_usage_record(session, r) for r in page["data"]], "has_more": page["has_more"]}
+
+
+@usage_records.get("/<usage_record_id>")
+@require("usage:read")
+@problems(UsageRecordNotFound)
+@usage_records.response(200, UsageRecordSchema)
+def get_usage_record(usage_record_id: str) -> dict[str, Any]:
+    """A rated record and how it was rated: offer and its prices, allowance before and after, amount before rounding."""
+    session = db_session()
+    return rejections.explain_usage_record(session, rejections.get_usage_record(session, usage_record_id))
+
+
+@usage_rejections.get("")
+@require("usage:read")
+@usage_rejections.arguments(UsageRejectionListArgs, location="query")
+@usage_rejections.response(200, page_schema(UsageRejectionSchema, "UsageRejectionPage"))
+def list_usage_rejections(args: dict[str, Any]) -> dict[str, Any]:
+    """List rejected usage records, oldest first: the open ones unless `status` says otherwise."""
+    stmt = select(UsageRejection)
+    if args["status"] != "all":
+        stmt = stmt.where(UsageRejection.status == args["status"])
+    if args.get("reason"):
+        stmt = stmt.where(UsageRejection.reason_code == args["reason"])
+    if args.get("source"):
+        stmt = stmt.where(UsageRejection.source == args["source"])
+    return paginate(db_session(), stmt, UsageRejection.id, args)
+
+
+@usage_rejections.get("/<usage_rejection_id>")
+@require("usage:read")
+@problems(UsageRejectionNotFound)
+@usage_rejections.response(200, UsageRejectionSchema)
+def get_usage_rejection(usage_rejection_id: str) -> UsageRejection:
+    """A rejected record: as received, its fixes, its reason, and what became of it."""
+    return rejections.get_rejection(db_session(), usage_rejection_id)
+
+
+@usage_rejections.patch("/<usage_rejection_id>")
+@require("usage:write")
+@problems(UsageRejectionNotFound, UsageRejectionResolved)
+@usage_rejections.arguments(
+    UsageRejectionFixSchema, example={"subscription": "sub_01M8NHTM21YRHT2QG60D9HJAWD", "quantity": 52428800}
+)
+@usage_rejections.response(200, UsageRejectionSchema)
+def fix_usage_rejection(body: dict[str, Any], usage_rejection_id: str) -> UsageRejection:
+    """Fix an open rejected record (line, service, start, quantity); re-rate it next."""
+    return rejections.fix_rejection(db_session(), usage_rejection_id, body)
+
+
+@usage_rejections.post("/<usage_rejection_id>/rerate")
+@require("usage:write")
+@problems(UsageRejectionNotFound, UsageRejectionResolved, UsageStillRejected)
+@usage_rejections.response(200, UsageRecordSchema)
+def rerate_usage_rejection(usage_rejection_id: str) -> dict[str, Any]:
+    """Rate an open rejected record as it stands now, exactly once; 422 with the new reason if still refused.
+
+    A record whose id was accepted meanwhile is not rated again: the rejection is resolved as a duplicate
+    and the accepted record is returned.
+    """
+    # Its own transaction, not the request's: a record refused again keeps its new reason despite the 422.
+    with runtime().db.transaction(tenant_id=tenant_id()) as session:
+        tenant = get_tenant(session, tenant_id())
+        rejection, outcome = rejections.rerate_rejection(session, tenant, usage_rejection_id, window=_window())
+        if outcome.outcome != "rejected":
+            assert outcome.usage_record is not None
+            return rejections.explain_usage_record(session, rejections.get_usage_record(session, outcome.usage_record))
+        code, detail = rejection.reason_code, rejection.reason_detail
+    raise UsageStillRejected(f"Still rejected ({code}): {detail}", errors={"reason_code": [code]})
+
+
+@usage_rejections.post("/<usage_rejection_id>/discard")
+@require("usage:write")
+@problems(UsageRejectionNotFound, UsageRejectionResolved)
+@usage_rejections.response(200, UsageRejectionSchema)
+def discard_usage_rejection(usage_rejection_id: str) -> UsageRejection:
+    """Close an open rejected record without rating it; it stays listed as discarded."""
+    return rejections.discard_rejection(db_session(), usage_rejection_id)
 
 
 @billing_runs.post("")

@@ -69,3 +69,23 @@ class CsvRequired(DomainError):
     code = "csv_required"
     status = 415
     title = "Unsupported Media Type"
+
+
+class UsageRejectionNotFound(NotFound):
+    code = "usage_rejection_not_found"
+
+
+class UsageRecordNotFound(NotFound):
+    code = "usage_record_not_found"
+
+
+class UsageRejectionResolved(Conflict):
+    """The rejection was already re-rated, found a duplicate, or discarded: nothing is left to do with it."""
+
+    code = "usage_rejection_resolved"
+
+
+class UsageStillRejected(InvalidInput):
+    """Re-rated, the record is still refused; the rejection stays open with the new reason."""
+
+    code = "usage_still_rejected"

@@ -6,10 +6,10 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mvne.infra.db import Base, JSONValue, TenantOwned, utcnow
+from mvne.infra.db import Base, ExactAmount, JSONValue, TenantOwned, utcnow
 
 
 class UsageRecord(TenantOwned, Base):
@@ -35,8 +35,49 @@ class UsageRecord(TenantOwned, Base):
     amount: Mapped[Decimal] = mapped_column()
     source: Mapped[str] = mapped_column(String(300))
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # What explains the amount, as rated: the offer, the allowance left before, the unit price and the
+    # amount before rounding. NULL on records rated before they were kept.
+    offer_id: Mapped[str | None] = mapped_column(String(40))
+    allowance_before: Mapped[int | None] = mapped_column(BigInteger)
+    overage_unit_price: Mapped[Decimal | None] = mapped_column()
+    amount_exact: Mapped[Decimal | None] = mapped_column(ExactAmount())
     # The invoice that billed this record's overage; NULL until billed, whatever period it belongs to.
     invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
+
+
+class UsageRejection(TenantOwned, Base):
+    """A usage record that could not be rated, kept with its reason until it is fixed and re-rated or discarded."""
+
+    __tablename__ = "usage_rejections"
+    __table_args__ = (
+        # One open rejection per sender's record id: a record sent again, still wrong, updates it.
+        Index(
+            "uq_usage_rejections_open_record",
+            "tenant_id",
+            "record_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+        Index("ix_usage_rejections_status", "tenant_id", "status", "reason_code"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(128))
+    # "api", or "file:<storage key>" for a usage file
+    source: Mapped[str] = mapped_column(String(300))
+    # The record's index in its batch, or its line number in its file.
+    position: Mapped[int | None] = mapped_column(Integer)
+    # The record as received (line, service, start, quantity), and the fields changed since to fix it.
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    fixes: Mapped[dict[str, Any]] = mapped_column(JSONValue, default=dict)
+    reason_code: Mapped[str] = mapped_column(String(40))
+    reason_detail: Mapped[str] = mapped_column(String(500))
+    # open -> fixed (re-rated) | duplicate (the record was accepted meanwhile) | discarded
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
+    usage_record_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class AllowanceBalance(TenantOwned, Base):

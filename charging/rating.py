@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from mvne.charging.money import quantize_rated
 
@@ -17,6 +17,7 @@ class Service(enum.StrEnum):
     SMS = "sms"
 
 
+EXACT_QUANTUM = Decimal("1e-20")
 # Usage is metered in a small unit, but offers state allowances and overage prices in a larger one.
 _UNITS_PER_PRICED_UNIT: dict[Service, int] = {
     Service.DATA: 1_000_000,  # bytes per MB (decimal megabyte, as operators bill)
@@ -27,11 +28,17 @@ _UNITS_PER_PRICED_UNIT: dict[Service, int] = {
 
 @dataclass(frozen=True)
 class RatingResult:
-    """How much of a usage quantity the allowance covered, the overage, and its amount (6 decimals)."""
+    """How much of a usage quantity the allowance covered, the overage, and its amount (6 decimals).
+
+    `amount_exact` is the amount before that rounding, to 20 decimals (a per-second price of a per-minute
+    rate has no finite decimal form).
+    """
 
     allowance_used: int
     overage_quantity: int
     amount: Decimal
+    # Not part of equality: two ratings billing the same are the same rating.
+    amount_exact: Decimal = field(default=Decimal(0), compare=False)
 
 
 def price_unit(service: Service) -> int:
@@ -64,5 +71,7 @@ def rate_usage(service: Service, quantity: int, remaining_allowance: int, overag
     # the wide context keeps the division exact enough that only the final half-up rounding counts.
     with localcontext() as ctx:
         ctx.prec = 60
-        amount = quantize_rated(overage_price * overage / price_unit(service))
-    return RatingResult(allowance_used=allowance_used, overage_quantity=overage, amount=amount)
+        exact = overage_price * overage / price_unit(service)
+        amount = quantize_rated(exact)
+        exact = exact.quantize(EXACT_QUANTUM, rounding=ROUND_HALF_UP)
+    return RatingResult(allowance_used=allowance_used, overage_quantity=overage, amount=amount, amount_exact=exact)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -28,49 +29,191 @@ class UsageRecordInSchema(Schema):
         pattern=r"^\+[1-9][0-9]{6,14}$",
         pattern_error="Must be an E.164 number such as +33612345678.",
     )
-    service = fields.Enum(Service, by_value=True, required=True)
+    service = Text(
+        required=True,
+        min_length=1,
+        max_length=20,
+        metadata={
+            "description": "data, voice or sms; a record of another service is kept as rejected (unknown_service).",
+            "example": "data",
+        },
+    )
     started_at = DateTime(required=True)
+    # Out-of-range quantities are not refused here: such a record is kept as rejected (invalid_quantity).
     volume = Integer(
         load_default=None,
-        validate=validate.Range(0, 10**13),
-        metadata={"description": "Data volume in bytes (service data)."},
+        validate=validate.Range(-(10**15), 10**15),
+        metadata={"description": "Data volume in bytes (service data); 0 to 10 TB."},
     )
     duration = Integer(
         load_default=None,
-        validate=validate.Range(0, 10**7),
-        metadata={"description": "Call duration in seconds (service voice)."},
+        validate=validate.Range(-(10**15), 10**15),
+        metadata={"description": "Call duration in seconds (service voice); 0 to 86,400."},
     )
     count = Integer(
         load_default=None,
-        validate=validate.Range(0, 10**6),
-        metadata={"description": "Messages (service sms); 1 when absent."},
+        validate=validate.Range(-(10**15), 10**15),
+        metadata={"description": "Messages (service sms), 1 to 100; 1 when absent."},
     )
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
         if not data.get("subscription") and not data.get("msisdn"):
             raise ValidationError("Give subscription or msisdn.", "subscription")
-        service = data["service"]
-        needed = {Service.DATA: "volume", Service.VOICE: "duration", Service.SMS: None}[service]
+        needed = {Service.DATA.value: "volume", Service.VOICE.value: "duration"}.get(data["service"])
         if needed and data.get(needed) is None:
-            raise ValidationError(f"Required for service {service.value}.", needed)
+            raise ValidationError(f"Required for service {data['service']}.", needed)
 
 
 class UsageBatchSchema(Schema):
     records = fields.List(fields.Nested(UsageRecordInSchema), required=True, validate=validate.Length(1, 5000))
 
 
-class UsageRejectionSchema(Schema):
+REASON_DESCRIPTION = (
+    "unknown_line, line_not_active_then, invalid_quantity, unknown_service, in_the_future, too_old or malformed."
+)
+
+
+class RejectedUsageSchema(Schema):
     index = fields.Integer()
     record_id = fields.String()
-    code = fields.String()
+    code = fields.String(metadata={"description": REASON_DESCRIPTION})
     reason = fields.String()
+    rejection = fields.String(metadata={"description": "The kept rejection: fix it and re-rate it later."})
+
+
+class UsageOutcomeSchema(Schema):
+    index = fields.Integer()
+    record_id = fields.String()
+    outcome = fields.String(metadata={"enum": ["rated", "duplicate", "rejected"]})
+    usage_record = fields.String(
+        allow_none=True, metadata={"description": "The rated record: this one, or the one already accepted."}
+    )
+    rejection = fields.String(allow_none=True)
+    code = fields.String(allow_none=True, metadata={"description": REASON_DESCRIPTION})
+    reason = fields.String(allow_none=True)
 
 
 class UsageBatchResultSchema(Schema):
     accepted = fields.Integer()
     duplicates = fields.Integer()
-    rejected = fields.List(fields.Nested(UsageRejectionSchema))
+    rejected = fields.List(fields.Nested(RejectedUsageSchema))
+    records = fields.List(
+        fields.Nested(UsageOutcomeSchema), metadata={"description": "What became of each record, in the batch order."}
+    )
+
+
+class UsageRejectionSchema(Schema):
+    id = fields.String()
+    record_id = fields.String()
+    source = fields.String(metadata={"description": '"api", or "file:" and the usage file\'s key.'})
+    position = fields.Integer(allow_none=True, metadata={"description": "Index in the batch, or line in the file."})
+    raw = fields.Dict(metadata={"description": "The record as received."})
+    fixes = fields.Dict(metadata={"description": "Fields changed since, applied when re-rated."})
+    record = fields.Method("_record", metadata={"type": "object", "description": "The record as it will be re-rated."})
+    reason_code = fields.String(metadata={"description": REASON_DESCRIPTION})
+    reason_detail = fields.String()
+    status = fields.String(metadata={"enum": ["open", "fixed", "duplicate", "discarded"]})
+    received_at = fields.AwareDateTime()
+    resolved_at = fields.AwareDateTime(allow_none=True)
+    usage_record = fields.String(
+        attribute="usage_record_id", allow_none=True, metadata={"description": "The rated record, once resolved."}
+    )
+
+    def _record(self, rejection: Any) -> dict[str, Any]:
+        return {**rejection.raw, **(rejection.fixes or {})}
+
+
+class UsageRejectionListArgs(PageArgs):
+    status = Text(
+        load_default="open",
+        validate=validate.OneOf(["open", "fixed", "duplicate", "discarded", "all"]),
+        metadata={"description": "open (the default), fixed, duplicate, discarded, or all."},
+    )
+    reason = Text(load_default=None, allow_none=False, min_length=1, max_length=40)
+    source = Text(load_default=None, allow_none=False, min_length=1, max_length=300)
+
+
+class UsageRejectionFixSchema(Schema):
+    subscription = Text(min_length=1, max_length=64)
+    msisdn = Text(
+        max_length=16,
+        pattern=r"^\+[1-9][0-9]{6,14}$",
+        pattern_error="Must be an E.164 number such as +33612345678.",
+    )
+    service = Text(min_length=1, max_length=20, validate=validate.OneOf([s.value for s in Service]))
+    started_at = DateTime()
+    quantity = Integer(
+        validate=validate.Range(-(10**15), 10**15),
+        metadata={"description": "Bytes, seconds or messages, by service."},
+    )
+
+    @validates_schema
+    def _one_line(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "subscription" in data and "msisdn" in data:
+            raise ValidationError("Give subscription or msisdn, not both.", "msisdn")
+        if not data:
+            raise ValidationError("Give at least one field to fix.", "quantity")
+
+
+class WideDecimal(fields.Field):
+    """A decimal with up to 20 decimals as a JSON string ("0.11666666666666666667"), read only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]+(\.[0-9]{1,20})?$"}
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(metadata=metadata, dump_only=True, **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return format(Decimal(value).quantize(Decimal("1e-20")).normalize(), "f")
+
+
+class UsageOfferSchema(Schema):
+    id = fields.String()
+    code = fields.String()
+    name = fields.String()
+    currency = fields.String()
+    allowance = fields.Integer(metadata={"description": "Included per period, in the record's unit."})
+    allowance_per_period = fields.Integer(metadata={"description": "Included per period, in the priced unit."})
+    overage_price = DecimalString(metadata={"description": "Per priced unit beyond the allowance."})
+    priced_unit = fields.String(metadata={"enum": ["MB", "minute", "message"]})
+
+
+class AllowanceUseSchema(Schema):
+    before = fields.Integer(metadata={"description": "Left in the period before this record."})
+    used = fields.Integer()
+    after = fields.Integer()
+
+
+class UsageRecordSchema(Schema):
+    id = fields.String()
+    record_id = fields.String()
+    subscription = fields.String()
+    msisdn = fields.String()
+    service = fields.String()
+    started_at = fields.AwareDateTime()
+    quantity = fields.Integer()
+    unit = fields.String(metadata={"enum": ["bytes", "seconds", "messages"]})
+    period = fields.String()
+    offer = fields.Nested(UsageOfferSchema, allow_none=True)
+    allowance = fields.Nested(AllowanceUseSchema, allow_none=True)
+    overage_quantity = fields.Integer()
+    overage_priced_units = WideDecimal(metadata={"description": "The overage in priced units (MB, minutes...)."})
+    overage_unit_price = DecimalString(allow_none=True)
+    amount_exact = WideDecimal(allow_none=True, metadata={"description": "The amount before rounding."})
+    amount = DecimalString(metadata={"description": "Rounded half-up to 6 decimals; what is billed."})
+    rounding = fields.String()
+    source = fields.String()
+    received_at = fields.AwareDateTime()
+    invoice = fields.String(allow_none=True, metadata={"description": "The invoice that billed it, once billed."})
+
+
+class UsageRecordListArgs(PageArgs):
+    subscription = Text(load_default=None, allow_none=False, min_length=1, max_length=64)
+    period = Period(load_default=None, allow_none=False)
+    service = Text(load_default=None, allow_none=False, validate=validate.OneOf([s.value for s in Service]))
 
 
 class BillingRunCreateSchema(Schema):

@@ -14,24 +14,26 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging.models import AllowanceBalance, UsageFile, UsageRecord
+from mvne.charging.models import AllowanceBalance, UsageFile, UsageRecord, UsageRejection
 from mvne.charging.rating import Service, allowance_units, rate_usage
+from mvne.esim.models import Sim
 from mvne.infra.db import Database, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import enqueue
 from mvne.infra.metrics import USAGE_RECORDS
 from mvne.infra.storage import Storage
 from mvne.provisioning.models import Subscription
-from mvne.provisioning.usage_files import parse_usage_file
+from mvne.provisioning.usage_files import UsageFileError, UsageFileRecord, iter_usage_file
 from mvne.tenants.models import Tenant
+from mvne.tenants.service import record_event
 
 log = logging.getLogger("mvne.usage")
 T = TypeVar("T")
@@ -44,11 +46,52 @@ RATEABLE_STATUSES = ("active", "suspended")
 @dataclass(frozen=True)
 class UsageInput:
     record_id: str
-    service: Service
+    # A Service value; anything else is rejected as `unknown_service`.
+    service: str
     started_at: dt.datetime
     quantity: int
     subscription_id: str | None = None
     msisdn: str | None = None
+    # Where the record was: its index in a batch or its line in a file (kept on a rejection).
+    position: int | None = None
+    # Fields of the sender's record beyond the ones above (a file's IMSI, called number...), kept on a rejection.
+    extra: dict[str, Any] | None = None
+    # Refused before it got here (a file line that could not be read): the code and detail; `extra` holds the
+    # fields as they were read, and the other fields are placeholders.
+    refusal: tuple[str, str] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as plain JSON values, as a rejection keeps it."""
+        if self.refusal is not None:
+            line = {"subscription": self.subscription_id, "msisdn": self.msisdn}
+            return {**(self.extra or {}), "record_id": self.record_id, **{k: v for k, v in line.items() if v}}
+        return {
+            **(self.extra or {}),
+            "record_id": self.record_id,
+            "subscription": self.subscription_id,
+            "msisdn": self.msisdn,
+            "service": str(self.service),
+            "started_at": self.started_at.isoformat(),
+            "quantity": self.quantity,
+        }
+
+
+# Reason codes of rejected usage, stable: senders and the tenant's tools branch on them (docs/usage.md).
+REASON_CODES = (
+    "unknown_line",
+    "line_not_active_then",
+    "invalid_quantity",
+    "unknown_service",
+    "in_the_future",
+    "too_old",
+    "malformed",
+)
+# A record larger than these is a fault of the sender, not usage: 10 TB of data, a day of voice, 100 SMS.
+QUANTITY_LIMITS = {Service.DATA: 10 * 10**12, Service.VOICE: 24 * 3600, Service.SMS: 100}
+# A data session or a call may be of zero length (rated at nothing); a message is at least one.
+QUANTITY_MINIMUMS = {Service.DATA: 0, Service.VOICE: 0, Service.SMS: 1}
+SERVICE_NAMES = frozenset(s.value for s in Service)
+UNITS = {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages"}
 
 
 @dataclass(frozen=True)
@@ -80,10 +123,24 @@ class UsageWindow:
 
 
 @dataclass
+class RecordOutcome:
+    """What became of one record of a batch: rated, duplicate (already accepted) or rejected."""
+
+    index: int
+    record_id: str
+    outcome: str
+    usage_record: str | None = None
+    rejection: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+@dataclass
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RecordOutcome] = field(default_factory=list)
 
 
 def period_of(moment: dt.datetime, timezone: str) -> str:
@@ -99,6 +156,99 @@ def _offer_allowance(offer: Offer, service: Service) -> tuple[int, Decimal]:
     return allowance_units(service, offer.sms), offer.overage_sms_per_message
 
 
+def _quantity_refusal(service: Service, quantity: int) -> tuple[str, str] | None:
+    low, high = QUANTITY_MINIMUMS[service], QUANTITY_LIMITS[service]
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        return ("invalid_quantity", f"The quantity must be a whole number of {UNITS[service]}.")
+    if not low <= quantity <= high:
+        return (
+            "invalid_quantity",
+            f"{quantity} {UNITS[service]} of {service.value} in one record: expected {low} to {high}.",
+        )
+    return None
+
+
+def _line_refusal(record: UsageInput, sub: Subscription | None) -> tuple[str, str] | None:
+    if sub is None:
+        named = f"line {record.subscription_id}" if record.subscription_id else f"MSISDN {record.msisdn}"
+        return ("unknown_line", f"No {named} among the tenant's lines.")
+    if sub.activated_at is None:
+        return (
+            "line_not_active_then",
+            f"The line was not active at {record.started_at.isoformat()} (never activated).",
+        )
+    ended = sub.terminated_at is not None and record.started_at >= sub.terminated_at
+    if record.started_at < sub.activated_at or ended:
+        until = f" to {sub.terminated_at.isoformat()}" if sub.terminated_at else ""
+        return (
+            "line_not_active_then",
+            f"The line was not active at {record.started_at.isoformat()} "
+            f"(active from {sub.activated_at.isoformat()}{until}).",
+        )
+    return None
+
+
+def refusal_of(
+    record: UsageInput, sub: Subscription | None, window: UsageWindow, now: dt.datetime
+) -> tuple[str, str] | None:
+    """Why a record cannot be rated (reason code, detail), or None when it can."""
+    if record.refusal is not None:
+        return record.refusal
+    if record.service not in SERVICE_NAMES:
+        return ("unknown_service", f"Service {str(record.service)[:40]!r} is not one of data, voice, sms.")
+    return (
+        _quantity_refusal(Service(record.service), record.quantity)
+        or window.refusal(record.started_at, now)
+        or _line_refusal(record, sub)
+    )
+
+
+@dataclass
+class _Sorted:
+    """A batch sorted before rating: what to rate, what is refused, what repeats an earlier record."""
+
+    outcomes: list[RecordOutcome | None]
+    candidates: list[tuple[int, UsageInput, Subscription, str]] = field(default_factory=list)
+    refused: list[tuple[int, UsageInput, str, str]] = field(default_factory=list)
+    first_of: dict[str, int] = field(default_factory=dict)
+    repeated: list[int] = field(default_factory=list)
+
+
+def _sort_batch(
+    session: Session, tenant: Tenant, records: list[UsageInput], window: UsageWindow
+) -> tuple[_Sorted, dict[str, Offer]]:
+    batch = _Sorted(outcomes=[None] * len(records))
+    existing = _accepted_ids(session, tenant.id, [r.record_id for r in records])
+    by_id = {r.subscription_id for r in records if r.subscription_id}
+    by_msisdn = {r.msisdn for r in records if r.msisdn and not r.subscription_id}
+    subs = {
+        s.id: s
+        for s in session.scalars(
+            select(Subscription).where(
+                Subscription.tenant_id == tenant.id,
+                (Subscription.id.in_(by_id)) | (Subscription.msisdn.in_(by_msisdn)),
+            )
+        )
+    }
+    subs_by_msisdn = {s.msisdn: s for s in subs.values() if s.msisdn}
+    offers = {o.id: o for o in session.scalars(select(Offer).where(Offer.id.in_({s.offer_id for s in subs.values()})))}
+    now = utcnow()
+    for index, record in enumerate(records):
+        if record.record_id in existing:
+            batch.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", existing[record.record_id])
+            continue
+        sub = subs.get(record.subscription_id) if record.subscription_id else subs_by_msisdn.get(record.msisdn or "")
+        refusal = refusal_of(record, sub, window, now)
+        if refusal is not None:
+            batch.refused.append((index, record, *refusal))
+        elif record.record_id in batch.first_of:
+            batch.repeated.append(index)
+        elif sub is not None:
+            batch.first_of[record.record_id] = index
+            batch.candidates.append((index, record, sub, period_of(record.started_at, tenant.timezone)))
+    return batch, offers
+
+
 def ingest_usage(
     session: Session,
     tenant: Tenant,
@@ -107,90 +257,173 @@ def ingest_usage(
     source: str,
     window: UsageWindow | None = None,
 ) -> IngestResult:
-    """Store and rate a batch for the session's tenant; unknown lines are rejected one by one.
+    """Store and rate a batch for the session's tenant; every record ends rated, duplicate or rejected (and kept).
 
     The batch is rated in memory under row locks on the allowance balances it touches, taken in a
     fixed order; duplicates are looked for after the locks are held, so two batches carrying the same
-    record (they touch the same balance) cannot both count it. Records are then written in one insert.
+    record (they touch the same balance) cannot both count it. Records, then rejections, are written
+    in multi-row inserts in the caller's transaction: a batch that fails writes neither.
     """
     result = IngestResult()
-    by_id = {r.subscription_id for r in records if r.subscription_id}
-    by_msisdn = {r.msisdn for r in records if r.msisdn and not r.subscription_id}
-    subs = {
-        s.id: s
-        for s in session.scalars(
-            select(Subscription).where((Subscription.id.in_(by_id)) | (Subscription.msisdn.in_(by_msisdn)))
+    batch, offers = _sort_batch(session, tenant, records, window or UsageWindow())
+    rated = _rate(session, tenant, batch, offers, source) if batch.candidates else {}
+    result.accepted = len(rated)
+    for index in batch.repeated:
+        first = batch.outcomes[batch.first_of[records[index].record_id]]
+        batch.outcomes[index] = RecordOutcome(
+            index, records[index].record_id, "duplicate", usage_record=first.usage_record if first else None
         )
-    }
-    subs_by_msisdn = {s.msisdn: s for s in subs.values() if s.msisdn}
-    offers = {o.id: o for o in session.scalars(select(Offer).where(Offer.id.in_({s.offer_id for s in subs.values()})))}
-
-    candidates: list[tuple[UsageInput, Subscription, str]] = []
-    seen_in_batch: set[str] = set()
-    window = window or UsageWindow()
-    now = utcnow()
-    for index, record in enumerate(records):
-        sub = subs.get(record.subscription_id) if record.subscription_id else subs_by_msisdn.get(record.msisdn or "")
-        refusal = window.refusal(record.started_at, now)
-        if refusal is not None:
-            result.rejected.append(_rejection(index, record, *refusal))
-        elif sub is None:
-            result.rejected.append(_rejection(index, record, "unknown_subscription", "No line with that id or MSISDN."))
-        elif sub.status not in RATEABLE_STATUSES or (sub.activated_at and record.started_at < sub.activated_at):
-            reason = f"The line was not active at {record.started_at.isoformat()}."
-            result.rejected.append(_rejection(index, record, "line_not_active", reason))
-        elif record.record_id in seen_in_batch:
-            result.duplicates += 1
-        else:
-            seen_in_batch.add(record.record_id)
-            candidates.append((record, sub, period_of(record.started_at, tenant.timezone)))
-    if not candidates:
-        return _counted(result)
-
-    keys = sorted({(sub.id, period, record.service.value) for record, sub, period in candidates})
-    balances = _locked_balances(session, tenant.id, keys, offers, {sub.id: sub for _, sub, _ in candidates})
-    known: set[str] = set()
-    ids = [record.record_id for record, _, _ in candidates]
-    for id_chunk in _chunks(ids, 1000):
-        known.update(session.scalars(select(UsageRecord.record_id).where(UsageRecord.record_id.in_(id_chunk))))
-
-    received = utcnow()
-    rows: list[dict[str, Any]] = []
-    for record, sub, period in candidates:
-        if record.record_id in known:
-            result.duplicates += 1
-            continue
-        balance = balances[(sub.id, period, record.service.value)]
-        price = _offer_allowance(offers[sub.offer_id], record.service)[1]
-        rated = rate_usage(record.service, record.quantity, max(balance.granted - balance.used, 0), price)
-        balance.used += rated.allowance_used
-        rows.append(
-            {
-                "id": new_id("usg"),
-                "tenant_id": tenant.id,
-                "record_id": record.record_id,
-                "subscription_id": sub.id,
-                "msisdn": sub.msisdn or "",
-                "service": record.service.value,
-                "started_at": record.started_at,
-                "quantity": record.quantity,
-                "period": period,
-                "allowance_used": rated.allowance_used,
-                "overage_quantity": rated.overage_quantity,
-                "amount": rated.amount,
-                "source": source[:300],
-                "received_at": received,
-            }
+    kept = _keep_rejections(session, tenant.id, source, batch.refused)
+    for index, record, code, detail in batch.refused:
+        rejection_id = kept[record.record_id]
+        batch.outcomes[index] = RecordOutcome(index, record.record_id, "rejected", None, rejection_id, code, detail)
+        result.rejected.append(
+            {"index": index, "record_id": record.record_id, "code": code, "reason": detail, "rejection": rejection_id}
         )
-    for row_chunk in _chunks(rows, 500):
-        session.execute(insert(UsageRecord), row_chunk)
-    result.accepted += len(rows)
+    if rated:
+        _resolve_rejections(session, tenant.id, rated)
+    if batch.refused:
+        reasons: dict[str, int] = defaultdict(int)
+        for _, _, code, _ in batch.refused:
+            reasons[code] += 1
+        # One event per batch, not per record: a file of a million bad records is one piece of news.
+        record_event(
+            session,
+            "usage.rejected",
+            kept[batch.refused[0][1].record_id],
+            {"count": len(batch.refused), "source": source[:300], "reasons": dict(reasons)},
+            tenant_id=tenant.id,
+        )
+    result.records = [o for o in batch.outcomes if o is not None]
+    result.duplicates = sum(1 for o in result.records if o.outcome == "duplicate")
     session.flush()
     return _counted(result)
 
 
-def _rejection(index: int, record: UsageInput, code: str, reason: str) -> dict[str, Any]:
-    return {"index": index, "record_id": record.record_id, "code": code, "reason": reason}
+def _rate(session: Session, tenant: Tenant, batch: _Sorted, offers: dict[str, Offer], source: str) -> dict[str, str]:
+    """Rate the batch's candidates under the balance locks and insert them; their usage record ids by record id."""
+    keys = sorted({(sub.id, period, str(record.service)) for _, record, sub, period in batch.candidates})
+    balances = _locked_balances(session, tenant.id, keys, offers, {sub.id: sub for _, _, sub, _ in batch.candidates})
+    # Looked for again under the locks: a batch racing this one may have accepted some meanwhile.
+    known = _accepted_ids(session, tenant.id, [record.record_id for _, record, _, _ in batch.candidates])
+    received = utcnow()
+    rated: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    for index, record, sub, period in batch.candidates:
+        if record.record_id in known:
+            batch.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", known[record.record_id])
+            continue
+        service = Service(record.service)
+        balance = balances[(sub.id, period, service.value)]
+        price = _offer_allowance(offers[sub.offer_id], service)[1]
+        left = max(balance.granted - balance.used, 0)
+        outcome = rate_usage(service, record.quantity, left, price)
+        balance.used += outcome.allowance_used
+        usage_id = new_id("usg")
+        rated[record.record_id] = usage_id
+        batch.outcomes[index] = RecordOutcome(index, record.record_id, "rated", usage_record=usage_id)
+        rows.append(
+            {
+                "id": usage_id,
+                "tenant_id": tenant.id,
+                "record_id": record.record_id,
+                "subscription_id": sub.id,
+                "msisdn": sub.msisdn or "",
+                "service": service.value,
+                "started_at": record.started_at,
+                "quantity": record.quantity,
+                "period": period,
+                "allowance_used": outcome.allowance_used,
+                "overage_quantity": outcome.overage_quantity,
+                "amount": outcome.amount,
+                "source": source[:300],
+                "received_at": received,
+                "offer_id": sub.offer_id,
+                "allowance_before": left,
+                "overage_unit_price": price,
+                "amount_exact": outcome.amount_exact,
+            }
+        )
+    for row_chunk in _chunks(rows, 500):
+        session.execute(insert(UsageRecord), row_chunk)
+    return rated
+
+
+def _accepted_ids(session: Session, tenant_id: str, record_ids: list[str]) -> dict[str, str]:
+    """The usage record ids of the sender's record ids the tenant has already accepted."""
+    found: dict[str, str] = {}
+    for id_chunk in _chunks(sorted(set(record_ids)), 1000):
+        rows = session.execute(
+            select(UsageRecord.record_id, UsageRecord.id).where(
+                UsageRecord.tenant_id == tenant_id, UsageRecord.record_id.in_(id_chunk)
+            )
+        )
+        found.update((record_id, usage_id) for record_id, usage_id in rows)
+    return found
+
+
+def _keep_rejections(
+    session: Session, tenant_id: str, source: str, refused: list[tuple[int, UsageInput, str, str]]
+) -> dict[str, str]:
+    """Write the rejections (one open rejection per record id: sent again, it is updated); their ids by record id."""
+    latest: dict[str, dict[str, Any]] = {}
+    received = utcnow()
+    for _, record, code, detail in refused:
+        latest[record.record_id] = {
+            "id": new_id("urj"),
+            "tenant_id": tenant_id,
+            "record_id": record.record_id,
+            "source": source[:300],
+            "position": record.position,
+            "raw": record.as_json(),
+            "fixes": {},
+            "reason_code": code,
+            "reason_detail": detail[:500],
+            "status": "open",
+            "received_at": received,
+        }
+    ids: dict[str, str] = {}
+    if not latest:
+        return ids
+    table = cast(Table, UsageRejection.__table__)
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    for chunk in _chunks(list(latest.values()), 500):
+        stmt = upsert(table).values(chunk)
+        returning = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "record_id"],
+            index_where=text("status = 'open'"),
+            set_={
+                name: stmt.excluded[name]
+                for name in ("source", "position", "raw", "reason_code", "reason_detail", "received_at")
+            },
+        ).returning(table.c.record_id, table.c.id)
+        ids.update((record_id, rejection_id) for record_id, rejection_id in session.execute(returning))
+    return ids
+
+
+def _resolve_rejections(session: Session, tenant_id: str, rated: dict[str, str]) -> None:
+    """Open rejections of records now accepted are resolved as duplicates of the accepted record."""
+    open_ids: list[tuple[str, str]] = []
+    for id_chunk in _chunks(sorted(rated), 1000):
+        open_ids.extend(
+            (rejection_id, record_id)
+            for rejection_id, record_id in session.execute(
+                select(UsageRejection.id, UsageRejection.record_id).where(
+                    UsageRejection.tenant_id == tenant_id,
+                    UsageRejection.status == "open",
+                    UsageRejection.record_id.in_(id_chunk),
+                )
+            )
+        )
+    if not open_ids:
+        return
+    table = cast(Table, UsageRejection.__table__)
+    session.connection().execute(
+        table.update()
+        .where(table.c.id == bindparam("rejection_id"), table.c.status == "open")
+        .values(status="duplicate", resolved_at=utcnow(), usage_record_id=bindparam("usage_id")),
+        [{"rejection_id": rid, "usage_id": rated[record_id]} for rid, record_id in open_ids],
+    )
 
 
 def _counted(result: IngestResult) -> IngestResult:
@@ -247,9 +480,15 @@ def _locked_balances(
     return {key: locked[key] for key in keys}
 
 
+USAGE_FILE_SUFFIXES = (".csv", ".jsonl")
+# Records read from a usage file before they are rated: memory holds one chunk, whatever the file's size.
+FILE_CHUNK = 2000
+FILE_REPORT_ERRORS = 200
+
+
 def discover_usage_files(db: Database, storage: Storage) -> int:
-    """Register new files in the incoming folder and queue their ingestion; returns how many."""
-    keys = [k for k in storage.list(INCOMING_PREFIX) if k.endswith(".csv")]
+    """Register new files (CSV or JSON lines) in the incoming folder and queue their ingestion; returns how many."""
+    keys = [k for k in storage.list(INCOMING_PREFIX) if k.endswith(USAGE_FILE_SUFFIXES)]
     if not keys:
         return 0
     found = 0
@@ -270,48 +509,45 @@ def discover_usage_files(db: Database, storage: Storage) -> int:
     return found
 
 
+@dataclass
+class _FileReport:
+    """What a usage file gave, counted as its chunks are rated; the first errors kept for operators."""
+
+    records: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def error(self, entry: dict[str, Any]) -> None:
+        self.rejected += 1
+        if len(self.errors) < FILE_REPORT_ERRORS:
+            self.errors.append(entry)
+
+
 def ingest_usage_file(
     db: Database, storage: Storage, usage_file_id: str, *, window: UsageWindow | None = None
 ) -> UsageFile | None:
-    """Parse a network usage file and ingest its records, tenant by tenant; safe to run twice."""
+    """Read a network usage file line by line and rate its records chunk by chunk, tenant by tenant.
+
+    Safe to run twice, and to run again after a crash part way: a record already accepted counts as a
+    duplicate, a rejection already kept is updated rather than added.
+    """
     with db.transaction(platform=True) as session:
         usage_file = session.get(UsageFile, usage_file_id)
         if usage_file is None or usage_file.status == "processed":
             return usage_file
         key = usage_file.key
-    parsed = parse_usage_file(storage.get(key))
-    errors: list[dict[str, Any]] = [{"line": e.line, "reason": e.reason} for e in parsed.errors]
-    msisdns = {r.msisdn for r in parsed.records}
-    with db.transaction(platform=True) as session:
-        owners = dict(
-            session.execute(
-                select(Subscription.msisdn, Subscription.tenant_id).where(Subscription.msisdn.in_(msisdns))
-            ).all()
-        )
-    grouped: dict[str, list[UsageInput]] = defaultdict(list)
-    for record in parsed.records:
-        tenant_id = owners.get(record.msisdn)
-        if tenant_id is None:
-            errors.append({"record_id": record.record_id, "reason": f"unknown MSISDN {record.msisdn}"})
-            continue
-        grouped[tenant_id].append(
-            UsageInput(
-                record_id=record.record_id,
-                service=Service(record.service),
-                started_at=record.started_at,
-                quantity=record.quantity,
-                msisdn=record.msisdn,
-            )
-        )
-    totals = IngestResult()
-    for tenant_id, records in grouped.items():
-        with db.transaction(tenant_id=tenant_id) as session:
-            tenant = session.get(Tenant, tenant_id)
-            assert tenant is not None
-            outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window)
-        totals.accepted += outcome.accepted
-        totals.duplicates += outcome.duplicates
-        errors.extend({"record_id": r["record_id"], "reason": r["reason"]} for r in outcome.rejected)
+    report = _FileReport()
+    chunk: list[UsageFileRecord | UsageFileError] = []
+    for _, item in iter_usage_file(storage.lines(key), json_lines=key.endswith(".jsonl")):
+        report.records += 1
+        chunk.append(item)
+        if len(chunk) >= FILE_CHUNK:
+            _ingest_file_chunk(db, key, chunk, report, window)
+            chunk = []
+    if chunk:
+        _ingest_file_chunk(db, key, chunk, report, window)
     processed_key = PROCESSED_PREFIX + key.removeprefix(INCOMING_PREFIX)
     if storage.exists(key):
         storage.move(key, processed_key)
@@ -319,14 +555,102 @@ def ingest_usage_file(
         usage_file = session.get(UsageFile, usage_file_id)
         assert usage_file is not None
         usage_file.status = "processed"
-        usage_file.records = len(parsed.records) + len(parsed.errors)
-        usage_file.accepted = totals.accepted
-        usage_file.duplicates = totals.duplicates
-        usage_file.rejected = len(errors)
-        usage_file.errors = errors[:200]
+        usage_file.records = report.records
+        usage_file.accepted = report.accepted
+        usage_file.duplicates = report.duplicates
+        usage_file.rejected = report.rejected
+        usage_file.errors = report.errors
         usage_file.processed_at = utcnow()
-    log.info("usage file ingested", extra={"key": key, "accepted": totals.accepted, "rejected": len(errors)})
+    log.info("usage file ingested", extra={"key": key, "accepted": report.accepted, "rejected": report.rejected})
     return usage_file
+
+
+def _file_owners(db: Database, msisdns: set[str], imsis: set[str]) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Tenants of the MSISDNs, and (tenant, line) of the IMSIs, of one chunk of a file."""
+    with db.transaction(platform=True) as session:
+        by_msisdn: dict[str, str] = {}
+        for msisdn, tenant_id in session.execute(
+            select(Subscription.msisdn, Subscription.tenant_id).where(Subscription.msisdn.in_(msisdns))
+        ):
+            by_msisdn[str(msisdn)] = tenant_id
+        by_imsi: dict[str, tuple[str, str]] = {}
+        # The latest line on the SIM wins: a SIM moved to another line after a swap is that line's now.
+        for imsi, tenant_id, sub_id in session.execute(
+            select(Sim.imsi, Subscription.tenant_id, Subscription.id)
+            .join(Subscription, Subscription.sim_id == Sim.id)
+            .where(Sim.imsi.in_(imsis))
+            .order_by(Subscription.created_at)
+        ):
+            by_imsi[imsi] = (tenant_id, sub_id)
+    return by_msisdn, by_imsi
+
+
+def _ingest_file_chunk(
+    db: Database,
+    key: str,
+    chunk: list[UsageFileRecord | UsageFileError],
+    report: _FileReport,
+    window: UsageWindow | None,
+) -> None:
+    by_msisdn, by_imsi = _file_owners(
+        db, {i.msisdn for i in chunk if i.msisdn}, {i.imsi for i in chunk if i.imsi and not i.msisdn}
+    )
+    grouped: dict[str, list[UsageInput]] = defaultdict(list)
+    for item in chunk:
+        tenant_id: str | None = by_msisdn.get(item.msisdn) if item.msisdn else None
+        sub_id: str | None = None
+        if not item.msisdn and item.imsi in by_imsi:
+            tenant_id, sub_id = by_imsi[item.imsi]
+        if isinstance(item, UsageFileError):
+            if tenant_id is None or not item.record_id:
+                report.error({"line": item.line, "reason": item.reason})
+                continue
+            # Read far enough to name its line: the tenant keeps it as a rejection it can fix.
+            grouped[tenant_id].append(
+                UsageInput(
+                    record_id=item.record_id,
+                    service=item.fields.get("service", ""),
+                    started_at=utcnow(),
+                    quantity=0,
+                    subscription_id=sub_id,
+                    msisdn=item.msisdn or None,
+                    position=item.line,
+                    extra=dict(item.fields),
+                    refusal=(item.code, f"Line {item.line}: {item.reason}"),
+                )
+            )
+            continue
+        if tenant_id is None:
+            named = f"MSISDN {item.msisdn}" if item.msisdn else f"IMSI {item.imsi}"
+            report.error({"record_id": item.record_id, "reason": f"unknown {named}"})
+            continue
+        extra: dict[str, Any] = {"imsi": item.imsi, "unit": item.unit}
+        if item.called_number:
+            extra["called_number"] = item.called_number
+        if item.visited_plmn:
+            extra["visited_plmn"] = item.visited_plmn
+        if item.rating_group is not None:
+            extra["rating_group"] = item.rating_group
+        grouped[tenant_id].append(
+            UsageInput(
+                record_id=item.record_id,
+                service=Service(item.service),
+                started_at=item.started_at,
+                quantity=item.quantity,
+                subscription_id=sub_id,
+                msisdn=item.msisdn or None,
+                extra=extra,
+            )
+        )
+    for tenant_id, records in grouped.items():
+        with db.transaction(tenant_id=tenant_id) as session:
+            tenant = session.get(Tenant, tenant_id)
+            assert tenant is not None
+            outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window)
+        report.accepted += outcome.accepted
+        report.duplicates += outcome.duplicates
+        for rejected in outcome.rejected:
+            report.error({"record_id": rejected["record_id"], "reason": rejected["reason"], "code": rejected["code"]})
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,18 @@ class Amount(TypeDecorator[Decimal]):
         return None if value is None else Decimal(str(value))
 
 
+class ExactAmount(Amount):
+    """A decimal kept before rounding: NUMERIC(40, 20) on PostgreSQL, text on SQLite."""
+
+    impl = Numeric(40, 20)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(40, 20, asdecimal=True))
+
+
 JSONValue = JSON().with_variant(JSONB(), "postgresql")
 
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
@@ -29,6 +30,10 @@ class Storage(Protocol):
         ...
 
     def get(self, key: str) -> bytes: ...
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        """The object's lines (without their line ends), read piece by piece: memory does not grow with its size."""
+        ...
 
     def exists(self, key: str) -> bool: ...
 
@@ -142,6 +147,17 @@ class FileStorage:
             return path.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(key) from exc
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        """The lines under `key`, read from the file one by one; ObjectNotFound if there is none."""
+        path = self._path(key)
+        try:
+            source = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFound(key) from exc
+        with source:
+            for line in source:
+                yield line.rstrip(b"\r\n")
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
@@ -292,6 +308,21 @@ class S3Storage:
         body = response["Body"]
         try:
             return bytes(body.read())
+        finally:
+            body.close()
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        """The lines under `key`, streamed from the object in chunks; ObjectNotFound if there is none."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                raise ObjectNotFound(key) from exc
+            raise
+        body = response["Body"]
+        try:
+            for line in body.iter_lines(chunk_size=64 * 1024):
+                yield bytes(line).rstrip(b"\r")
         finally:
             body.close()
 

@@ -41,6 +41,7 @@ TENANT_SCOPES = (
     "customers:write",
     "subscriptions:read",
     "subscriptions:write",
+    "usage:read",
     "usage:write",
     "billing:read",
     "billing:write",

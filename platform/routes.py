@@ -7,7 +7,15 @@ from flask_smorest import Api
 
 def register_api(api: Api) -> None:
     from mvne.catalog.api import offers
-    from mvne.charging.api import billing_runs, customer_billing, invoices, line_usage, tenant_market, usage_records
+    from mvne.charging.api import (
+        billing_runs,
+        customer_billing,
+        invoices,
+        line_usage,
+        tenant_market,
+        usage_records,
+        usage_rejections,
+    )
     from mvne.charging.ratecard_api import rate_cards
     from mvne.platform.me_api import me
     from mvne.platform.operator_api import (
@@ -53,6 +61,7 @@ def register_api(api: Api) -> None:
         customer_billing,
         subscriptions,
         usage_records,
+        usage_rejections,
         line_usage,
         billing_runs,
         invoices,

@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 HEADER = ("record_id", "msisdn", "imsi", "service", "started_at", "quantity", "unit")
+# The documented usage file schema (docs/usage.md), after the 3GPP charging data record (TS 32.298) fields:
+# the served IMSI or MSISDN, the service, the start, the duration (voice) or volume (data), the called number,
+# the visited network (MCC+MNC) and the rating group. An SMS record is one message.
+CDR_FIELDS = (
+    "record_id",
+    "imsi",
+    "msisdn",
+    "service",
+    "started_at",
+    "duration_s",
+    "volume_bytes",
+    "called_number",
+    "visited_plmn",
+    "rating_group",
+)
+CDR_REQUIRED = ("record_id", "service", "started_at")
+QUANTITY_FIELD = {"data": "volume_bytes", "voice": "duration_s"}
 UNIT_BY_SERVICE = {"data": "bytes", "voice": "seconds", "sms": "messages"}
 SERVICES = tuple(UNIT_BY_SERVICE)
 INCOMING_PREFIX = "usage/incoming/"
@@ -17,6 +36,7 @@ INCOMING_PREFIX = "usage/incoming/"
 MSISDN_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 IMSI_RE = re.compile(r"[0-9]{6,15}")
 NETWORK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+PLMN_RE = re.compile(r"[0-9]{5,6}")
 _RECORD_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -32,6 +52,10 @@ class UsageFileRecord:
     # Empty until the file is written: emit_usage_file numbers the records of each file.
     record_id: str = ""
     unit: str = field(default="")
+    # Fields of the CDR schema (docs/usage.md) that rating does not use but keeps with the record.
+    called_number: str = ""
+    visited_plmn: str = ""
+    rating_group: int | None = None
 
     def __post_init__(self) -> None:
         if self.service not in UNIT_BY_SERVICE:
@@ -46,20 +70,36 @@ class UsageFileRecord:
         object.__setattr__(self, "started_at", self.started_at.astimezone(UTC))
         if isinstance(self.quantity, bool) or not isinstance(self.quantity, int) or self.quantity < 0:
             raise ValueError(f"quantity {self.quantity!r} must be a whole number >= 0")
-        if not MSISDN_RE.fullmatch(self.msisdn):
+        if not self.msisdn and not self.imsi:
+            raise ValueError("msisdn and imsi are both empty: a record names its line by one of them")
+        if self.msisdn and not MSISDN_RE.fullmatch(self.msisdn):
             raise ValueError(f"msisdn {self.msisdn!r} is not E.164 with a leading '+'")
-        if not IMSI_RE.fullmatch(self.imsi):
+        if self.imsi and not IMSI_RE.fullmatch(self.imsi):
             raise ValueError(f"imsi {self.imsi!r} must be 6 to 15 digits")
+        if self.visited_plmn and not PLMN_RE.fullmatch(self.visited_plmn):
+            raise ValueError(f"visited_plmn {self.visited_plmn!r} must be MCC and MNC, 5 or 6 digits")
+        if self.rating_group is not None and (isinstance(self.rating_group, bool) or self.rating_group < 0):
+            raise ValueError(f"rating_group {self.rating_group!r} must be a whole number >= 0")
         if self.record_id and not _RECORD_ID_RE.fullmatch(self.record_id):
             raise ValueError(f"record_id {self.record_id!r} must be 1-128 of A-Z a-z 0-9 . _ : -")
 
 
 @dataclass(frozen=True)
 class UsageFileError:
-    """A line of a usage file that could not be read, and why."""
+    """A line of a usage file that could not be read, and why.
+
+    What could be read of it (its record id and line) lets the platform keep it as the line's tenant's
+    rejection (`malformed`) instead of only on the file's report.
+    """
 
     line: int
     reason: str
+    record_id: str = ""
+    msisdn: str = ""
+    imsi: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    # The usage reason code it earns: malformed, or unknown_service / invalid_quantity when that is what is wrong.
+    code: str = "malformed"
 
 
 @dataclass(frozen=True)
@@ -115,34 +155,152 @@ def write_usage_file(records: list[UsageFileRecord]) -> bytes:
 
 
 def parse_usage_file(data: bytes) -> ParsedUsageFile:
-    """Read a usage file: good lines become records, bad lines become errors; a wrong header raises."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"usage file is not UTF-8: {exc}") from exc
-    lines = text.splitlines()
-    if not lines or tuple(cell.strip() for cell in lines[0].split(",")) != HEADER:
-        found = lines[0] if lines else "(empty file)"
-        raise ValueError(f"usage file header must be {','.join(HEADER)!r}, found {found!r}")
+    """Read a whole usage file: good lines become records, bad lines and repeated ids errors; a bad header raises."""
     records: list[UsageFileRecord] = []
     errors: list[UsageFileError] = []
     first_line_of: dict[str, int] = {}
-    # Each physical line is one record: the format never quotes newlines, so csv runs per line.
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+    for number, item in iter_usage_file(data.splitlines()):
+        if isinstance(item, UsageFileError):
+            errors.append(item)
+        elif item.record_id in first_line_of:
+            reason = f"record_id {item.record_id!r} already on line {first_line_of[item.record_id]}"
+            errors.append(UsageFileError(number, reason))
+        else:
+            first_line_of[item.record_id] = number
+            records.append(item)
+    return ParsedUsageFile(records=records, errors=errors)
+
+
+def iter_usage_file(
+    lines: Iterable[bytes], *, json_lines: bool = False
+) -> Iterator[tuple[int, UsageFileRecord | UsageFileError]]:
+    """Read a usage file line by line: (line number, record or error); memory does not grow with the file.
+
+    CSV files start with a header: the simulator's (`HEADER`) or the CDR schema's columns (`CDR_FIELDS`, in
+    any order). JSON lines files hold one object with the CDR schema's fields per line, and no header.
+    A header that is neither raises ValueError, and so does a file that is not UTF-8 from its first line.
+    """
+    numbered = enumerate(lines, start=1)
+    if json_lines:
+        for number, raw in numbered:
+            if raw.strip():
+                yield number, _json_line(number, raw)
+        return
+    header, read = _header(numbered)
+    for number, raw in numbered:
+        if not raw.strip():
             continue
         try:
-            record = _parse_line(line)
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, UsageFileError(number, f"not UTF-8: {exc}")
+            continue
+        yield number, read(number, line, header)
+
+
+def _header(
+    numbered: Iterator[tuple[int, bytes]],
+) -> tuple[tuple[str, ...], Callable[[int, str, tuple[str, ...]], UsageFileRecord | UsageFileError]]:
+    first = next(numbered, None)
+    try:
+        text = first[1].decode("utf-8-sig") if first else ""
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"usage file is not UTF-8: {exc}") from exc
+    header = tuple(cell.strip() for cell in text.split(","))
+    if header == HEADER:
+        return header, _simulator_line
+    if set(header) <= set(CDR_FIELDS) and len(set(header)) == len(header) and set(CDR_REQUIRED) <= set(header):
+        return header, _cdr_csv_line
+    found = text or "(empty file)"
+    raise ValueError(
+        f"usage file header must be {','.join(HEADER)!r} or columns of {','.join(CDR_FIELDS)!r} "
+        f"including {','.join(CDR_REQUIRED)!r}, found {found[:200]!r}"
+    )
+
+
+def _simulator_line(number: int, line: str, header: tuple[str, ...]) -> UsageFileRecord | UsageFileError:
+    try:
+        return _parse_line(line)
+    except ValueError as exc:
+        return UsageFileError(number, str(exc))
+
+
+def _cdr_csv_line(number: int, line: str, header: tuple[str, ...]) -> UsageFileRecord | UsageFileError:
+    cells = next(csv.reader([line]))
+    if len(cells) != len(header):
+        return UsageFileError(number, f"expected {len(header)} fields, found {len(cells)}")
+    return _cdr_record(number, {name: cell.strip() for name, cell in zip(header, cells, strict=True)})
+
+
+def _json_line(number: int, raw: bytes) -> UsageFileRecord | UsageFileError:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return UsageFileError(number, f"not a JSON object: {exc}")
+    if not isinstance(value, dict):
+        return UsageFileError(number, "not a JSON object")
+    unknown = sorted(set(value) - set(CDR_FIELDS))
+    fields = {str(k): "" if v is None else str(v) for k, v in value.items() if k in CDR_FIELDS}
+    if unknown:
+        return _cdr_error(number, f"unknown fields: {', '.join(unknown)[:200]}", fields)
+    if any(isinstance(v, (dict, list, bool, float)) for v in value.values()):
+        return _cdr_error(number, "every field is a string or a whole number", fields)
+    return _cdr_record(number, fields)
+
+
+def _cdr_error(number: int, reason: str, fields: dict[str, str], code: str = "malformed") -> UsageFileError:
+    return UsageFileError(
+        number,
+        reason,
+        code=code,
+        record_id=fields.get("record_id", "")[:128],
+        msisdn=fields.get("msisdn", "")[:16],
+        imsi=fields.get("imsi", "")[:15],
+        fields={k: v[:200] for k, v in fields.items()},
+    )
+
+
+def _whole(name: str, text: str) -> int:
+    if not text.lstrip("-").isdigit() or not text.isascii():
+        raise ValueError(f"{name} {text!r} must be a whole number")
+    return int(text)
+
+
+def _cdr_record(number: int, fields: dict[str, str]) -> UsageFileRecord | UsageFileError:
+    """One record of the CDR schema, from its fields as text; an error naming what is wrong otherwise."""
+    service = fields.get("service", "")
+    try:
+        if not fields.get("record_id"):
+            raise ValueError("record_id is empty")
+        try:
+            moment = parse_timestamp(fields.get("started_at", ""))
         except ValueError as exc:
-            errors.append(UsageFileError(number, str(exc)))
-            continue
-        if record.record_id in first_line_of:
-            reason = f"record_id {record.record_id!r} already on line {first_line_of[record.record_id]}"
-            errors.append(UsageFileError(number, reason))
-            continue
-        first_line_of[record.record_id] = number
-        records.append(record)
-    return ParsedUsageFile(records=records, errors=errors)
+            raise ValueError(
+                f"started_at {fields.get('started_at')!r} is not an ISO 8601 datetime with a timezone"
+            ) from exc
+        quantity_field = QUANTITY_FIELD.get(service)
+        if quantity_field is None and service not in UNIT_BY_SERVICE:
+            reason = f"service {service!r}: expected one of {', '.join(SERVICES)}"
+            return _cdr_error(number, reason, fields, "unknown_service")
+        if quantity_field and not fields.get(quantity_field):
+            raise ValueError(f"{quantity_field} is needed for service {service}")
+        quantity = _whole(quantity_field, fields[quantity_field]) if quantity_field else 1
+        if quantity < 0:
+            return _cdr_error(number, f"{quantity_field} {quantity} is negative", fields, "invalid_quantity")
+        group = fields.get("rating_group", "")
+        return UsageFileRecord(
+            record_id=fields["record_id"],
+            msisdn=fields.get("msisdn", ""),
+            imsi=fields.get("imsi", ""),
+            service=service,
+            started_at=moment,
+            quantity=quantity,
+            called_number=fields.get("called_number", "")[:32],
+            visited_plmn=fields.get("visited_plmn", ""),
+            rating_group=_whole("rating_group", group) if group else None,
+        )
+    except ValueError as exc:
+        return _cdr_error(number, str(exc), fields)
 
 
 def _parse_line(line: str) -> UsageFileRecord:

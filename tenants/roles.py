@@ -27,6 +27,7 @@ ALL_SCOPES = frozenset(
         "customers:write",
         "subscriptions:read",
         "subscriptions:write",
+        "usage:read",
         "usage:write",
         "billing:read",
         "billing:write",
@@ -63,6 +64,7 @@ ROLES: dict[str, frozenset[str]] = {
             "billing:read",
             "events:read",
             "tenant:read",
+            "usage:read",
         }
     ),
     FINANCE: frozenset(
@@ -75,6 +77,7 @@ ROLES: dict[str, frozenset[str]] = {
             "audit:read",
             "events:read",
             "tenant:read",
+            "usage:read",
         }
     ),
     # Every read but the audit log and the API clients (who changed what, and the back ends' credentials).

@@ -111,6 +111,6 @@ def test_records_of_unknown_lines_or_from_before_activation_are_rejected_one_by_
 
     assert result.accepted == 1
     assert [(r["record_id"], r["code"]) for r in result.rejected] == [
-        ("early", "line_not_active"),
-        ("ghost", "unknown_subscription"),
+        ("early", "line_not_active_then"),
+        ("ghost", "unknown_line"),
     ]

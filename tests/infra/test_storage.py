@@ -97,6 +97,23 @@ def test_an_empty_object_is_still_an_object(storage: Storage) -> None:
     assert storage.get("empty") == b""
 
 
+def test_lines_are_read_one_by_one_without_their_line_ends(storage: Storage) -> None:
+    # Larger than one read of either backend, with a line that straddles two reads.
+    body = b"".join(b"line %d %s\r\n" % (n, b"x" * 100) for n in range(2000)) + b"last without an end"
+    storage.put("usage/big.csv", body)
+
+    lines = storage.lines("usage/big.csv")
+    first = next(lines)
+
+    assert first == b"line 0 " + b"x" * 100
+    assert [first, *lines] == body.split(b"\r\n")
+
+
+def test_reading_the_lines_of_a_missing_key_raises_object_not_found(storage: Storage) -> None:
+    with pytest.raises(ObjectNotFound):
+        list(storage.lines("nothing/here.csv"))
+
+
 def test_getting_a_missing_key_raises_object_not_found(storage: Storage) -> None:
     with pytest.raises(ObjectNotFound):
         storage.get("nowhere/missing.csv")

@@ -2,10 +2,10 @@
 
 Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a brand and its logo,
 billing settings and a host network, a published offer, a rate card with a published version of lines, a customer,
-an active eSIM line, rated usage, a completed billing run for the last period and its invoice, staff (one joined
-by invitation and logged in, one invited, one waiting for its e-mail verification), and an app its customer signed
-in through (a subscriber account, its sign-in code and tokens), so every tenant-owned table holds rows of both
-tenants.
+an active eSIM line, rated usage, a completed billing run for the last period and its invoice, a rejected usage
+record, staff (one joined by invitation and logged in, one invited, one waiting for its e-mail verification), and an
+app its customer signed in through (a subscriber account, its sign-in code and tokens), so every tenant-owned table
+holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
@@ -59,6 +59,8 @@ class World:
     period: str
     billing_run_id: str
     invoice_id: str
+    usage_record_id: str
+    usage_rejection_id: str
     webhook_endpoint_id: str
     webhook_url: str
     webhook_delivery_id: str
@@ -81,6 +83,8 @@ class World:
             "subscription": self.subscription_id,
             "billing_run": self.billing_run_id,
             "invoice": self.invoice_id,
+            "usage_record": self.usage_record_id,
+            "usage_rejection": self.usage_rejection_id,
             "webhook_endpoint": self.webhook_endpoint_id,
             "webhook_delivery": self.webhook_delivery_id,
             "dead_letter": self.dead_letter_id,
@@ -261,6 +265,7 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]
 
     periods = []
+    usage_ids: list[tuple[str, str]] = []
     # Billing runs bill ended periods: the lines joined at the start of the last one, where their usage lies.
     period, period_start = last_period()
     for handle, sub in zip(handles, subs, strict=True):
@@ -274,20 +279,30 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                     "service": "data",
                     "started_at": started_at.isoformat(),
                     "volume": 5_000_000,
-                }
+                },
+                # Before the line was active: kept as the tenant's rejection, open.
+                {
+                    "record_id": f"iso-early-{secrets.token_hex(4)}",
+                    "subscription": sub["id"],
+                    "service": "sms",
+                    "started_at": (period_start - dt.timedelta(days=1)).isoformat(),
+                },
             ]
         }
         rated = handle.api.post("/v1/usage-records", batch)
         assert rated.status_code == 200, rated.json
         assert rated.json["accepted"] == 1, rated.json
+        assert [r["outcome"] for r in rated.json["records"]] == ["rated", "rejected"], rated.json
+        usage_ids.append((rated.json["records"][0]["usage_record"], rated.json["records"][1]["rejection"]))
         periods.append(period)
 
     runs = [_completed_run(h, p) for h, p in zip(handles, periods, strict=True)]
     staffs = [_staff(app, runtime, h) for h in handles]
     worlds = []
-    for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id) in zip(
-        handles, offers, customers, subs, periods, runs, endpoints, staffs, rate_cards, strict=True
-    ):
+    for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id), (
+        usage_record_id,
+        usage_rejection_id,
+    ) in zip(handles, offers, customers, subs, periods, runs, endpoints, staffs, rate_cards, usage_ids, strict=True):
         assert run["invoices_created"] == 1, run
         listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
         assert len(listed) == 1, listed
@@ -309,6 +324,8 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 period=period,
                 billing_run_id=run["id"],
                 invoice_id=invoice_id,
+                usage_record_id=usage_record_id,
+                usage_rejection_id=usage_rejection_id,
                 webhook_endpoint_id=endpoint["id"],
                 webhook_url=endpoint["url"],
                 webhook_delivery_id=_first_delivery(handle, endpoint["id"]),

@@ -42,6 +42,8 @@ TENANT_OBJECT_PARAMS = {
     "subscription_id": "subscription",
     "billing_run_id": "billing_run",
     "invoice_id": "invoice",
+    "usage_record_id": "usage_record",
+    "usage_rejection_id": "usage_rejection",
     "webhook_endpoint_id": "webhook_endpoint",
     "webhook_delivery_id": "webhook_delivery",
     "api_client_id": "api_client",
@@ -72,6 +74,8 @@ ID_PREFIXES = {
     "subscription": "sub",
     "billing_run": "brn",
     "invoice": "inv",
+    "usage_record": "usg",
+    "usage_rejection": "urj",
     "webhook_endpoint": "whe",
     "webhook_delivery": "whd",
     "api_client": "cli",
@@ -89,6 +93,8 @@ LIST_OWN_OBJECT = {
     "/v1/subscriptions": "subscription",
     "/v1/invoices": "invoice",
     "/v1/billing-runs": "billing_run",
+    "/v1/usage-records": "usage_record",
+    "/v1/usage-rejections": "usage_rejection",
     "/v1/events": "customer",
     "/v1/webhook-endpoints": "webhook_endpoint",
     "/v1/api-clients": "api_client",
@@ -142,7 +148,11 @@ def _usage_body(a: World, b: World) -> dict[str, Any]:
 def _usage_rejected(response: Any, a: World, b: World) -> None:
     result = response.json
     assert result["accepted"] == 0, result
-    assert [r["code"] for r in result["rejected"]] == ["unknown_subscription", "unknown_subscription"], result
+    assert [r["code"] for r in result["rejected"]] == ["unknown_line", "unknown_line"], result
+    # B's own rejections (B sent A's ids): discarded, so B's list of open rejections shows only B's records.
+    for rejected in result["rejected"]:
+        discarded = b.tenant.api.post(f"/v1/usage-rejections/{rejected['rejection']}/discard")
+        assert discarded.status_code == 200, discarded.json
 
 
 def _run_sees_only_b(response: Any, a: World, b: World) -> None:
@@ -322,6 +332,7 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
         "started_at": "2026-05-01T10:00:00Z",
         "quantity": 60,
     },
+    "/v1/usage-rejections/<usage_rejection_id>": {"quantity": 1},
 }
 
 
