@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FOLDERS := platform tenants catalog charging esim provisioning infra
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format db-upgrade db-check migration bench clean
+.PHONY: install run test lint format db-upgrade db-check migration bench bench-rating clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed (Python 3.11)"; exit 1; }
@@ -51,6 +51,12 @@ migration: install  ## make migration m="what changed"
 
 bench: install  ## activations, usage rating and billing throughput on this machine
 	$(BIN)/mvne bench
+
+# The issue's run: make bench-rating RECORDS=1000000 LINES=100000 (needs MVNE_DATABASE_URL on PostgreSQL).
+RECORDS ?= 200000
+LINES ?= 20000
+bench-rating: install  ## usage rating from a file in storage to PostgreSQL, against COPY; prints the figures
+	$(BIN)/mvne bench rating --records $(RECORDS) --lines $(LINES)
 
 clean:
 	rm -rf $(VENV) build var .pytest_cache .mypy_cache .ruff_cache

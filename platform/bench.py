@@ -184,12 +184,18 @@ def _scratch_database(base: Settings, scratch: Path) -> Iterator[str]:
         admin.dispose()
 
 
-@click.command("bench")
+@click.group("bench", invoke_without_command=True)
 @click.option("--lines", default=100, show_default=True, help="Subscriptions to activate and bill.")
 @click.option("--records", default=20_000, show_default=True, help="Usage records to rate.")
 @click.option("--batch", default=1000, show_default=True, help="Records per API call.")
-def bench(lines: int, records: int, batch: int) -> None:
-    """Measure activations, rating and billing throughput; prints the figures."""
+@click.pass_context
+def bench(ctx: click.Context, lines: int, records: int, batch: int) -> None:
+    """Measure activations, rating and billing throughput; prints the figures.
+
+    `mvne bench rating` measures usage rating from a file to PostgreSQL against COPY instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     base = load_settings()
     with tempfile.TemporaryDirectory() as scratch, _scratch_database(base, Path(scratch)) as database_url:
         settings = base.with_overrides(

@@ -423,7 +423,9 @@ def run(seed: bool) -> None:
 
 def _register_bench() -> None:
     from mvne.platform.bench import bench
+    from mvne.platform.bench_rating import rating
 
+    bench.add_command(rating)
     main.add_command(bench)
 
 

@@ -1,0 +1,866 @@
+"""`mvne bench rating`: from a usage file in storage to rated rows committed in PostgreSQL, measured.
+
+On a scratch PostgreSQL database it makes one tenant with many active lines (inserted with COPY), writes a
+usage file of generated records to storage (streamed to disk), then measures and prints, each with
+records/s and seconds:
+
+- parse: reading the file from storage and parsing it with today's parser;
+- the current path end to end: parse, route to the tenant, then `ingest_usage` in batches, each committed;
+  its time split into parse, route, rate (Python: lookups' rows, rating, row building) and write (SQL
+  statements, lookups and locks included, and commits), as far as timing the driver from outside allows;
+- the ceiling: COPY of the same rows (the columns the rated path writes) into `usage_records`, as the
+  tables' owner, and the ratio of the current path to it;
+- a per-record ORM path on a sample (a lookup, `session.add` and a flush per record), for the speed-up;
+- the pure rate-card pricing on a card of many prefixes: compile time and events/s;
+- the batch API: `POST /v1/usage-records` in batches through the app's test client, on a sample;
+- the peak memory of the process after each phase, beside the targets.
+
+The figures are printed as a table and written as JSON under the var folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import logging
+import os
+import random
+import re
+import resource
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Engine, make_url
+
+from mvne.catalog.models import Offer
+from mvne.charging import ratecards
+from mvne.charging.models import UsageRecord
+from mvne.charging.rating import Service, rate_usage
+from mvne.charging.usage import UsageInput, UsageWindow, ingest_usage, period_of
+from mvne.infra.ids import new_id
+from mvne.infra.migrate import upgrade
+from mvne.infra.runtime import current_runtime_or_none, set_runtime
+from mvne.infra.settings import Settings, load_settings
+from mvne.platform.app import create_app
+from mvne.platform.bench import _tenant
+from mvne.platform.wiring import build_runtime
+from mvne.provisioning import usage_files
+from mvne.provisioning.models import Subscription
+from mvne.tenants.models import Tenant
+
+log = logging.getLogger("mvne.bench")
+TARGET_RECORDS_PER_S = 100_000
+TARGET_API_RECORDS_PER_S = 20_000
+TARGET_PEAK_BYTES = 1 << 30
+MIX = (("data", 0.60), ("voice", 0.30), ("sms", 0.10))
+ROAMING_SHARE = 0.05
+# The columns the rated path writes (ingest_usage's insert): the ceiling copies exactly these.
+RATED_COLUMNS = (
+    "id",
+    "tenant_id",
+    "record_id",
+    "subscription_id",
+    "msisdn",
+    "service",
+    "started_at",
+    "quantity",
+    "period",
+    "allowance_used",
+    "overage_quantity",
+    "amount",
+    "source",
+    "received_at",
+)
+BENCH_APP_ROLE = "mvne_bench_app"
+BENCH_PLATFORM_ROLE = "mvne_bench_platform"
+# Foreign visited networks (MCC+MNC) of the roaming share; today's file format has no column for them.
+VISITED_NETWORKS = ("23415", "26201", "21407", "22210", "310260")
+
+
+def _peak_bytes() -> int:
+    """The process's peak resident memory so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclass
+class Figures:
+    """The measured figures, in the order they are printed; `notes` say what a figure covers."""
+
+    params: dict[str, Any]
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def phase(self, name: str, *, records: int, seconds: float, target: float | None = None, **extra: Any) -> None:
+        rate = records / seconds if seconds > 0 else 0.0
+        self.phases[name] = {
+            "records": records,
+            "seconds": round(seconds, 4),
+            "records_per_s": round(rate, 1),
+            "target_records_per_s": target,
+            "meets_target": None if target is None else rate >= target,
+            "peak_rss_bytes": _peak_bytes(),
+            **extra,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "phases": self.phases, "notes": self.notes}
+
+
+class _StatementClock:
+    """Time spent inside the driver's execute calls (SQL sent, run and answered) on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.seconds = 0.0
+        self.statements = 0
+        self.by_kind: dict[str, tuple[int, float]] = {}
+        self._engine = engine
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Any, *_: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        spent = time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+        self.seconds += spent
+        self.statements += 1
+        kind = _statement_kind(statement)
+        count, total = self.by_kind.get(kind, (0, 0.0))
+        self.by_kind[kind] = (count + 1, total + spent)
+
+    def slowest(self, top: int = 6) -> list[dict[str, Any]]:
+        """The kinds of statement that took the most time: what the write time is made of."""
+        ranked = sorted(self.by_kind.items(), key=lambda item: item[1][1], reverse=True)[:top]
+        return [{"statement": kind, "count": count, "seconds": round(total, 4)} for kind, (count, total) in ranked]
+
+    def close(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._before)
+        event.remove(self._engine, "after_cursor_execute", self._after)
+
+
+_TABLE_OF = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+([a-z_]+)", re.IGNORECASE)
+
+
+def _statement_kind(statement: str) -> str:
+    """`SELECT usage_records`, `INSERT allowance_balances ... FOR UPDATE`: a statement's verb and first table."""
+    verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+    table = _TABLE_OF.search(statement)
+    suffix = " FOR UPDATE" if "FOR UPDATE" in statement.upper() else ""
+    return f"{verb} {table[1] if table else '-'}{suffix}"
+
+
+# The scratch database -----------------------------------------------------------------------------------
+
+
+def _libpq(url: str) -> str:
+    """A SQLAlchemy URL as the driver's own connection string."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def scratch_postgres(server_url: str) -> Iterator[tuple[str, str, str, bool]]:
+    """A new database on the server: (application URL, platform URL, owner URL, whether RLS binds the app).
+
+    The application connects as a role row-level security binds, as in production, when the server lets
+    the bench create one; otherwise everything runs as the owner and the figures say so.
+    """
+    server = make_url(server_url).set(drivername="postgresql+psycopg")
+    name = f"mvne_bench_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    owner = server.set(database=name)
+    app_url = platform_url = owner.render_as_string(hide_password=False)
+    bound = False
+    try:
+        with admin.connect() as conn:
+            for role, bypass in ((BENCH_APP_ROLE, "NOBYPASSRLS"), (BENCH_PLATFORM_ROLE, "BYPASSRLS")):
+                exists = f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'"  # noqa: S608 (constant role names)
+                create = f"CREATE ROLE {role} LOGIN NOSUPERUSER {bypass}"
+                conn.execute(
+                    text(
+                        f"DO $$ BEGIN IF NOT EXISTS ({exists}) THEN {create}; END IF; "
+                        "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                    )
+                )
+        candidate_app = owner.set(username=BENCH_APP_ROLE, password=None).render_as_string(hide_password=False)
+        candidate_platform = owner.set(username=BENCH_PLATFORM_ROLE, password=None).render_as_string(
+            hide_password=False
+        )
+        with psycopg.connect(_libpq(candidate_app)):
+            pass
+        app_url, platform_url, bound = candidate_app, candidate_platform, True
+    except Exception as exc:  # no right to make roles, or they cannot log in: run as the owner
+        log.warning("the bench runs as the tables' owner: %s", exc)
+    try:
+        yield app_url, platform_url, owner.render_as_string(hide_password=False), bound
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _copy_rows(
+    conn: psycopg.Connection[Any], table: str, columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]
+) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+@dataclass(frozen=True)
+class Line:
+    subscription_id: str
+    msisdn: str
+    imsi: str
+
+
+def _insert_lines(owner_url: str, tenant_id: str, offer_id: str, count: int, since: dt.datetime) -> list[Line]:
+    """`count` active lines of the tenant, with their customers, SIMs and numbers, inserted with COPY."""
+    lines = [Line(new_id("sub"), f"+3399{n:08d}", f"00199{n:010d}") for n in range(count)]
+    customers = [new_id("cus") for _ in range(count)]
+    sims = [new_id("sim") for _ in range(count)]
+    address = json.dumps({"line1": "1 rue", "postal_code": "75001", "city": "Paris", "country": "FR"})
+    batch_id = new_id("sbt")
+    with psycopg.connect(_libpq(owner_url)) as conn:
+        _copy_rows(
+            conn,
+            "customers",
+            ("id", "tenant_id", "name", "email", "address", "created_at"),
+            ((customers[n], tenant_id, f"Line {n}", f"l{n}@bench.example", address, since) for n in range(count)),
+        )
+        _copy_rows(
+            conn,
+            "sims",
+            (
+                "id",
+                "tenant_id",
+                "batch_id",
+                "kind",
+                "iccid",
+                "imsi",
+                "profile_type",
+                "ki_encrypted",
+                "opc_encrypted",
+                "status",
+                "created_at",
+                "updated_at",
+            ),
+            (
+                (
+                    sims[n],
+                    tenant_id,
+                    batch_id,
+                    "esim",
+                    f"8900199{n:013d}",
+                    line.imsi,
+                    "bench",
+                    b"\0",
+                    b"\0",
+                    "in_use",
+                    since,
+                    since,
+                )
+                for n, line in enumerate(lines)
+            ),
+        )
+        _copy_rows(
+            conn,
+            "subscriptions",
+            (
+                "id",
+                "tenant_id",
+                "customer_id",
+                "offer_id",
+                "sim_type",
+                "status",
+                "msisdn",
+                "sim_id",
+                "network_provisioned_at",
+                "created_at",
+                "activated_at",
+            ),
+            (
+                (
+                    line.subscription_id,
+                    tenant_id,
+                    customers[n],
+                    offer_id,
+                    "esim",
+                    "active",
+                    line.msisdn,
+                    sims[n],
+                    since,
+                    since,
+                    since,
+                )
+                for n, line in enumerate(lines)
+            ),
+        )
+        _copy_rows(
+            conn,
+            "phone_numbers",
+            ("id", "tenant_id", "msisdn", "status", "subscription_id", "created_at"),
+            ((new_id("num"), tenant_id, line.msisdn, "assigned", line.subscription_id, since) for line in lines),
+        )
+        conn.execute("ANALYZE customers, sims, subscriptions, phone_numbers")
+    return lines
+
+
+# The usage file ---------------------------------------------------------------------------------------------
+
+
+def _called_number(rng: random.Random, prefixes: list[str]) -> str:
+    prefix = prefixes[rng.randrange(len(prefixes))] if prefixes else "33"
+    return "+" + (prefix + "".join(rng.choices("0123456789", k=12)))[:11]
+
+
+def generate_events(
+    rng: random.Random, lines: list[Line], count: int, now: dt.datetime, prefixes: list[str]
+) -> Iterator[dict[str, Any]]:
+    """`count` usage events: the service mix, 5 % roaming, random called numbers, over the last day."""
+    services = [name for name, _ in MIX]
+    weights = [share for _, share in MIX]
+    for n in range(count):
+        line = lines[rng.randrange(len(lines))]
+        service = rng.choices(services, weights)[0]
+        quantity = (
+            rng.randint(1_000, 50_000_000) if service == "data" else rng.randint(1, 1200) if service == "voice" else 1
+        )
+        yield {
+            "record_id": f"r{n:09d}",
+            "msisdn": line.msisdn,
+            "imsi": line.imsi,
+            "service": service,
+            "started_at": now - dt.timedelta(seconds=rng.randint(60, 86_400)),
+            "quantity": quantity,
+            "called_number": "" if service == "data" else _called_number(rng, prefixes),
+            "visited_plmn": VISITED_NETWORKS[rng.randrange(len(VISITED_NETWORKS))]
+            if rng.random() < ROAMING_SHARE
+            else "",
+        }
+
+
+def _cell(column: str, event: dict[str, Any]) -> str:
+    if column == "started_at":
+        return usage_files.format_timestamp(event["started_at"])
+    if column == "unit":
+        return usage_files.UNIT_BY_SERVICE[event["service"]]
+    return str(event.get(column, ""))
+
+
+def write_usage_file(path: Path, events: Iterator[dict[str, Any]]) -> int:
+    """Stream the events to `path` in the usage file format (its header's columns); returns the bytes written."""
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(usage_files.HEADER)
+        for item in events:
+            writer.writerow([_cell(column, item) for column in usage_files.HEADER])
+    return path.stat().st_size
+
+
+# Rate-card pricing --------------------------------------------------------------------------------------
+
+
+def rate_card_prefixes(rng: random.Random, count: int) -> list[str]:
+    prefixes: set[str] = set()
+    while len(prefixes) < count:
+        prefixes.add(str(rng.randint(1, 9)) + "".join(rng.choices("0123456789", k=rng.randint(1, 7))))
+    return sorted(prefixes)
+
+
+def _measure_pricing(figures: Figures, rng: random.Random, prefixes: list[str], events: list[dict[str, Any]]) -> None:
+    raw = [
+        {
+            "prefix": p,
+            "zone": f"Z{n % 200}",
+            "service": service,
+            "price": "0.05",
+            "first_increment": first,
+            "next_increment": first,
+            "connect_fee": "0.01" if service == "voice" else "",
+        }
+        for n, p in enumerate(prefixes)
+        for service, first in (("voice", 60), ("sms", 1))
+    ]
+    raw += [
+        {
+            "prefix": "*",
+            "zone": "World",
+            "service": "voice",
+            "price": "0.50",
+            "first_increment": 60,
+            "next_increment": 1,
+        },
+        {"prefix": "*", "zone": "World", "service": "sms", "price": "0.20", "first_increment": 1, "next_increment": 1},
+        {"prefix": "*", "zone": "Data", "service": "data", "price": "0.01", "first_increment": 1, "next_increment": 1},
+    ]
+    started = time.perf_counter()
+    report = ratecards.check_lines(enumerate(raw, start=2), set())
+    checked = time.perf_counter() - started
+    if report.error_count:
+        raise click.ClickException(f"the bench's rate card has errors: {report.errors[:3]}")
+    started = time.perf_counter()
+    version = ratecards.compile_version(report.lines, [], ratecards.zone_info("Europe/Paris"), version_id="rcv_bench")
+    compiled = time.perf_counter() - started
+    card = ratecards.CompiledCard(currency="EUR", rounding_mode="half_up", precision=6, versions=[version])
+    total = Decimal(0)
+    started = time.perf_counter()
+    for item in events:
+        priced = ratecards.price(
+            card,
+            service=item["service"],
+            called=item["called_number"] or None,
+            started_at=item["started_at"],
+            quantity=item["quantity"],
+        )
+        total += priced.amount
+    seconds = time.perf_counter() - started
+    figures.phase(
+        "pricing",
+        records=len(events),
+        seconds=seconds,
+        rate_card_prefixes=len(prefixes),
+        rate_card_lines=len(raw),
+        check_lines_s=round(checked, 4),
+        compile_s=round(compiled, 4),
+        priced_amount=str(total),
+    )
+
+
+# The run -------------------------------------------------------------------------------------------------
+
+
+def run_rating_bench(
+    base: Settings,
+    server_url: str,
+    *,
+    records: int,
+    lines: int,
+    batch: int = 5_000,
+    orm_sample: int = 5_000,
+    api_sample: int = 50_000,
+    prefixes: int = 50_000,
+    pricing_events: int = 200_000,
+    seed: int = 7,
+) -> Figures:
+    """Build the scratch database, run every measurement, and return the figures."""
+    if not server_url.startswith("postgresql"):
+        raise click.ClickException(
+            "mvne bench rating needs PostgreSQL (its figures mean nothing on SQLite): set MVNE_DATABASE_URL to a "
+            "server URL such as postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        )
+    rng = random.Random(seed)
+    figures = Figures(
+        params={
+            "records": records,
+            "lines": lines,
+            "batch": batch,
+            "orm_sample": min(orm_sample, records),
+            "api_sample": api_sample,
+            "rate_card_prefixes": prefixes,
+            "pricing_events": pricing_events,
+            "service_mix": dict(MIX),
+            "roaming_share": ROAMING_SHARE,
+            "cpus": os.cpu_count(),
+            # Other work on the machine skews every figure: the load says how busy it was.
+            "load_average_at_start": os.getloadavg()[0],
+        }
+    )
+    previous_runtime = current_runtime_or_none()
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        scratch_postgres(server_url) as (app_url, platform_url, owner, bound),
+    ):
+        settings = base.with_overrides(
+            var_dir=Path(scratch),
+            log_level="WARNING",
+            database_url=app_url,
+            platform_database_url=platform_url,
+            migration_database_url=owner,
+            storage_url=f"file://{scratch}/storage",
+            broker_url="memory://",
+            smdp_url="",
+            network_url="",
+            public_url="",
+        )
+        figures.params["rls_binds_application"] = bound
+        if not bound:
+            figures.notes.append("The application ran as the tables' owner: row-level security did not bind it.")
+        upgrade(settings)
+        rt = build_runtime(settings)
+        if previous_runtime is not None:
+            # Called inside a process that has its own runtime (its workers reach it): leave it theirs.
+            set_runtime(previous_runtime)
+        try:
+            _run(rt, settings, figures, rng, owner)
+        finally:
+            rt.db.dispose()
+            set_runtime(previous_runtime)
+    return figures
+
+
+def _run(rt: Any, settings: Settings, figures: Figures, rng: random.Random, owner: str) -> None:
+    params = figures.params
+    records, batch = params["records"], params["batch"]
+    app = create_app(rt=rt)
+    client = app.test_client()
+    header, offer_id, tenant_id = _tenant(rt, client)
+    now = dt.datetime.now(dt.UTC)
+    since = now - dt.timedelta(days=40)
+
+    started = time.perf_counter()
+    lines = _insert_lines(owner, tenant_id, offer_id, params["lines"], since)
+    figures.phase("setup_lines", records=len(lines), seconds=time.perf_counter() - started)
+
+    prefixes = rate_card_prefixes(rng, params["rate_card_prefixes"])
+    key = usage_files.new_usage_file_key("bench")
+    path = Path(settings.var_dir) / "bench-usage.csv"
+    started = time.perf_counter()
+    size = write_usage_file(path, generate_events(rng, lines, records, now, prefixes))
+    with path.open("rb") as source:
+        rt.storage.put_file(key, source, content_type="text/csv")
+    path.unlink()
+    figures.phase("generate_file", records=records, seconds=time.perf_counter() - started, file_bytes=size)
+
+    _measure_current_path(rt, figures, tenant_id, key, batch)
+    _measure_ceiling(figures, owner, tenant_id)
+    _measure_orm(rt, figures=figures, tenant_id=tenant_id, lines=lines, rng=rng, now=now)
+    _measure_api(client, header=header, figures=figures, lines=lines, rng=rng, now=now, prefixes=prefixes, batch=batch)
+    events = list(generate_events(rng, lines, params["pricing_events"], now, prefixes))
+    _measure_pricing(figures, rng, prefixes, events)
+    current = figures.phases["current_path"]["records_per_s"]
+    ceiling = figures.phases["ceiling_copy"]["records_per_s"]
+    figures.phases["ceiling_copy"]["ratio_current_to_ceiling"] = round(current / ceiling, 5) if ceiling else None
+    orm = figures.phases["orm_per_record"]["records_per_s"]
+    figures.phases["orm_per_record"]["speed_up_current_over_orm"] = round(current / orm, 2) if orm else None
+    figures.params["load_average_at_end"] = os.getloadavg()[0]
+    # The file-to-rows path ran first: the peak after it is its peak (the app and the lines included).
+    path_peak = figures.phases["current_path"]["peak_rss_bytes"]
+    figures.phases["peak_memory"] = {
+        "current_path_peak_rss_bytes": path_peak,
+        "process_peak_rss_bytes": _peak_bytes(),
+        "target_bytes": TARGET_PEAK_BYTES,
+        "meets_target": path_peak <= TARGET_PEAK_BYTES,
+    }
+
+
+def _measure_current_path(rt: Any, figures: Figures, tenant_id: str, key: str, batch: int) -> None:
+    """Today's path from the file to committed rows: parse, route, then ingest_usage per batch."""
+    total_started = time.perf_counter()
+    started = time.perf_counter()
+    parsed = usage_files.parse_usage_file(rt.storage.get(key))
+    parse_s = time.perf_counter() - started
+    if parsed.errors:
+        raise click.ClickException(f"the generated file has bad lines: {parsed.errors[:3]}")
+    figures.phase("parse", records=len(parsed.records), seconds=parse_s)
+
+    started = time.perf_counter()
+    with rt.db.transaction(platform=True) as session:
+        owners = dict(session.execute(select(Subscription.msisdn, Subscription.tenant_id)).all())
+    inputs = [
+        UsageInput(
+            record_id=r.record_id,
+            service=Service(r.service),
+            started_at=r.started_at,
+            quantity=r.quantity,
+            msisdn=r.msisdn,
+        )
+        for r in parsed.records
+        if owners.get(r.msisdn) == tenant_id
+    ]
+    del parsed
+    route_s = time.perf_counter() - started
+
+    clock = _StatementClock(rt.db.engine)
+    commit_s = 0.0
+    accepted = duplicates = rejected = 0
+    source = f"file:{key}"
+    window = UsageWindow()
+    started = time.perf_counter()
+    try:
+        for offset in range(0, len(inputs), batch):
+            session = rt.db.session(tenant_id=tenant_id)
+            try:
+                tenant = session.get(Tenant, tenant_id)
+                assert tenant is not None
+                outcome = ingest_usage(session, tenant, inputs[offset : offset + batch], source=source, window=window)
+                committing = time.perf_counter()
+                session.commit()
+                commit_s += time.perf_counter() - committing
+            finally:
+                session.close()
+            accepted += outcome.accepted
+            duplicates += outcome.duplicates
+            rejected += len(outcome.rejected)
+    finally:
+        clock.close()
+    ingest_s = time.perf_counter() - started
+    total_s = time.perf_counter() - total_started
+    sql_s = clock.seconds
+    figures.phase(
+        "current_path",
+        records=accepted,
+        seconds=total_s,
+        target=TARGET_RECORDS_PER_S,
+        parse_s=round(parse_s, 4),
+        route_s=round(route_s, 4),
+        rate_s=round(ingest_s - sql_s - commit_s, 4),
+        write_s=round(sql_s + commit_s, 4),
+        sql_statements_s=round(sql_s, 4),
+        commit_s=round(commit_s, 4),
+        statements=clock.statements,
+        slowest_statements=clock.slowest(),
+        batches=-(-len(inputs) // batch),
+        duplicates=duplicates,
+        rejected=rejected,
+    )
+    figures.notes.append(
+        "current_path: rate = Python time inside ingest_usage (rows of the lookups built into objects, rating, rows "
+        "built); write = time inside the driver's execute calls plus commits. The lookups of lines, the balance "
+        "upserts and locks and the duplicate check are SQL, so they count as write: timing from outside cannot "
+        "part them from the insert."
+    )
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        stored = session.scalar(text("SELECT count(*) FROM usage_records"))
+    figures.phases["current_path"]["rows_in_usage_records"] = int(stored or 0)
+
+
+def _measure_ceiling(figures: Figures, owner: str, tenant_id: str) -> None:
+    """COPY the rows the current path wrote back into the emptied table, as the owner, committed."""
+    columns = ", ".join(RATED_COLUMNS)
+    with tempfile.TemporaryFile() as dump, psycopg.connect(_libpq(owner)) as conn:
+        forced = conn.execute(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'usage_records'"
+        ).fetchone()
+        with conn.cursor() as cur, cur.copy(f"COPY (SELECT {columns} FROM usage_records) TO STDOUT") as copy:  # noqa: S608
+            for block in copy:
+                dump.write(block)
+        rows = int(conn.execute("SELECT count(*) FROM usage_records").fetchone()[0])  # type: ignore[index]
+        conn.execute("TRUNCATE usage_records")
+        conn.commit()
+        dump.seek(0)
+        started = time.perf_counter()
+        conn.execute("SELECT set_config('mvne.tenant_id', %s, true)", (tenant_id,))
+        with conn.cursor() as cur, cur.copy(f"COPY usage_records ({columns}) FROM STDIN") as copy:
+            while block := dump.read(1 << 20):
+                copy.write(block)
+        conn.commit()
+        seconds = time.perf_counter() - started
+        copied = int(conn.execute("SELECT count(*) FROM usage_records").fetchone()[0])  # type: ignore[index]
+        conn.commit()
+    figures.phase(
+        "ceiling_copy",
+        records=rows,
+        seconds=seconds,
+        rows_after_copy=copied,
+        row_level_security={"enabled": bool(forced and forced[0]), "forced": bool(forced and forced[1])},
+    )
+    figures.notes.append(
+        "ceiling_copy: the rows the current path wrote, dumped with COPY TO, the table emptied, then timed: COPY "
+        "FROM of those rows (same columns, same indexes and constraints) and the commit, as the tables' owner."
+    )
+
+
+def _measure_orm(
+    rt: Any, *, figures: Figures, tenant_id: str, lines: list[Line], rng: random.Random, now: dt.datetime
+) -> None:
+    """Per record: the line looked up, rated at the offer's overage price, `session.add` and a flush."""
+    sample = figures.params["orm_sample"]
+    events = list(generate_events(rng, lines, sample, now, []))
+    started = time.perf_counter()
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        offer = session.scalars(select(Offer)).first()
+        assert offer is not None
+        prices = {
+            Service.DATA: offer.overage_data_per_mb,
+            Service.VOICE: offer.overage_voice_per_minute,
+            Service.SMS: offer.overage_sms_per_message,
+        }
+        for item in events:
+            sub = session.scalars(select(Subscription).where(Subscription.msisdn == item["msisdn"])).one()
+            service = Service(item["service"])
+            rated = rate_usage(service, item["quantity"], 0, prices[service])
+            session.add(
+                UsageRecord(
+                    id=new_id("usg"),
+                    record_id=f"orm-{item['record_id']}",
+                    subscription_id=sub.id,
+                    msisdn=item["msisdn"],
+                    service=service.value,
+                    started_at=item["started_at"],
+                    quantity=item["quantity"],
+                    period=period_of(item["started_at"], tenant.timezone),
+                    allowance_used=rated.allowance_used,
+                    overage_quantity=rated.overage_quantity,
+                    amount=rated.amount,
+                    source="bench:orm",
+                )
+            )
+            session.flush()
+    figures.phase("orm_per_record", records=len(events), seconds=time.perf_counter() - started)
+
+
+def _measure_api(
+    client: Any,
+    *,
+    header: dict[str, str],
+    figures: Figures,
+    lines: list[Line],
+    rng: random.Random,
+    now: dt.datetime,
+    prefixes: list[str],
+    batch: int,
+) -> None:
+    """POST /v1/usage-records in batches through the app's test client."""
+    sample = figures.params["api_sample"]
+    quantity_field = {"data": "volume", "voice": "duration", "sms": "count"}
+    payloads = []
+    chunk: list[dict[str, Any]] = []
+    for item in generate_events(rng, lines, sample, now, prefixes):
+        chunk.append(
+            {
+                "record_id": f"api-{item['record_id']}",
+                "msisdn": item["msisdn"],
+                "service": item["service"],
+                "started_at": item["started_at"].isoformat(),
+                quantity_field[item["service"]]: item["quantity"],
+            }
+        )
+        if len(chunk) == batch:
+            payloads.append(chunk)
+            chunk = []
+    if chunk:
+        payloads.append(chunk)
+    accepted = 0
+    started = time.perf_counter()
+    for payload in payloads:
+        response = client.post("/v1/usage-records", headers=header, json={"records": payload})
+        if response.status_code != 200:
+            raise click.ClickException(f"POST /v1/usage-records answered {response.status_code}: {response.text[:300]}")
+        accepted += response.json["accepted"]
+    figures.phase(
+        "batch_api",
+        records=accepted,
+        seconds=time.perf_counter() - started,
+        target=TARGET_API_RECORDS_PER_S,
+        requests=len(payloads),
+    )
+
+
+# Printing --------------------------------------------------------------------------------------------------
+
+LABELS = {
+    "setup_lines": "lines inserted (COPY)",
+    "generate_file": "usage file written",
+    "parse": "parse (file from storage)",
+    "current_path": "current path, file to rows",
+    "ceiling_copy": "ceiling: COPY same rows",
+    "orm_per_record": "ORM, one flush per record",
+    "batch_api": "batch API (POST)",
+    "pricing": "rate-card pricing (pure)",
+}
+
+
+def render(figures: Figures) -> str:
+    p = figures.params
+    out = [
+        f"mvne bench rating: {p['records']:,} records, {p['lines']:,} lines, batches of {p['batch']:,}, "
+        f"rate card of {p['rate_card_prefixes']:,} prefixes; row-level security binds the app: "
+        f"{p.get('rls_binds_application')}; {p['cpus']} CPUs, load average {p['load_average_at_start']:.2f} at the "
+        f"start, {p.get('load_average_at_end', 0):.2f} at the end",
+        f"  {'phase':<30} {'records':>11} {'seconds':>9} {'records/s':>12} {'target/s':>10}  {'peak RSS':>9}",
+    ]
+    for name, label in LABELS.items():
+        f = figures.phases.get(name)
+        if f is None:
+            continue
+        target = f"{f['target_records_per_s']:,}" if f.get("target_records_per_s") else "-"
+        mark = "" if f.get("meets_target") is None else ("  ok" if f["meets_target"] else "  BELOW")
+        out.append(
+            f"  {label:<30} {f['records']:>11,} {f['seconds']:>9.2f} {f['records_per_s']:>12,.0f} {target:>10}  "
+            f"{f['peak_rss_bytes'] / 2**20:>7.0f}MB{mark}"
+        )
+    c = figures.phases.get("current_path")
+    if c:
+        out.append(
+            f"  current path split: parse {c['parse_s']:.2f} s, route {c['route_s']:.2f} s, rate {c['rate_s']:.2f} s, "
+            f"write {c['write_s']:.2f} s (SQL {c['sql_statements_s']:.2f} s in {c['statements']:,} statements, "
+            f"commits {c['commit_s']:.2f} s); rows in usage_records: {c['rows_in_usage_records']:,}"
+        )
+        spent = ", ".join(f"{s['statement']} {s['seconds']:.2f} s ({s['count']:,})" for s in c["slowest_statements"])
+        out.append(f"  SQL time by statement: {spent}")
+    ceiling = figures.phases.get("ceiling_copy")
+    if ceiling:
+        out.append(
+            f"  ratio current/ceiling: {ceiling['ratio_current_to_ceiling']:.4f} "
+            f"({ceiling['ratio_current_to_ceiling'] * 100:.2f} %); "
+            f"RLS on usage_records: {ceiling['row_level_security']}"
+        )
+    orm = figures.phases.get("orm_per_record")
+    if orm:
+        out.append(f"  speed-up of the current path over the per-record ORM path: x{orm['speed_up_current_over_orm']}")
+    pricing = figures.phases.get("pricing")
+    if pricing:
+        out.append(
+            f"  rate card: {pricing['rate_card_lines']:,} lines checked in {pricing['check_lines_s']:.2f} s, "
+            f"compiled in {pricing['compile_s']:.3f} s"
+        )
+    peak = figures.phases.get("peak_memory")
+    if peak:
+        verdict = "ok" if peak["meets_target"] else "ABOVE"
+        out.append(
+            f"  peak memory, file to rows: {peak['current_path_peak_rss_bytes'] / 2**20:,.0f} MB (target 1024 MB) "
+            f"{verdict}; whole run: {peak['process_peak_rss_bytes'] / 2**20:,.0f} MB"
+        )
+    out.extend(f"  note: {note}" for note in figures.notes)
+    return "\n".join(out)
+
+
+@click.command("rating")
+@click.option("--records", default=200_000, show_default=True, help="Usage records in the file.")
+@click.option("--lines", default=20_000, show_default=True, help="Active lines of the tenant.")
+@click.option("--batch", default=5_000, show_default=True, help="Records per ingest_usage call and per API call.")
+@click.option("--orm-sample", default=5_000, show_default=True, help="Records through the per-record ORM path.")
+@click.option("--api-sample", default=50_000, show_default=True, help="Records through the batch API.")
+@click.option("--prefixes", default=50_000, show_default=True, help="Prefixes of the rate card priced against.")
+@click.option("--pricing-events", default=200_000, show_default=True, help="Events priced on the rate card.")
+def rating(**options: int) -> None:
+    """Measure usage rating from a file in storage to rows in PostgreSQL, against COPY; prints the figures."""
+    base = load_settings()
+    server_url = base.migration_database_url or base.database_url
+    figures = run_rating_bench(
+        base,
+        server_url,
+        records=options["records"],
+        lines=options["lines"],
+        batch=options["batch"],
+        orm_sample=options["orm_sample"],
+        api_sample=options["api_sample"],
+        prefixes=options["prefixes"],
+        pricing_events=options["pricing_events"],
+    )
+    click.echo(render(figures))
+    out = write_figures(figures, base.var_dir)
+    click.echo(f"figures written to {out}")
+
+
+def write_figures(figures: Figures, var_dir: Path) -> Path:
+    folder = Path(var_dir) / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"rating-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(figures.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,78 @@
+"""`mvne bench rating` on tiny numbers: every figure is there, positive, and the rows add up (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+
+from mvne.infra.settings import Settings
+from mvne.platform.bench_rating import render, run_rating_bench, write_figures
+
+RECORDS = 2_000
+LINES = 200
+
+
+def test_the_rating_bench_measures_every_path_against_the_copy_ceiling(
+    postgres_settings: Settings, tmp_path: Path
+) -> None:
+    server_url = postgres_settings.migration_database_url or postgres_settings.database_url
+    figures = run_rating_bench(
+        postgres_settings,
+        server_url,
+        records=RECORDS,
+        lines=LINES,
+        batch=500,
+        orm_sample=100,
+        api_sample=1_000,
+        prefixes=2_000,
+        pricing_events=1_000,
+    )
+    phases = figures.phases
+    for name in ("parse", "current_path", "ceiling_copy", "orm_per_record", "batch_api", "pricing"):
+        assert phases[name]["records"] > 0, name
+        assert phases[name]["seconds"] > 0, name
+        assert phases[name]["records_per_s"] > 0, name
+        assert phases[name]["peak_rss_bytes"] > 0, name
+
+    current = phases["current_path"]
+    # Every record of the file was rated once and committed: the rows in the table are the records.
+    assert phases["parse"]["records"] == RECORDS
+    assert current["records"] == RECORDS
+    assert current["rejected"] == 0
+    assert current["duplicates"] == 0
+    assert current["rows_in_usage_records"] == RECORDS
+    assert current["batches"] == RECORDS // 500
+    assert current["parse_s"] > 0
+    assert current["rate_s"] > 0
+    assert current["write_s"] > 0
+    assert current["parse_s"] + current["route_s"] + current["rate_s"] + current["write_s"] <= current["seconds"]
+
+    ceiling = phases["ceiling_copy"]
+    assert ceiling["records"] == RECORDS
+    assert ceiling["rows_after_copy"] == RECORDS
+    assert ceiling["row_level_security"] == {"enabled": True, "forced": False}
+    assert 0 < ceiling["ratio_current_to_ceiling"] < 10
+
+    assert phases["orm_per_record"]["records"] == 100
+    assert phases["orm_per_record"]["speed_up_current_over_orm"] > 0
+    assert phases["batch_api"]["records"] == 1_000
+    assert phases["batch_api"]["requests"] == 2
+    assert phases["pricing"]["rate_card_prefixes"] == 2_000
+    assert phases["pricing"]["compile_s"] > 0
+    assert figures.params["rls_binds_application"] is True
+    assert 0 < phases["peak_memory"]["current_path_peak_rss_bytes"] <= phases["peak_memory"]["process_peak_rss_bytes"]
+
+    table = render(figures)
+    assert "ratio current/ceiling" in table
+    assert "100,000" in table
+    written = write_figures(figures, tmp_path)
+    assert written.parent == tmp_path / "bench"
+    assert json.loads(written.read_text())["phases"]["current_path"]["records"] == RECORDS
+
+
+def test_the_rating_bench_refuses_sqlite(postgres_settings: Settings) -> None:
+    with pytest.raises(click.ClickException, match="needs PostgreSQL"):
+        run_rating_bench(postgres_settings, "sqlite:///bench.db", records=10, lines=1)
