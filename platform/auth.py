@@ -24,6 +24,7 @@ from mvne.infra.web.auth import AUTH_EXTENSION, SESSION_CLAIM, SUBSCRIBER_CLAIM,
 from mvne.infra.web.context import runtime
 from mvne.infra.web.problems import ProblemError
 from mvne.platform.subscriber_oauth import SubscriberGrant, init_subscriber_auth
+from mvne.tenants import roles
 from mvne.tenants.apps import SUBSCRIBER_SCOPES
 from mvne.tenants.models import ApiClient, RefreshToken, SubscriberAccount, Tenant
 from mvne.tenants.service import record_token_issued
@@ -31,32 +32,9 @@ from mvne.tenants.subscribers import ACTIVE
 
 AUDIENCE = "mvne-api"
 
-# What a tenant's back end may be granted, and what only platform operators hold.
-TENANT_SCOPES = (
-    "offers:read",
-    "offers:write",
-    "rates:read",
-    "rates:write",
-    "customers:read",
-    "customers:write",
-    "subscriptions:read",
-    "subscriptions:write",
-    "usage:read",
-    "usage:write",
-    "billing:read",
-    "billing:write",
-    "invoices:read",
-    "events:read",
-    "audit:read",
-    "webhooks:read",
-    "webhooks:write",
-    "api_clients:read",
-    "api_clients:write",
-    "tenant:read",
-    "tenant:write",
-    "staff:read",
-    "staff:write",
-)
+# What a tenant's back end may be granted (declared with the roles that hold them), and what only platform
+# operators hold.
+TENANT_SCOPES = roles.TENANT_SCOPES
 OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write")
 # What a tenant's app may ask its subscribers for (authorization code), SUBSCRIBER_SCOPES, is the apps' own:
 # their subscriber's data only (`mvne.tenants.apps`).

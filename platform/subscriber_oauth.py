@@ -23,7 +23,8 @@ import hmac
 import logging
 import re
 import secrets
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from mvne.platform.page_text import page_language, words
 from mvne.tenants import settings as tenant_settings
 from mvne.tenants import subscribers
 from mvne.tenants.branding import DEFAULT_ACCENT, DEFAULT_PRIMARY, BrandView, brand_of
-from mvne.tenants.models import ApiClient, Tenant
+from mvne.tenants.models import ApiClient, SubscriberAccount, Tenant
 
 log = logging.getLogger("mvne.oauth")
 
@@ -179,6 +180,14 @@ class S256Challenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
+def _active_account(session: Session, account_id: str) -> SubscriberAccount:
+    """The account tokens are about to be issued to; a closed one ends the grant with `invalid_grant`."""
+    account = subscribers.get_account(session, account_id)
+    if account is None or account.status != subscribers.ACTIVE:
+        raise InvalidGrantError("The subscriber's account is closed.")
+    return account
+
+
 class SubscriberCodeGrant(grants.AuthorizationCodeGrant):
     """The authorization code grant for the tenants' apps (public clients: no secret, PKCE instead)."""
 
@@ -230,9 +239,7 @@ class SubscriberCodeGrant(grants.AuthorizationCodeGrant):
         token: dict[str, Any] | None = None
         with tenant_transaction(client) as session:
             if subscribers.redeem_authorization_code(session, code.id):
-                account = subscribers.get_account(session, code.account_id)
-                if account is None or account.status != subscribers.ACTIVE:
-                    raise InvalidGrantError("The subscriber's account is closed.")
+                account = _active_account(session, code.account_id)
                 user = self.authenticate_user(code)
                 self.request.user = user
                 token = self.generate_token(user=user, scope=code.scope, include_refresh_token=True)
@@ -283,9 +290,7 @@ class SubscriberRefreshGrant(grants.RefreshTokenGrant):
         token: dict[str, Any] | None = None
         with tenant_transaction(client) as session:
             if old.id is not None and subscribers.retire_refresh_token(session, old.id):
-                account = subscribers.get_account(session, str(old.account_id))
-                if account is None or account.status != subscribers.ACTIVE:
-                    raise InvalidGrantError("The subscriber's account is closed.")
+                account = _active_account(session, str(old.account_id))
                 user = self.authenticate_user(old)
                 self.request.user = user
                 token = self.issue_token(user, old)
@@ -429,20 +434,42 @@ def _colour(value: str, default: str) -> str:
     return value if _COLOUR.fullmatch(value or "") else default
 
 
+# Logos inlined in pages, by storage key: a key names its content (a hash of it), so an entry never goes stale.
+_LOGOS: OrderedDict[str, str] = OrderedDict()
+_LOGOS_KEPT = 256
+_LOGOS_LOCK = threading.Lock()
+
+
+def _logo_data_uri(key: str, content_type: str, tenant_id: str) -> str | None:
+    """The logo as a data: URI, read from storage once per process; None when it cannot be read (not kept)."""
+    with _LOGOS_LOCK:
+        cached = _LOGOS.get(key)
+        if cached is not None:
+            _LOGOS.move_to_end(key)
+            return cached
+    try:
+        data = runtime().storage.get(key)
+    except ObjectNotFound:
+        return None
+    except Exception:  # the logo is decoration: the page signs people in without it
+        log.warning("brand logo unreadable", exc_info=True, extra={"tenant_id": tenant_id})
+        return None
+    if not 0 < len(data) <= MAX_LOGO_BYTES:
+        return None
+    uri = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+    with _LOGOS_LOCK:
+        _LOGOS[key] = uri
+        if len(_LOGOS) > _LOGOS_KEPT:
+            _LOGOS.popitem(last=False)
+    return uri
+
+
 def page_brand(session: Session, tenant: Tenant) -> PageBrand:
     """The brand as a page shows it: its name, checked colours, and its logo inlined."""
     brand: BrandView = brand_of(session, tenant)
     logo = None
     if brand.logo_key and brand.logo_content_type in LOGO_TYPES:
-        try:
-            data = runtime().storage.get(brand.logo_key)
-        except ObjectNotFound:
-            data = b""
-        except Exception:  # the logo is decoration: the page signs people in without it
-            log.warning("brand logo unreadable", exc_info=True, extra={"tenant_id": tenant.id})
-            data = b""
-        if 0 < len(data) <= MAX_LOGO_BYTES:
-            logo = f"data:{brand.logo_content_type};base64,{base64.b64encode(data).decode()}"
+        logo = _logo_data_uri(brand.logo_key, brand.logo_content_type, tenant.id)
     support_url = brand.support_url if brand.support_url and brand.support_url.startswith("https://") else None
     return PageBrand(
         name=brand.display_name,

@@ -1,8 +1,7 @@
 """Staff roles and the scopes each one grants: the permission matrix, in one place.
 
 A staff user in a console session acts with the scopes of its role, checked by the same `@require(scope)`
-as an API client's token. The scope names are the platform's tenant scopes (a test checks that every one
-named here is one the platform grants, and that the owner holds them all).
+as an API client's token. The tenant scopes are declared here, once; the platform's token server grants these.
 """
 
 from __future__ import annotations
@@ -16,34 +15,34 @@ READ_ONLY = "read_only"
 # Most powerful first: the order lists and documents show them in.
 ROLE_NAMES = (OWNER, ADMIN, CATALOG_MANAGER, SUPPORT, FINANCE, READ_ONLY)
 
-# Every tenant scope a role may hold.
-ALL_SCOPES = frozenset(
-    {
-        "offers:read",
-        "offers:write",
-        "rates:read",
-        "rates:write",
-        "customers:read",
-        "customers:write",
-        "subscriptions:read",
-        "subscriptions:write",
-        "usage:read",
-        "usage:write",
-        "billing:read",
-        "billing:write",
-        "invoices:read",
-        "events:read",
-        "audit:read",
-        "webhooks:read",
-        "webhooks:write",
-        "api_clients:read",
-        "api_clients:write",
-        "tenant:read",
-        "tenant:write",
-        "staff:read",
-        "staff:write",
-    }
+# Every tenant scope: what a tenant's back end may be granted (the platform's token server issues these), and
+# what a role may hold.
+TENANT_SCOPES = (
+    "offers:read",
+    "offers:write",
+    "rates:read",
+    "rates:write",
+    "customers:read",
+    "customers:write",
+    "subscriptions:read",
+    "subscriptions:write",
+    "usage:read",
+    "usage:write",
+    "billing:read",
+    "billing:write",
+    "invoices:read",
+    "events:read",
+    "audit:read",
+    "webhooks:read",
+    "webhooks:write",
+    "api_clients:read",
+    "api_clients:write",
+    "tenant:read",
+    "tenant:write",
+    "staff:read",
+    "staff:write",
 )
+ALL_SCOPES = frozenset(TENANT_SCOPES)
 # What every staff user may do with its own session and account (who am I, sign out, two-factor setup).
 SELF_SCOPE = "tenant:read"
 

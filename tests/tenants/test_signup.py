@@ -130,6 +130,7 @@ def test_a_founder_signs_up_verifies_the_email_and_works_in_a_console_session(
         ({"country": "US"}, "country_not_supported", "country"),
         ({"country": "XX"}, "validation_failed", "country"),
         ({"currency": "EURO"}, "validation_failed", "currency"),
+        # ISO 4217's code for "no currency": well formed, yet tender nowhere, so refused like an unknown one.
         ({"currency": "XXX"}, "validation_failed", "currency"),
         ({"timezone": "Mars/Olympus"}, "validation_failed", "timezone"),
     ],
