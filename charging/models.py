@@ -80,18 +80,47 @@ class UsageRejection(TenantOwned, Base):
     usage_record_id: Mapped[str | None] = mapped_column(String(40))
 
 
-class AllowanceBalance(TenantOwned, Base):
-    """How much of an allowance a line has used in a period; locked while a record is rated."""
+class BalanceBucket(TenantOwned, Base):
+    """Units a line may use before it pays per use: a plan's allowance for a period, an add-on, a rollover.
 
-    __tablename__ = "allowance_balances"
-    __table_args__ = (UniqueConstraint("subscription_id", "period", "service"),)
+    Quantities are metered units (bytes, seconds, messages). `granted` NULL is unlimited (`fair_use`
+    then says when the line is throttled). `origin_key` names where the bucket comes from, unique per
+    line, so a bucket made twice (two workers, a retried job) is made once:
+    "plan:<period>:<service>:<zone>", "rollover:<period>:<service>:<zone>", "purchase:<purchase id>:<service>:<zone>".
+    Buckets are consumed by `priority` (lower first), then earliest `valid_to`.
+    """
+
+    __tablename__ = "balance_buckets"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "origin_key"),
+        Index("ix_balance_buckets_line", "subscription_id", "service", "valid_to"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
-    period: Mapped[str] = mapped_column(String(7))
     service: Mapped[str] = mapped_column(String(10))
-    granted: Mapped[int] = mapped_column(BigInteger)
+    # home | eu | world: where the usage it covers happens
+    zone: Mapped[str] = mapped_column(String(10))
+    # plan | rollover | addon | topup
+    origin: Mapped[str] = mapped_column(String(20))
+    origin_key: Mapped[str] = mapped_column(String(120))
+    offer_version_id: Mapped[str | None] = mapped_column(String(40))
+    purchase_id: Mapped[str | None] = mapped_column(String(40))
+    # The billing period (YYYY-MM) of a plan or rollover bucket.
+    period: Mapped[str | None] = mapped_column(String(7))
+    granted: Mapped[int | None] = mapped_column(BigInteger)
     used: Mapped[int] = mapped_column(BigInteger, default=0)
+    fair_use: Mapped[int | None] = mapped_column(BigInteger)
+    # A home bucket that also covers EU roaming (roam like at home), up to `eu_fair_use`; `eu_used` counts it.
+    roam_like_at_home: Mapped[bool] = mapped_column(default=False)
+    eu_fair_use: Mapped[int | None] = mapped_column(BigInteger)
+    eu_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    valid_from: Mapped[dt.datetime] = mapped_column()
+    valid_to: Mapped[dt.datetime] = mapped_column()
+    # The highest threshold (50, 80, 100) whose event was sent, so each is sent once.
+    notified_percent: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class UsageFile(Base):

@@ -22,7 +22,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging.models import AllowanceBalance, UsageFile, UsageRecord, UsageRejection
+from mvne.catalog.terms import TermsTimeline, line_terms
+from mvne.charging.models import BalanceBucket, UsageFile, UsageRecord, UsageRejection
 from mvne.charging.rating import Service, allowance_units, rate_usage
 from mvne.esim.models import Sim
 from mvne.infra.db import Database, utcnow
@@ -303,7 +304,8 @@ def ingest_usage(
 def _rate(session: Session, tenant: Tenant, batch: _Sorted, offers: dict[str, Offer], source: str) -> dict[str, str]:
     """Rate the batch's candidates under the balance locks and insert them; their usage record ids by record id."""
     keys = sorted({(sub.id, period, str(record.service)) for _, record, sub, period in batch.candidates})
-    balances = _locked_balances(session, tenant.id, keys, offers, {sub.id: sub for _, _, sub, _ in batch.candidates})
+    terms = line_terms(session, {sub.id for _, _, sub, _ in batch.candidates})
+    balances = _locked_balances(session, tenant, keys, terms)
     # Looked for again under the locks: a batch racing this one may have accepted some meanwhile.
     known = _accepted_ids(session, tenant.id, [record.record_id for _, record, _, _ in batch.candidates])
     received = utcnow()
@@ -316,7 +318,7 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, offers: dict[str, Of
         service = Service(record.service)
         balance = balances[(sub.id, period, service.value)]
         price = _offer_allowance(offers[sub.offer_id], service)[1]
-        left = max(balance.granted - balance.used, 0)
+        left = max((balance.granted or 0) - balance.used, 0)
         outcome = rate_usage(service, record.quantity, left, price)
         balance.used += outcome.allowance_used
         usage_id = new_id("usg")
@@ -438,45 +440,67 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[start : start + size]
 
 
+def _period_window(period: str, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants a billing period (YYYY-MM, in the tenant's time zone) starts and ends."""
+    tz = zoneinfo.ZoneInfo(timezone)
+    year, month = int(period[:4]), int(period[5:7])
+    following = (year + month // 12, month % 12 + 1)
+    start = dt.datetime(year, month, 1, tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime(following[0], following[1], 1, tzinfo=tz).astimezone(dt.UTC)
+    return start, end
+
+
 def _locked_balances(
     session: Session,
-    tenant_id: str,
+    tenant: Tenant,
     keys: list[tuple[str, str, str]],
-    offers: dict[str, Offer],
-    subs: dict[str, Subscription],
-) -> dict[tuple[str, str, str], AllowanceBalance]:
-    """The balances of (line, period, service), created when missing, locked in key order."""
+    terms: dict[str, TermsTimeline],
+) -> dict[tuple[str, str, str], BalanceBucket]:
+    """The home plan buckets of (line, period, service), created when missing, locked in key order."""
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    values = [
-        {
-            "id": new_id("bal"),
-            "tenant_id": tenant_id,
-            "subscription_id": sub_id,
-            "period": period,
-            "service": service,
-            "granted": _offer_allowance(offers[subs[sub_id].offer_id], Service(service))[0],
-            "used": 0,
-        }
-        for sub_id, period, service in keys
-    ]
+    values = []
+    for sub_id, period, service in keys:
+        start, end = _period_window(period, tenant.timezone)
+        line = terms[sub_id].at(start) or terms[sub_id].terms[0]
+        granted = sum(a.quantity or 0 for a in line.allowances if a.service == service and a.zone == "home")
+        values.append(
+            {
+                "id": new_id("bkt"),
+                "tenant_id": tenant.id,
+                "subscription_id": sub_id,
+                "service": service,
+                "zone": "home",
+                "origin": "plan",
+                "origin_key": f"plan:{period}:{service}:home",
+                "offer_version_id": line.offer_version_id,
+                "period": period,
+                "granted": granted,
+                "used": 0,
+                "roam_like_at_home": False,
+                "eu_used": 0,
+                "priority": 100,
+                "valid_from": start,
+                "valid_to": end,
+                "notified_percent": 0,
+                "created_at": utcnow(),
+            }
+        )
     for chunk in _chunks(values, 500):
         session.execute(
-            upsert(AllowanceBalance)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["subscription_id", "period", "service"])
+            upsert(BalanceBucket).values(chunk).on_conflict_do_nothing(index_elements=["subscription_id", "origin_key"])
         )
-    locked: dict[tuple[str, str, str], AllowanceBalance] = {}
+    locked: dict[tuple[str, str, str], BalanceBucket] = {}
     sub_ids = sorted({k[0] for k in keys})
     for sub_chunk in _chunks(sub_ids, 500):
         rows = session.scalars(
-            select(AllowanceBalance)
-            .where(AllowanceBalance.subscription_id.in_(sub_chunk))
-            .order_by(AllowanceBalance.subscription_id, AllowanceBalance.period, AllowanceBalance.service)
+            select(BalanceBucket)
+            .where(BalanceBucket.subscription_id.in_(sub_chunk), BalanceBucket.origin == "plan")
+            .order_by(BalanceBucket.subscription_id, BalanceBucket.origin_key)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-        for balance in rows:
-            locked[(balance.subscription_id, balance.period, balance.service)] = balance
+        for bucket in rows:
+            locked[(bucket.subscription_id, bucket.period or "", bucket.service)] = bucket
     return {key: locked[key] for key in keys}
 
 

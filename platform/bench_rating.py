@@ -153,7 +153,7 @@ _TABLE_OF = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+([a-z_]+)", re.IGNORECASE)
 
 
 def _statement_kind(statement: str) -> str:
-    """`SELECT usage_records`, `INSERT allowance_balances ... FOR UPDATE`: a statement's verb and first table."""
+    """`SELECT usage_records`, `INSERT balance_buckets ... FOR UPDATE`: a statement's verb and first table."""
     verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
     table = _TABLE_OF.search(statement)
     suffix = " FOR UPDATE" if "FOR UPDATE" in statement.upper() else ""

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mvne.charging.models import AllowanceBalance, UsageRecord
+from mvne.charging.models import BalanceBucket, UsageRecord
 from mvne.charging.rating import Service
 from mvne.charging.usage import IngestResult, UsageInput, ingest_usage
 from mvne.infra.runtime import Runtime
@@ -40,7 +40,7 @@ def totals(runtime: Runtime, tenant_id: str, sub_id: str) -> tuple[int, int, Dec
     with runtime.db.transaction(tenant_id=tenant_id) as session:
         count = session.scalar(select(func.count()).where(UsageRecord.subscription_id == sub_id)) or 0
         amounts = session.scalars(select(UsageRecord.amount).where(UsageRecord.subscription_id == sub_id)).all()
-        used = session.scalars(select(AllowanceBalance.used).where(AllowanceBalance.subscription_id == sub_id)).all()
+        used = session.scalars(select(BalanceBucket.used).where(BalanceBucket.subscription_id == sub_id)).all()
         overage = session.scalars(
             select(UsageRecord.overage_quantity).where(UsageRecord.subscription_id == sub_id)
         ).all()

@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from mvne.charging import usage as usage_module
-from mvne.charging.models import AllowanceBalance, UsageFile, UsageRecord, UsageRejection
+from mvne.charging.models import BalanceBucket, UsageFile, UsageRecord, UsageRejection
 from mvne.charging.usage import UsageInput, discover_usage_files, ingest_usage, ingest_usage_file
 from mvne.esim.models import Sim
 from mvne.infra.runtime import Runtime
@@ -57,7 +57,7 @@ def stored(runtime: Runtime, tenant_id: str) -> tuple[int, int, int]:
     with runtime.db.transaction(tenant_id=tenant_id) as session:
         records = session.scalar(select(func.count()).select_from(UsageRecord)) or 0
         rejections = session.scalar(select(func.count()).select_from(UsageRejection)) or 0
-        used = session.scalar(select(func.coalesce(func.sum(AllowanceBalance.used), 0))) or 0
+        used = session.scalar(select(func.coalesce(func.sum(BalanceBucket.used), 0))) or 0
     return records, rejections, used
 
 

@@ -201,7 +201,7 @@ def test_offboarding_exports_every_tenant_row_then_erases_them_and_leaves_a_tomb
         "phone_numbers",
         "usage_records",
         "events",
-        "allowance_balances",
+        "balance_buckets",
         "webhook_endpoints",
         "api_clients",
         "number_blocks",
