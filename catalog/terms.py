@@ -12,12 +12,12 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import column, select, table
 from sqlalchemy.orm import Session
 
-from mvne.catalog.models import Offer
-from mvne.provisioning.models import Subscription
+from mvne.catalog.models import Offer, OfferVersion, SubscriptionTerm
 
 ZONES = ("home", "eu", "world")
 SERVICES = ("data", "voice", "sms")
@@ -66,6 +66,8 @@ class LineTerms:
     rate_card_id: str | None
     valid_from: dt.datetime
     valid_to: dt.datetime | None = None
+    # The version's one-time charges (code, name, amount, tax category), billed on a line's first invoice.
+    charges: tuple[tuple[str, str, Decimal, str], ...] = ()
 
 
 @dataclass
@@ -90,36 +92,99 @@ class TermsTimeline:
         return found
 
 
-def _offer_terms(subscription_id: str, offer: Offer) -> LineTerms:
-    allowances = tuple(
-        AllowanceTerm(service=service, zone="home", quantity=amount * UNITS_PER_STATED[service])
-        for service, amount in (("data", offer.data_mb), ("voice", offer.voice_minutes), ("sms", offer.sms))
+def _allowance_term(data: Mapping[str, Any]) -> AllowanceTerm:
+    """A stored allowance (stated units) in metered units."""
+    unit = UNITS_PER_STATED[data["service"]]
+
+    def metered(value: Any) -> int | None:
+        return None if value is None else int(value) * unit
+
+    return AllowanceTerm(
+        service=data["service"],
+        zone=data.get("zone", "home"),
+        quantity=metered(data.get("amount")),
+        fair_use=metered(data.get("fair_use_amount")),
+        roam_like_at_home=bool(data.get("roam_like_at_home", False)),
+        eu_fair_use=metered(data.get("eu_fair_use_amount")),
+        rollover_cap=metered(data.get("rollover_cap")) or 0,
+        priority=int(data.get("priority", 100)),
     )
-    home = {
-        "data": offer.overage_data_per_mb,
-        "voice": offer.overage_voice_per_minute,
-        "sms": offer.overage_sms_per_message,
-    }
+
+
+def version_terms(
+    subscription_id: str, version: OfferVersion, currency: str, valid_from: dt.datetime, valid_to: dt.datetime | None
+) -> LineTerms:
+    """One version's terms as they apply to one line over [valid_from, valid_to)."""
     return LineTerms(
         subscription_id=subscription_id,
-        offer_id=offer.id,
-        offer_version_id=offer.id,
-        version_number=1,
-        currency=offer.currency,
-        price=offer.price,
-        tax_category="standard",
-        allowances=allowances,
-        usage_prices={"home": home},
-        rate_card_id=None,
-        valid_from=EPOCH,
+        offer_id=version.offer_id,
+        offer_version_id=version.id,
+        version_number=version.number,
+        currency=currency,
+        price=version.price,
+        tax_category=version.tax_category,
+        allowances=tuple(_allowance_term(a) for a in version.allowances if a.get("service") in UNITS_PER_STATED),
+        usage_prices={
+            zone: {service: Decimal(str(price)) for service, price in prices.items()}
+            for zone, prices in version.usage_prices.items()
+        },
+        rate_card_id=version.rate_card_id,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        charges=tuple(
+            (c["code"], c["name"], Decimal(str(c["amount"])), c.get("tax_category", "standard"))
+            for c in version.charges
+        ),
     )
 
 
 def line_terms(session: Session, subscription_ids: Collection[str]) -> dict[str, TermsTimeline]:
-    """Each line's terms over time, for the session's tenant; lines not found are absent."""
+    """Each line's terms over time, for the session's tenant, in one query (two for lines without terms rows)."""
+    wanted = list(subscription_ids)
     rows = session.execute(
-        select(Subscription.id, Offer)
-        .join(Offer, Offer.id == Subscription.offer_id)
-        .where(Subscription.id.in_(list(subscription_ids)))
+        select(
+            SubscriptionTerm.subscription_id,
+            SubscriptionTerm.valid_from,
+            SubscriptionTerm.valid_to,
+            OfferVersion,
+            Offer.currency,
+        )
+        .join(OfferVersion, OfferVersion.id == SubscriptionTerm.offer_version_id)
+        .join(Offer, Offer.id == SubscriptionTerm.offer_id)
+        .where(SubscriptionTerm.subscription_id.in_(wanted))
     )
-    return {sub_id: TermsTimeline([_offer_terms(sub_id, offer)]) for sub_id, offer in rows}
+    found: dict[str, list[LineTerms]] = {}
+    for sub_id, valid_from, valid_to, version, currency in rows:
+        found.setdefault(sub_id, []).append(version_terms(sub_id, version, currency, valid_from, valid_to))
+    missing = [sub_id for sub_id in wanted if sub_id not in found]
+    if missing:
+        found.update(_offer_timelines(session, missing))
+    return {sub_id: TermsTimeline(terms) for sub_id, terms in found.items()}
+
+
+def _offer_timelines(session: Session, subscription_ids: list[str]) -> dict[str, list[LineTerms]]:
+    """Lines written without terms rows (imported in bulk): the offer's published versions, each in force from
+    its date until the next, as new sales get them."""
+    # Lines belong to provisioning, above this layer: read by table name, scoped to the tenant explicitly.
+    lines = table("subscriptions", column("id"), column("offer_id"), column("tenant_id"))
+    stmt = (
+        select(lines.c.id, OfferVersion, Offer.currency)
+        .join(OfferVersion, OfferVersion.offer_id == lines.c.offer_id)
+        .join(Offer, Offer.id == lines.c.offer_id)
+        .where(lines.c.id.in_(subscription_ids), OfferVersion.status == "published")
+    )
+    tenant_id = session.info.get("tenant_id")
+    if tenant_id is not None:
+        stmt = stmt.where(lines.c.tenant_id == tenant_id)
+    versions: dict[str, list[tuple[OfferVersion, str]]] = {}
+    for sub_id, version, currency in session.execute(stmt):
+        versions.setdefault(sub_id, []).append((version, currency))
+    found: dict[str, list[LineTerms]] = {}
+    for sub_id, items in versions.items():
+        items.sort(key=lambda item: item[0].effective_from_at or EPOCH)
+        starts = [item[0].effective_from_at or EPOCH for item in items]
+        found[sub_id] = [
+            version_terms(sub_id, version, currency, starts[n], starts[n + 1] if n + 1 < len(starts) else None)
+            for n, (version, currency) in enumerate(items)
+        ]
+    return found

@@ -14,11 +14,12 @@ import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mvne.catalog.models import Offer
+from mvne.catalog.models import Offer, OfferPurchase, Promotion, PromotionRedemption
+from mvne.catalog.terms import line_terms
 from mvne.charging.errors import (
     BillingRunInProgress,
     BillingRunNotFound,
@@ -348,55 +349,216 @@ def _unbilled_usage(
     return [(sub, service, usage_period, int(qty), Decimal(amount)) for sub, service, usage_period, qty, amount in rows]
 
 
+TAX_NOTES = {"zero": " (zero-rated)", "exempt": " (VAT exempt)"}
+
+
 def _customer_charges(
     session: Session,
     *,
     period: str,
     billable: list[Subscription],
     usage: list[UsageRow],
+    claim_for: str | None = None,
 ) -> list[Charge]:
-    """Each billable line's fee, then its overage per service: this period's first, then earlier periods' by age."""
+    """Each billable line's fee (the version in force at the period's start), its first invoice's one-time
+    charges, its purchases and discounts, then its overage per service: this period's first, then earlier
+    periods' by age. With `claim_for` (an invoice being issued), purchases and promotion cycles are claimed
+    by that invoice, once.
+    """
     lines = {s.id: s for s in session.scalars(select(Subscription).where(Subscription.id.in_({u[0] for u in usage})))}
     lines.update({s.id: s for s in billable})
+    if not lines:
+        return []
+    timezone = get_tenant(session, next(iter(lines.values())).tenant_id).timezone
+    _, _, start, end = period_bounds(period, timezone)
+    timelines = line_terms(session, list(lines))
     offers = {o.id: o for o in session.scalars(select(Offer).where(Offer.id.in_({s.offer_id for s in lines.values()})))}
     totals: dict[tuple[str, str, str], tuple[int, Decimal]] = {}
     for sub_id, service, usage_period, qty, amount in usage:
         seen_qty, seen_amount = totals.get((sub_id, usage_period, service), (0, Decimal(0)))
         totals[(sub_id, usage_period, service)] = (seen_qty + qty, seen_amount + amount)
 
+    discounts = _line_discounts(session, [s.id for s in billable], claim_for)
     charges: list[Charge] = []
     for sub in billable:
-        offer = offers[sub.offer_id]
+        timeline = timelines.get(sub.id)
+        terms = timeline.at(start) if timeline else None
+        if terms is None:
+            continue
+        name = offers[sub.offer_id].name
         charges.append(
             Charge(
                 kind="recurring",
-                description=f"{offer.name}, monthly fee ({sub.msisdn})",
+                description=f"{name}, monthly fee ({sub.msisdn}){TAX_NOTES.get(terms.tax_category, '')}",
                 quantity=Decimal(1),
                 unit="month",
-                unit_price=offer.price,
-                amount=offer.price,
+                unit_price=terms.price,
+                amount=terms.price,
+                tax_category=terms.tax_category,
             )
         )
+        for code, value in discounts.get(sub.id, []):
+            charges.append(
+                Charge(
+                    kind="discount",
+                    description=f"Promotion {code} on {name} ({sub.msisdn})",
+                    quantity=Decimal(1),
+                    unit="",
+                    unit_price=None,
+                    amount=-_discount_amount(value, terms.price),
+                    tax_category=terms.tax_category,
+                )
+            )
+        first = timeline.at(sub.activated_at) if timeline and sub.activated_at else None
+        if first is not None and sub.activated_at is not None and start <= sub.activated_at < end:
+            charges.extend(
+                Charge(
+                    kind="one_time",
+                    description=f"{charge_name} ({sub.msisdn}){TAX_NOTES.get(category, '')}",
+                    quantity=Decimal(1),
+                    unit="",
+                    unit_price=amount,
+                    amount=amount,
+                    tax_category=category,
+                )
+                for _code, charge_name, amount, category in first.charges
+            )
+    charges.extend(_purchase_charges(session, lines, [s.id for s in billable], end, claim_for))
     # This period's usage first, line by line; then what arrived late for earlier periods, oldest first.
     order = sorted(totals, key=lambda key: (key[1] != period, key[1], key[0], list(OVERAGE).index(Service(key[2]))))
     for sub_id, usage_period, service_name in order:
         qty, amount = totals[(sub_id, usage_period, service_name)]
         service = Service(service_name)
-        kind, unit, price_attr, label = OVERAGE[service]
+        kind, unit, _, label = OVERAGE[service]
         sub = lines[sub_id]
         late = usage_period != period
         description = f"{label}, usage of {usage_period} ({sub.msisdn})" if late else f"{label} ({sub.msisdn})"
+        timeline = timelines.get(sub_id)
+        _, _, usage_start, _ = period_bounds(usage_period, timezone)
+        terms = timeline.at(usage_start) if timeline else None
+        unit_price = terms.usage_prices.get("home", {}).get(service_name) if terms else None
         charges.append(
             Charge(
                 kind=kind,
                 description=description,
                 quantity=(Decimal(qty) / price_unit(service)).quantize(Decimal("0.001")),
                 unit=unit,
-                unit_price=getattr(offers[sub.offer_id], price_attr),
+                unit_price=unit_price,
                 amount=amount,
                 period=usage_period if late else None,
             )
         )
+    return charges
+
+
+def _discount_amount(value: tuple[str, Decimal], price: Decimal) -> Decimal:
+    kind, amount = value
+    return price * amount / 100 if kind == "percent" else min(amount, price)
+
+
+def _line_discounts(
+    session: Session, subscription_ids: list[str], claim_for: str | None
+) -> dict[str, list[tuple[str, tuple[str, Decimal]]]]:
+    """The promotions discounting each line's fee on this invoice, and (issuing) one cycle of each counted.
+
+    A redemption is counted once per invoice: the UPDATE skips one this invoice already counted.
+    """
+    if not subscription_ids:
+        return {}
+    rows = session.execute(
+        select(
+            PromotionRedemption.id, PromotionRedemption.subscription_id, Promotion.code, Promotion.kind, Promotion.value
+        )
+        .join(Promotion, Promotion.id == PromotionRedemption.promotion_id)
+        .where(
+            PromotionRedemption.subscription_id.in_(subscription_ids),
+            PromotionRedemption.purchase_id.is_(None),
+            or_(
+                Promotion.cycles.is_(None),
+                PromotionRedemption.cycles_used < Promotion.cycles,
+                PromotionRedemption.last_invoice_id == claim_for if claim_for else false(),
+            ),
+        )
+        .order_by(PromotionRedemption.id)
+    ).all()
+    found: dict[str, list[tuple[str, tuple[str, Decimal]]]] = {}
+    for _, sub_id, code, kind, value in rows:
+        found.setdefault(sub_id, []).append((code, (kind, Decimal(value))))
+    if claim_for is not None and rows:
+        session.execute(
+            update(PromotionRedemption)
+            .where(
+                PromotionRedemption.id.in_([r[0] for r in rows]),
+                or_(PromotionRedemption.last_invoice_id.is_(None), PromotionRedemption.last_invoice_id != claim_for),
+            )
+            .values(cycles_used=PromotionRedemption.cycles_used + 1, last_invoice_id=claim_for)
+            .execution_options(synchronize_session=False)
+        )
+    return found
+
+
+def _purchase_charges(
+    session: Session,
+    lines: dict[str, Subscription],
+    subscription_ids: list[str],
+    end: dt.datetime,
+    claim_for: str | None,
+) -> list[Charge]:
+    """The lines' purchases made before the period's end that no invoice has billed, claimed if issuing."""
+    if not subscription_ids:
+        return []
+    where = (
+        OfferPurchase.subscription_id.in_(subscription_ids),
+        OfferPurchase.invoice_id.is_(None),
+        OfferPurchase.created_at < end,
+    )
+    columns = (
+        OfferPurchase.id,
+        OfferPurchase.subscription_id,
+        OfferPurchase.name,
+        OfferPurchase.price,
+        OfferPurchase.discount,
+        OfferPurchase.tax_category,
+    )
+    if claim_for is None:
+        rows = list(session.execute(select(*columns).where(*where)))
+    else:
+        rows = list(
+            session.execute(
+                update(OfferPurchase)
+                .where(*where)
+                .values(invoice_id=claim_for)
+                .returning(*columns)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    charges: list[Charge] = []
+    for _, sub_id, name, price, discount, category in sorted(rows):
+        msisdn = lines[sub_id].msisdn
+        note = TAX_NOTES.get(category, "")
+        charges.append(
+            Charge(
+                kind="purchase",
+                description=f"{name} ({msisdn}){note}",
+                quantity=Decimal(1),
+                unit="",
+                unit_price=Decimal(price),
+                amount=Decimal(price),
+                tax_category=category,
+            )
+        )
+        if Decimal(discount) > 0:
+            charges.append(
+                Charge(
+                    kind="discount",
+                    description=f"Promotion on {name} ({msisdn})",
+                    quantity=Decimal(1),
+                    unit="",
+                    unit_price=None,
+                    amount=-Decimal(discount),
+                    tax_category=category,
+                )
+            )
     return charges
 
 
@@ -457,7 +619,7 @@ def invoice_customer(
     session.add(invoice)
     session.flush()  # the claimed usage points at it
     usage = _unbilled_usage(session, all_lines, period, claim_for=invoice.id)
-    charges = _customer_charges(session, period=period, billable=billable, usage=usage)
+    charges = _customer_charges(session, period=period, billable=billable, usage=usage, claim_for=invoice.id)
     totals = compute_invoice(charges, currency=tenant.currency, tax_rate=tax_rate(session, tenant, last))
     invoice.subtotal, invoice.tax, invoice.tax_rate, invoice.total = (
         totals.subtotal,

@@ -30,6 +30,8 @@ class Charge:
     amount: Decimal
     # The period the usage belongs to, when it is not the invoice's own (usage rated after its period was billed).
     period: str | None = None
+    # standard (taxed at the invoice's rate) | zero (zero-rated) | exempt
+    tax_category: str = "standard"
 
     def __post_init__(self) -> None:
         _require_decimal("quantity", self.quantity)
@@ -51,6 +53,7 @@ class InvoiceLine:
     unit_price: Decimal | None
     amount: Decimal
     period: str | None = None
+    tax_category: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,11 @@ def format_rate_percent(rate: Decimal) -> str:
 
 
 def compute_invoice(charges: list[Charge], *, currency: str, tax_rate: Decimal) -> InvoiceTotals:
-    """Round each charge half-up once, add a VAT line on the subtotal; the total is the sum of the lines."""
+    """Round each charge half-up once, add a VAT line on the subtotal; the total is the sum of the lines.
+
+    Charges of tax category zero or exempt are outside the VAT base: the tax is the rate times the
+    subtotal of the standard lines.
+    """
     minor_units(currency)  # an unknown currency fails here, even with no charges
     _require_decimal("tax_rate", tax_rate)
     if not Decimal(0) <= tax_rate < Decimal(1):
@@ -97,10 +104,12 @@ def compute_invoice(charges: list[Charge], *, currency: str, tax_rate: Decimal) 
                 unit_price=charge.unit_price,
                 amount=amount.copy_abs() if amount.is_zero() else amount,
                 period=charge.period,
+                tax_category=charge.tax_category,
             )
         )
     subtotal = round_money(sum((line.amount for line in lines), Decimal(0)), currency)
-    tax = round_money(subtotal * tax_rate, currency)
+    taxed = sum((line.amount for line in lines if line.tax_category == "standard"), Decimal(0))
+    tax = round_money(taxed * tax_rate, currency)
     tax = tax.copy_abs() if tax.is_zero() else tax
     lines.append(
         InvoiceLine(

@@ -12,11 +12,25 @@ import socket
 import time
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mvne.catalog.service import OfferTerms, create_offer, get_offer_by_code, publish_offer
+from mvne.catalog.models import Promotion
+from mvne.catalog.promotions import PromotionTerms, create_promotion
+from mvne.catalog.service import (
+    Allowance,
+    OfferTerms,
+    OneTimeCharge,
+    VersionTerms,
+    create_offer,
+    create_version,
+    get_offer_by_code,
+    list_versions,
+    publish_offer,
+    publish_version,
+)
 from mvne.charging import billing, usage
 from mvne.charging.models import BillingRun, Invoice
 from mvne.charging.rating import Service
@@ -39,6 +53,8 @@ DEMO_SLUG = "demo"
 DEMO_CLIENT_ID = "cli_demo"
 DEMO_OPERATOR_ID = "cli_demo_operator"
 DEMO_OWNER_EMAIL = "owner@demo-mobile.example"
+DEMO_ADDON = "EU-2GB"
+DEMO_PROMOTION = "WELCOME10"
 
 OFFERS = (
     ("FLEX-5", "Flex 5 GB", "9.99", 5_000, 120, 100, "0.010", "0.20", "0.10"),
@@ -80,7 +96,7 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
                 timezone="Europe/Paris",
                 box=secret_box(settings),
             )
-        tenant_id = tenant.id
+        tenant_id, timezone = tenant.id, tenant.timezone
         _seed_clients(session, tenant_id, settings)
 
     with rt.db.transaction(tenant_id=tenant_id) as session:
@@ -103,9 +119,11 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
                         overage_voice_per_minute=Decimal(per_min),
                         overage_sms_per_message=Decimal(per_sms),
                     ),
+                    public=True,
                 )
             publish_offer(session, offer.id)
             offer_ids[code] = offer.id
+        _seed_catalog(session, timezone, offer_ids)
         for name, email, offer_code, line1, postal_code, city in CUSTOMERS:
             customer = session.scalar(select(Customer).where(Customer.email == email))
             if customer is None:
@@ -175,6 +193,58 @@ def seed_demo(rt: Runtime, *, wait_s: float = 90.0) -> dict[str, Any]:
         "active_lines": len(lines),
         "period": period,
     }
+
+
+def _seed_catalog(session: Session, timezone: str, offer_ids: dict[str, str]) -> None:
+    """A second version of FLEX-5 (more data, roaming in the EU), an EU add-on and a welcome promotion."""
+    flex = offer_ids["FLEX-5"]
+    if len(list_versions(session, flex)) == 1:
+        today = dt.datetime.now(ZoneInfo(timezone)).date()
+        renewal = dt.date(today.year + today.month // 12, today.month % 12 + 1, 1)
+        version = create_version(
+            session,
+            flex,
+            terms=VersionTerms(
+                price=Decimal("10.99"),
+                allowances=(
+                    Allowance("data", "home", 8_000, roam_like_at_home=True, eu_fair_use_amount=6_000),
+                    Allowance("voice", "home", 180, roam_like_at_home=True),
+                    Allowance("sms", "home", 100, roam_like_at_home=True),
+                ),
+                usage_prices={
+                    "home": {"data": Decimal("0.010"), "voice": Decimal("0.20"), "sms": Decimal("0.10")},
+                    "world": {"data": Decimal("0.50"), "voice": Decimal("1.50"), "sms": Decimal("0.40")},
+                },
+                charges=(OneTimeCharge("activation", "Activation", Decimal("9.99")),),
+            ),
+            effective_from=renewal,
+            existing_subscribers="at_renewal",
+        )
+        publish_version(session, flex, version.id)
+    if get_offer_by_code(session, DEMO_ADDON) is None:
+        addon = create_offer(
+            session,
+            code=DEMO_ADDON,
+            name="EU roaming 2 GB",
+            currency="EUR",
+            kind="addon",
+            public=True,
+            description="2 GB to use in the EU for 30 days.",
+            terms=VersionTerms(
+                price=Decimal("4.99"),
+                allowances=(Allowance("data", "eu", 2_000),),
+                usage_prices={"home": {"data": Decimal(0), "voice": Decimal(0), "sms": Decimal(0)}},
+                validity_days=30,
+            ),
+        )
+        publish_offer(session, addon.id)
+    if session.scalar(select(Promotion.id).where(Promotion.code_key == DEMO_PROMOTION.lower())) is None:
+        create_promotion(
+            session,
+            PromotionTerms(
+                code=DEMO_PROMOTION, name="10% off for 3 months", kind="percent", value=Decimal(10), cycles=3
+            ),
+        )
 
 
 def _seed_clients(session: Session, tenant_id: str, settings: Settings) -> None:

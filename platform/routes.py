@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register_api(api: Api) -> None:
-    from mvne.catalog.api import offers
+    from mvne.catalog.api import offers, promotions
     from mvne.charging.api import (
         billing_runs,
         customer_billing,
@@ -16,6 +16,7 @@ def register_api(api: Api) -> None:
         usage_records,
         usage_rejections,
     )
+    from mvne.charging.catalog_api import line_purchases, public_catalog
     from mvne.charging.ratecard_api import rate_cards
     from mvne.platform.me_api import me
     from mvne.platform.operator_api import (
@@ -56,10 +57,13 @@ def register_api(api: Api) -> None:
         api_clients_blp,
         audit_events_blp,
         offers,
+        promotions,
+        public_catalog,
         rate_cards,
         customers,
         customer_billing,
         subscriptions,
+        line_purchases,
         usage_records,
         usage_rejections,
         line_usage,

@@ -8,7 +8,15 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mvne.catalog.errors import OfferNotFound, OfferNotPublished
+from mvne.catalog.errors import (
+    OfferNotFound,
+    OfferNotPublished,
+    OfferRetired,
+    PromotionExhausted,
+    PromotionExpired,
+    PromotionNotApplicable,
+    PromotionUnknown,
+)
 from mvne.esim.models import Sim
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, tenant_id
@@ -65,7 +73,18 @@ def present(session: Session, sub: Subscription) -> dict[str, Any]:
 
 @subscriptions.post("")
 @require("subscriptions:write")
-@problems(CustomerNotFound, OfferNotFound, OfferNotPublished, UnsupportedSimType, SandboxOnly)
+@problems(
+    CustomerNotFound,
+    OfferNotFound,
+    OfferNotPublished,
+    OfferRetired,
+    UnsupportedSimType,
+    SandboxOnly,
+    PromotionUnknown,
+    PromotionExpired,
+    PromotionExhausted,
+    PromotionNotApplicable,
+)
 @subscriptions.arguments(
     SubscriptionCreateSchema,
     example={
@@ -88,6 +107,7 @@ def create_subscription(body: dict[str, Any]) -> dict[str, Any]:
         offer_id=body["offer"],
         sim_type=body["sim_type"],
         test_scenario=body.get("test_scenario"),
+        promotion_code=body.get("promotion_code"),
     )
     return present(session, sub)
 

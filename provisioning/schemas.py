@@ -21,6 +21,9 @@ class SubscriptionCreateSchema(Schema):
             "give the line; see GET /v1/sandbox/test-numbers."
         },
     )
+    promotion_code = Text(
+        min_length=1, max_length=64, metadata={"description": "A promotion's code: a discount on the line's fee."}
+    )
 
 
 class EsimSchema(Schema):

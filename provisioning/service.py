@@ -14,7 +14,8 @@ import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mvne.catalog.service import sellable_offer
+from mvne.catalog.promotions import redeem
+from mvne.catalog.service import sellable_offer, start_terms
 from mvne.esim import service as esim
 from mvne.esim.adapters import Es2PlusError, SmdpPlus, SmdpUnavailable
 from mvne.esim.errors import SimPoolExhausted
@@ -156,8 +157,12 @@ def request_subscription(
     offer_id: str,
     sim_type: str,
     test_scenario: str | None = None,
+    promotion_code: str | None = None,
 ) -> Subscription:
     """Take an order for a line; activation runs as a job and the line starts `pending`.
+
+    The line is on the offer version on sale now (its first `subscription_terms`); a `promotion_code`
+    discounts its recurring fee.
 
     `test_scenario` (sandbox tenants only) scripts the outcome on the simulators: see `mvne.provisioning.sandbox`.
     """
@@ -182,6 +187,9 @@ def request_subscription(
     )
     session.add(subscription)
     session.flush()
+    start_terms(session, subscription_id=subscription.id, offer_id=offer_id)
+    if promotion_code is not None:
+        redeem(session, code=promotion_code, offer_id=offer_id, subscription_id=subscription.id)
     enqueue(
         session,
         "provisioning.activate_subscription",

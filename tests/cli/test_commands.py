@@ -249,7 +249,7 @@ def test_demo_seed_run_twice_completes_the_demo_tenant_once_and_duplicates_nothi
     finally:
         db.dispose()
     assert counts["tenant_id"] == summary["tenant_id"]
-    assert (counts["offers"], counts["customers"], counts["subscriptions"]) == (3, 3, 3)
+    assert (counts["offers"], counts["customers"], counts["subscriptions"]) == (4, 3, 3)  # 3 plans, an add-on
     assert counts["active"] == ["active"] * 3
     # One invoice per customer for the period, from the one billing run.
     assert (counts["invoices"], counts["invoiced_customers"], counts["billing_runs"]) == (3, 3, 1)
@@ -335,8 +335,8 @@ def mvne_run(cli: Cli, folder: Path, *args: str) -> Iterator[Running]:
 def test_mvne_run_serves_seeds_the_demo_tenant_and_stops_cleanly_on_ctrl_c(cli: Cli, tmp_path: Path) -> None:
     with mvne_run(cli, tmp_path) as run:
         run.until(run.healthy, 60, "the health check")
-        offers = run.until(lambda: (o := run.demo_list("/v1/offers")) and len(o) == 3 and o, 60, "the demo offers")
-        assert sorted(o["code"] for o in offers) == ["FLEX-5", "FLEX-50", "UNLIMITED"]
+        offers = run.until(lambda: (o := run.demo_list("/v1/offers")) and len(o) == 4 and o, 60, "the demo offers")
+        assert sorted(o["code"] for o in offers) == ["EU-2GB", "FLEX-5", "FLEX-50", "UNLIMITED"]
         # The demo's owner logs in to the console with the password the start-up printed.
         printed = run.until(lambda: "console owner" in run.out_path.read_text(), 60, "the demo summary")
         assert printed

@@ -1,11 +1,12 @@
 """Two tenants with one object of every kind, built once through the public API and shared by the folder.
 
 Each tenant gets a webhook endpoint (with deliveries to a local receiver), a legal profile, a brand and its logo,
-billing settings and a host network, a published offer, a rate card with a published version of lines, a customer,
-an active eSIM line, rated usage, a completed billing run for the last period and its invoice, a rejected usage
-record, staff (one joined by invitation and logged in, one invited, one waiting for its e-mail verification), and an
-app its customer signed in through (a subscriber account, its sign-in code and tokens), so every tenant-owned table
-holds rows of both tenants.
+billing settings and a host network, a published offer (its version, its lines' terms), an add-on bought on its
+line with a promotion code (the purchase, its buckets and the redemption), a rate card with a published version of
+lines, a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, a
+rejected usage record, staff (one joined by invitation and logged in, one invited, one waiting for its e-mail
+verification), and an app its customer signed in through (a subscriber account, its sign-in code and tokens), so
+every tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
@@ -73,6 +74,10 @@ class World:
     subscriber: ApiCaller
     rate_card_id: str
     rate_card_version_id: str  # the customer, signed in through the app
+    offer_version_id: str
+    promotion_id: str
+    promotion_code: str
+    purchase_id: str
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -97,6 +102,9 @@ class World:
             "account": self.account_id,
             "rate_card": self.rate_card_id,
             "rate_card_version": self.rate_card_version_id,
+            "offer_version": self.offer_version_id,
+            "promotion": self.promotion_id,
+            "purchase": self.purchase_id,
         }
 
     def subscriber_ids(self) -> dict[str, str]:
@@ -224,6 +232,31 @@ def _rate_card(handle: TenantHandle) -> tuple[str, str]:
     return card.json["id"], version.json["id"]
 
 
+ISO_ADDON = {
+    "name": "Isolation add-on",
+    "kind": "addon",
+    "price": "3.00",
+    "allowances": {"data_mb": 100},
+    "overage": {"data_per_mb": "0", "voice_per_minute": "0", "sms_per_message": "0"},
+    "validity_days": 30,
+}
+
+
+def _promotion(handle: TenantHandle) -> dict[str, Any]:
+    made = handle.api.post("/v1/promotions", {"code": f"ISO-{secrets.token_hex(3)}", "kind": "amount", "value": "1"})
+    assert made.status_code == 201, made.json
+    return dict(made.json)
+
+
+def _purchase(handle: TenantHandle, subscription_id: str, addon_id: str, code: str) -> str:
+    """An add-on bought on the line with the tenant's promotion: a purchase, its bucket and a redemption."""
+    bought = handle.api.post(
+        f"/v1/subscriptions/{subscription_id}/purchases", {"offer_id": addon_id, "promotion_code": code}
+    )
+    assert bought.status_code == 201, bought.json
+    return str(bought.json["id"])
+
+
 @dataclass(frozen=True)
 class Staff:
     user_id: str
@@ -261,6 +294,8 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         _settings(handle)
     offers = [published_offer(h.api, code=f"ISO-{secrets.token_hex(3)}") for h in handles]
     rate_cards = [_rate_card(h) for h in handles]
+    addons = [published_offer(h.api, code=f"ISO-ADD-{secrets.token_hex(3)}", **ISO_ADDON) for h in handles]
+    promotions = [_promotion(h) for h in handles]
     customers = [customer(h.api, name=f"Customer of {h.slug}") for h in handles]
     subs = [active_subscription(h.api, c["id"], o["id"]) for h, c, o in zip(handles, customers, offers, strict=True)]
 
@@ -297,12 +332,20 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         periods.append(period)
 
     runs = [_completed_run(h, p) for h, p in zip(handles, periods, strict=True)]
+    # Bought now, after the run: billed on a later invoice, so the run's invoices stay as they are.
+    purchases = [
+        _purchase(h, s["id"], addon["id"], promo["code"])
+        for h, s, addon, promo in zip(handles, subs, addons, promotions, strict=True)
+    ]
     staffs = [_staff(app, runtime, h) for h in handles]
     worlds = []
+    extras = list(zip(promotions, purchases, strict=True))
     for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id), (
         usage_record_id,
         usage_rejection_id,
-    ) in zip(handles, offers, customers, subs, periods, runs, endpoints, staffs, rate_cards, usage_ids, strict=True):
+    ), (promo, purchase_id) in zip(
+        handles, offers, customers, subs, periods, runs, endpoints, staffs, rate_cards, usage_ids, extras, strict=True
+    ):
         assert run["invoices_created"] == 1, run
         listed = handle.api.get("/v1/invoices", customer=cust["id"]).json["data"]
         assert len(listed) == 1, listed
@@ -338,6 +381,10 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 subscriber=subscriber,
                 rate_card_id=card_id,
                 rate_card_version_id=version_id,
+                offer_version_id=offer["current_version"]["id"],
+                promotion_id=promo["id"],
+                promotion_code=promo["code"],
+                purchase_id=purchase_id,
             )
         )
     return TwoTenants(worlds[0], worlds[1])

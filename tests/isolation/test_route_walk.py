@@ -52,6 +52,8 @@ TENANT_OBJECT_PARAMS = {
     "app_id": "app",
     "rate_card_id": "rate_card",
     "version_id": "rate_card_version",
+    "offer_version_id": "offer_version",
+    "promotion_id": "promotion",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -84,6 +86,8 @@ ID_PREFIXES = {
     "app": "cli",
     "rate_card": "rcd",
     "rate_card_version": "rcv",
+    "offer_version": "ofv",
+    "promotion": "prm",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -102,7 +106,10 @@ LIST_OWN_OBJECT = {
     "/v1/staff/invitations": "staff_invitation",
     "/v1/apps": "app",
     "/v1/rate-cards": "rate_card",
+    "/v1/promotions": "promotion",
 }
+# Public lists and the query that names tenant B's own (its catalogue shows only what B makes public).
+PUBLIC_LIST_QUERIES: dict[str, Callable[[World, World], str]] = {"/v1/catalog": lambda a, b: f"?tenant={b.tenant.id}"}
 
 
 @dataclass(frozen=True)
@@ -247,6 +254,13 @@ def _rate_card_is_b_only(response: Any, a: World, b: World) -> None:
     assert a.tenant.api.get(f"/v1/rate-cards/{card_id}").status_code == 404
 
 
+def _promotion_is_b_only(response: Any, a: World, b: World) -> None:
+    # A's code: codes are unique per tenant, so B may use it too; the promotion made is B's alone.
+    promotion_id = response.json["id"]
+    assert b.tenant.api.get(f"/v1/promotions/{promotion_id}").status_code == 200
+    assert a.tenant.api.get(f"/v1/promotions/{promotion_id}").status_code == 404
+
+
 def _launch_refused_for_b_alone(response: Any, a: World, b: World) -> None:
     # Both are live: B's launch is refused for B's own standing, and A's is untouched.
     assert response.json["code"] == "tenant_already_live"
@@ -263,6 +277,9 @@ WRITE_PROBES: dict[str, Probe] = {
         _rate_card_is_b_only,
     ),
     "POST /v1/customers": Probe(_customer_body, 201),
+    "POST /v1/promotions": Probe(
+        lambda a, b: {"code": a.promotion_code, "kind": "amount", "value": "1"}, 201, _promotion_is_b_only
+    ),
     "POST /v1/subscriptions": Probe(
         lambda a, b: {"customer": a.customer_id, "offer": a.offer_id, "sim_type": "esim"}, 404
     ),
@@ -333,6 +350,13 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
         "quantity": 60,
     },
     "/v1/usage-rejections/<usage_rejection_id>": {"quantity": 1},
+    "/v1/subscriptions/<subscription_id>/purchases": {"offer_id": "off_01J00000000000000000000000"},
+    "/v1/offers/<offer_id>/versions": {
+        "price": "1.00",
+        "allowances": [{"service": "data", "zone": "home", "amount": 1}],
+        "usage_prices": {"home": {"data": "0", "voice": "0", "sms": "0"}},
+        "effective_from": "2030-01-01",
+    },
 }
 
 
@@ -412,7 +436,8 @@ def _calls(app: Flask, rules: list[Rule], a: World, b: World) -> list[Call]:
                 and not rule.rule.startswith(OPERATOR_PREFIXES)
                 and rule.rule not in PUBLIC_RULES
             )
-            target = path + ("?limit=100" if listing else "")
+            query = PUBLIC_LIST_QUERIES.get(rule.rule)
+            target = path + (query(a, b) if query else "?limit=100" if listing else "")
             calls.append(Call(rule, method, values, target, body, probe, _refuses_clients(app, rule)))
     return calls
 

@@ -41,7 +41,13 @@ def test_creating_and_publishing_an_offer_records_who_what_before_and_after(tena
     create, update = changes
     assert create["before"] is None
     assert create["after"]["code"] == OFFER["code"]
-    assert create["after"]["price"].startswith("20.00")
+    # The terms are the offer's version 1, a row of its own.
+    version = [e for e in audit_log(tenant.api) if e["object_id"] == created.json["current_version"]["id"]]
+    assert [(e["action"], e["object_type"]) for e in version] == [
+        ("create", "offer_versions"),
+        ("update", "offer_versions"),
+    ]
+    assert version[0]["after"]["price"].startswith("20.00")
     assert create["after"]["status"] == "draft"
     assert create["request_id"] == "req-audit-create"
     assert update["before"]["status"] == "draft"

@@ -21,6 +21,7 @@ PUBLIC_OPERATIONS = {
     ("/v1/signup/resend-verification", "post"),
     ("/v1/console/sessions", "post"),
     ("/v1/staff/invitations/accept", "post"),
+    ("/v1/catalog", "get"),
 }
 # Served outside /v1 and documented too: how a client gets its token and checks it, how an app signs its
 # subscribers in and revokes their tokens, and the server's metadata.
