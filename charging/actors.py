@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mvne.charging import billing, usage
+from mvne.charging import billing, rerating, usage
 from mvne.infra.jobs import QUEUE_BILLING, QUEUE_CHARGING, job
 from mvne.infra.runtime import Runtime, current_runtime, periodic
 
@@ -57,6 +57,28 @@ def invoice_billing_chunk(tenant_id: str, billing_run_id: str, chunk: int, custo
         chunk=chunk,
         customer_ids=customer_ids,
     )
+
+
+def _rerating_run_dead_lettered(session: Session, payload: dict[str, Any], error: str) -> None:
+    """A re-rating run's job failed for good: the run shows it failed, and why."""
+    rerating.fail_rerating_run(
+        session, tenant_id=payload["tenant_id"], rerating_run_id=payload["rerating_run_id"], reason=error
+    )
+
+
+def _rerating_run_replayed(session: Session, payload: dict[str, Any]) -> None:
+    rerating.resume_rerating_run(session, tenant_id=payload["tenant_id"], rerating_run_id=payload["rerating_run_id"])
+
+
+@job(
+    "charging.execute_rerating_run",
+    queue=QUEUE_CHARGING,
+    on_dead_letter=_rerating_run_dead_lettered,
+    on_replay=_rerating_run_replayed,
+)
+def execute_rerating_run(tenant_id: str, rerating_run_id: str) -> None:
+    """Re-rate a period chunk by chunk of lines; resumes after the last chunk done."""
+    rerating.execute_rerating_run(current_runtime().db, tenant_id=tenant_id, rerating_run_id=rerating_run_id)
 
 
 @job("charging.render_invoice_pdf", queue=QUEUE_BILLING)

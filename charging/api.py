@@ -10,25 +10,30 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging import billing, rejections, usage
+from mvne.charging import billing, rejections, rerating, usage
 from mvne.charging.errors import (
     BillingRunInProgress,
     BillingRunNotFound,
     InvalidPeriod,
     InvoiceNotFound,
     PeriodNotEnded,
+    ReratingRunInProgress,
+    ReratingRunNotFound,
     UsageRecordNotFound,
     UsageRejectionNotFound,
     UsageRejectionResolved,
     UsageStillRejected,
 )
-from mvne.charging.models import BillingRun, Invoice, UsageRecord, UsageRejection
+from mvne.charging.models import BillingRun, Invoice, ReratingRun, UsageRecord, UsageRejection
 from mvne.charging.rating import Service
 from mvne.charging.schemas import (
+    BalancesSchema,
     BillingRunCreateSchema,
     BillingRunSchema,
     InvoiceListArgs,
     InvoiceSchema,
+    ReratingRunCreateSchema,
+    ReratingRunSchema,
     UpcomingInvoiceSchema,
     UsageBatchResultSchema,
     UsageBatchSchema,
@@ -73,6 +78,12 @@ customer_billing = Blueprint(
 )
 line_usage = Blueprint(
     "line_usage", __name__, url_prefix="/v1/subscriptions", description="Rated usage of a line against its allowances."
+)
+rerating_runs = Blueprint(
+    "rerating_runs",
+    __name__,
+    url_prefix="/v1/rerating-runs",
+    description="A period's usage rated again with today's terms and rate cards; differences billed next.",
 )
 tenant_market = Blueprint(
     "tenant_market",
@@ -142,6 +153,16 @@ def put_market(body: dict[str, Any]) -> dict[str, Any]:
                 "service": "voice",
                 "started_at": "2026-01-15T10:02:00Z",
                 "duration": 184,
+                "called_number": "+33612345678",
+            },
+            {
+                "record_id": "cdr-2026-01-15-000003",
+                "msisdn": "+33781234567",
+                "service": "data",
+                "started_at": "2026-01-15T11:00:00Z",
+                "volume": 1048576,
+                "visited_plmn": "26201",
+                "rating_group": 10,
             },
         ]
     },
@@ -172,6 +193,9 @@ def post_usage(body: dict[str, Any]) -> usage.IngestResult:
                 subscription_id=item.get("subscription"),
                 msisdn=item.get("msisdn"),
                 position=index,
+                visited_plmn=item.get("visited_plmn"),
+                called_number=item.get("called_number"),
+                rating_group=item.get("rating_group"),
             )
         )
     return usage.ingest_usage(session, get_tenant(session, tenant_id()), records, source="api", window=_window())
@@ -205,7 +229,12 @@ def list_usage_records(args: dict[str, Any]) -> dict[str, Any]:
 @problems(UsageRecordNotFound)
 @usage_records.response(200, UsageRecordSchema)
 def get_usage_record(usage_record_id: str) -> dict[str, Any]:
-    """A rated record and how it was rated: offer and its prices, allowance before and after, amount before rounding."""
+    """A rated record and how it was rated.
+
+    The offer version and zone, the buckets it consumed and how much of each, the retail rate card line
+    (card, version, prefix, band, increments, billed quantity, connect fee) with the amount before and after
+    rounding, the same for the host network's wholesale card, and the margin.
+    """
     session = db_session()
     return rejections.explain_usage_record(session, rejections.get_usage_record(session, usage_record_id))
 
@@ -389,3 +418,55 @@ def get_line_usage(args: dict[str, Any], subscription_id: str) -> dict[str, Any]
         "period": period,
         "services": usage.usage_summary(session, subscription, period),
     }
+
+
+@line_usage.get("/<subscription_id>/balances")
+@require("usage:read")
+@problems(SubscriptionNotFound)
+@line_usage.response(200, BalancesSchema)
+def get_line_balances(subscription_id: str) -> dict[str, Any]:
+    """A line's buckets valid now (plan, rollover, add-ons, top-ups), in the order usage consumes them.
+
+    Each shows service, zone, origin, granted, used, remaining and percent used; an unlimited bucket shows its
+    fair use, a roam-like-at-home one its EU fair use and EU use. The current period's plan buckets are made
+    if no usage made them yet.
+    """
+    session = db_session()
+    subscription = get_subscription(session, subscription_id)
+    return usage.balances(session, get_tenant(session, tenant_id()), subscription)
+
+
+@rerating_runs.post("")
+@require("usage:write")
+@problems(SubscriptionNotFound, InvalidPeriod, ReratingRunInProgress)
+@rerating_runs.arguments(ReratingRunCreateSchema, example={"period": "2026-01"})
+@rerating_runs.response(202, ReratingRunSchema)
+def create_rerating_run(body: dict[str, Any]) -> ReratingRun:
+    """Re-rate a period's usage (of one line, or every line) with today's terms and rate cards; follow it with GET.
+
+    Records not invoiced yet are updated in place; an invoiced record gets an adjustment (the difference,
+    retail and wholesale) that the customer's next invoice bills as "Re-rating adjustment, usage of <period>".
+    A difference of zero writes nothing: re-rating again without a change adds nothing.
+    """
+    session = db_session()
+    return rerating.start_rerating_run(
+        session, get_tenant(session, tenant_id()), period=body["period"], subscription_id=body["subscription"]
+    )
+
+
+@rerating_runs.get("")
+@require("usage:read")
+@rerating_runs.arguments(PageArgs, location="query")
+@rerating_runs.response(200, page_schema(ReratingRunSchema, "ReratingRunPage"))
+def list_rerating_runs(args: dict[str, Any]) -> dict[str, Any]:
+    """List re-rating runs, oldest first."""
+    return paginate(db_session(), select(ReratingRun), ReratingRun.id, args)
+
+
+@rerating_runs.get("/<rerating_run_id>")
+@require("usage:read")
+@problems(ReratingRunNotFound)
+@rerating_runs.response(200, ReratingRunSchema)
+def get_rerating_run(rerating_run_id: str) -> ReratingRun:
+    """A re-rating run: status, records done of the total, records changed, adjustments written."""
+    return rerating.get_rerating_run(db_session(), rerating_run_id)

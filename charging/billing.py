@@ -28,7 +28,7 @@ from mvne.charging.errors import (
     PeriodNotEnded,
 )
 from mvne.charging.invoicing import Charge, InvoiceTotals, compute_invoice
-from mvne.charging.models import BillingRun, Invoice, InvoiceLine, UsageRecord
+from mvne.charging.models import BillingRun, Invoice, InvoiceLine, UsageAdjustment, UsageRecord
 from mvne.charging.pdf import InvoiceDocument, Party, render_invoice_pdf
 from mvne.charging.rating import Service, price_unit
 from mvne.charging.tax import UnknownTaxCountry, vat_rate
@@ -562,6 +562,54 @@ def _purchase_charges(
     return charges
 
 
+def rerating_adjustment_charges(
+    session: Session, subscription_ids: list[str], period: str, *, claim_for: str | None
+) -> list[Charge]:
+    """Re-rating differences of these lines' invoiced usage not billed yet, one line per line and usage period.
+
+    Claimed like usage, in one UPDATE ... RETURNING: an adjustment is billed on exactly one invoice.
+    """
+    if not subscription_ids:
+        return []
+    where = (
+        UsageAdjustment.subscription_id.in_(subscription_ids),
+        UsageAdjustment.invoice_id.is_(None),
+        UsageAdjustment.period <= period,
+    )
+    columns = (UsageAdjustment.subscription_id, UsageAdjustment.period, UsageAdjustment.amount)
+    if claim_for is None:
+        rows = session.execute(select(*columns).where(*where))
+    else:
+        rows = session.execute(
+            update(UsageAdjustment)
+            .where(*where)
+            .values(invoice_id=claim_for)
+            .returning(*columns)
+            .execution_options(synchronize_session=False)
+        )
+    totals: dict[tuple[str, str], Decimal] = {}
+    for sub_id, usage_period, amount in rows:
+        totals[(sub_id, usage_period)] = totals.get((sub_id, usage_period), Decimal(0)) + Decimal(amount)
+    msisdns: dict[str, str | None] = dict(
+        session.execute(select(Subscription.id, Subscription.msisdn).where(Subscription.id.in_({k[0] for k in totals})))
+        .tuples()
+        .all()
+    )
+    return [
+        Charge(
+            kind="rerating_adjustment",
+            description=f"Re-rating adjustment, usage of {usage_period} ({msisdns.get(sub_id) or sub_id})",
+            quantity=Decimal(1),
+            unit="adjustment",
+            unit_price=None,
+            amount=amount,
+            period=usage_period if usage_period != period else None,
+        )
+        for (sub_id, usage_period), amount in sorted(totals.items(), key=lambda item: (item[0][1], item[0][0]))
+        if amount
+    ]
+
+
 def _payment_terms(session: Session) -> dt.timedelta:
     """The tenant's payment terms (its billing settings; 14 days until it sets them)."""
     return dt.timedelta(days=tenant_settings.payment_terms_days(session))
@@ -620,6 +668,7 @@ def invoice_customer(
     session.flush()  # the claimed usage points at it
     usage = _unbilled_usage(session, all_lines, period, claim_for=invoice.id)
     charges = _customer_charges(session, period=period, billable=billable, usage=usage, claim_for=invoice.id)
+    charges += rerating_adjustment_charges(session, all_lines, period, claim_for=invoice.id)
     totals = compute_invoice(charges, currency=tenant.currency, tax_rate=tax_rate(session, tenant, last))
     invoice.subtotal, invoice.tax, invoice.tax_rate, invoice.total = (
         totals.subtotal,

@@ -89,3 +89,11 @@ class UsageStillRejected(InvalidInput):
     """Re-rated, the record is still refused; the rejection stays open with the new reason."""
 
     code = "usage_still_rejected"
+
+
+class ReratingRunNotFound(NotFound):
+    code = "rerating_run_not_found"
+
+
+class ReratingRunInProgress(Conflict):
+    code = "rerating_run_in_progress"

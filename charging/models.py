@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mvne.infra.db import Base, ExactAmount, JSONValue, TenantOwned, utcnow
@@ -20,6 +20,7 @@ class UsageRecord(TenantOwned, Base):
         UniqueConstraint("tenant_id", "record_id"),
         Index("ix_usage_records_billing", "tenant_id", "subscription_id", "period", "service"),
         Index("ix_usage_records_unbilled", "subscription_id", "invoice_id"),
+        Index("ix_usage_records_replay", "subscription_id", "period", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -43,6 +44,27 @@ class UsageRecord(TenantOwned, Base):
     amount_exact: Mapped[Decimal | None] = mapped_column(ExactAmount())
     # The invoice that billed this record's overage; NULL until billed, whatever period it belongs to.
     invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
+    # Where it happened (home | eu | world, from the visited network's MCC-MNC) and what it reached.
+    zone: Mapped[str] = mapped_column(String(10), default="home", server_default="home")
+    visited_plmn: Mapped[str | None] = mapped_column(String(7))
+    called_number: Mapped[str | None] = mapped_column(String(20))
+    rating_group: Mapped[int | None] = mapped_column(BigInteger)
+    offer_version_id: Mapped[str | None] = mapped_column(String(40))
+    # The retail rate card line that priced the overage (NULL when the offer's usage prices did).
+    billed_quantity: Mapped[int | None] = mapped_column(BigInteger)
+    rate_card_version_id: Mapped[str | None] = mapped_column(String(40))
+    rate_prefix: Mapped[str | None] = mapped_column(String(16))
+    time_band: Mapped[str | None] = mapped_column(String(32))
+    # The whole quantity priced on the host network's wholesale card; NULL when it has none for the record.
+    wholesale_amount: Mapped[Decimal | None] = mapped_column()
+    wholesale_exact: Mapped[Decimal | None] = mapped_column(ExactAmount())
+    wholesale_rate_version_id: Mapped[str | None] = mapped_column(String(40))
+    wholesale_prefix: Mapped[str | None] = mapped_column(String(16))
+    # The buckets the record consumed, [[bucket id, quantity], ...] in the order consumed; NULL when none.
+    bucket_parts: Mapped[list[Any] | None] = mapped_column(JSONValue)
+    # It took an unlimited bucket past its fair use.
+    throttled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    rerated_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class UsageRejection(TenantOwned, Base):
@@ -120,6 +142,54 @@ class BalanceBucket(TenantOwned, Base):
     valid_to: Mapped[dt.datetime] = mapped_column()
     # The highest threshold (50, 80, 100) whose event was sent, so each is sent once.
     notified_percent: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReratingRun(TenantOwned, Base):
+    """A period's usage rated again with today's terms and rate cards, line by line in chunks."""
+
+    __tablename__ = "rerating_runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7))
+    # One line only, or NULL for every line with usage in the period.
+    subscription_id: Mapped[str | None] = mapped_column(String(40))
+    # pending -> running -> completed | failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    records_total: Mapped[int] = mapped_column(Integer, default=0)
+    records_done: Mapped[int] = mapped_column(Integer, default=0)
+    # The lines to re-rate, fixed when the run starts, and how many chunks of them are done (a restart resumes).
+    lines: Mapped[list[Any]] = mapped_column(JSONValue, default=list)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    records_changed: Mapped[int] = mapped_column(Integer, default=0)
+    adjustments: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    completed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class UsageAdjustment(TenantOwned, Base):
+    """The difference a re-rating made to a record already invoiced, billed on the next invoice."""
+
+    __tablename__ = "usage_adjustments"
+    __table_args__ = (
+        UniqueConstraint("rerating_run_id", "usage_record_id"),
+        Index("ix_usage_adjustments_record", "usage_record_id"),
+        Index("ix_usage_adjustments_unbilled", "subscription_id", "invoice_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    usage_record_id: Mapped[str] = mapped_column(ForeignKey("usage_records.id"))
+    rerating_run_id: Mapped[str] = mapped_column(ForeignKey("rerating_runs.id"))
+    subscription_id: Mapped[str] = mapped_column(String(40))
+    # The usage's own period and service.
+    period: Mapped[str] = mapped_column(String(7))
+    service: Mapped[str] = mapped_column(String(10))
+    # Retail and wholesale deltas: new amount minus what was charged so far (the record and earlier adjustments).
+    amount: Mapped[Decimal] = mapped_column()
+    wholesale_amount: Mapped[Decimal] = mapped_column()
+    invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

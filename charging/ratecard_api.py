@@ -70,7 +70,8 @@ def create_rate_card(body: dict[str, Any]) -> RateCard:
     """Create a rate card in the tenant's currency, with its rounding mode and precision (0 to 6 decimals).
 
     `network_agreement_id` ties it to one host network of the tenant's country (see GET
-    /v1/network-agreements); null applies it whatever the host network.
+    /v1/network-agreements); null applies it whatever the host network. `purpose` wholesale makes it the
+    host network's wholesale card (422 `invalid_rate_card` without `network_agreement_id`).
     """
     session = db_session()
     return service.create_rate_card(
@@ -78,6 +79,7 @@ def create_rate_card(body: dict[str, Any]) -> RateCard:
         get_tenant(session, tenant_id()),
         name=body["name"],
         network_agreement_id=body["network_agreement_id"],
+        purpose=body["purpose"],
         rounding_mode=body["rounding_mode"],
         precision=body["precision"],
     )

@@ -20,6 +20,8 @@ class RateCard(TenantOwned, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     network_agreement_id: Mapped[str | None] = mapped_column(ForeignKey("network_agreements.id"))
+    # retail (what subscribers pay) | wholesale (what the host network charges the tenant; needs the network)
+    purpose: Mapped[str] = mapped_column(String(20), default="retail", server_default="retail")
     currency: Mapped[str] = mapped_column(String(3))
     # half_up | half_even | up | down, applied once to an event's amount at `precision` decimals
     rounding_mode: Mapped[str] = mapped_column(String(10))

@@ -64,6 +64,14 @@ class RateCardCreateSchema(Schema):
         max_length=40,
         metadata={"description": "The host network agreement the card prices for; null for any host network."},
     )
+    purpose = fields.String(
+        load_default="retail",
+        validate=validate.OneOf(("retail", "wholesale")),
+        metadata={
+            "description": "retail: what subscribers pay (the default); wholesale: what the host network charges the "
+            "tenant for every record, priced beside retail for the margin; a wholesale card needs network_agreement_id."
+        },
+    )
     rounding_mode = fields.String(
         load_default="half_up",
         validate=validate.OneOf(ratecards.ROUNDING_MODES),
@@ -89,6 +97,7 @@ class RateCardSchema(Schema):
     id = fields.String()
     name = fields.String()
     network_agreement_id = fields.String(allow_none=True)
+    purpose = fields.String(metadata={"enum": ["retail", "wholesale"]})
     currency = fields.String()
     rounding_mode = fields.String(metadata={"enum": list(ratecards.ROUNDING_MODES)})
     precision = fields.Integer()

@@ -54,12 +54,20 @@ def create_rate_card(
     network_agreement_id: str | None,
     rounding_mode: str,
     precision: int,
+    purpose: str = "retail",
 ) -> RateCard:
     """A card in the tenant's currency, for one host network of its country or (NULL) for any."""
     if rounding_mode not in ratecards.ROUNDING_MODES:
         raise InvalidRateCard(
             f"Unknown rounding mode {rounding_mode!r}.",
             errors={"rounding_mode": [f"One of {', '.join(ratecards.ROUNDING_MODES)}."]},
+        )
+    if purpose not in ("retail", "wholesale"):
+        raise InvalidRateCard(f"Unknown purpose {purpose!r}.", errors={"purpose": ["retail or wholesale."]})
+    if purpose == "wholesale" and network_agreement_id is None:
+        raise InvalidRateCard(
+            "A wholesale card prices one host network's charges: give its network_agreement_id.",
+            errors={"network_agreement_id": ["Required for a wholesale card."]},
         )
     if not 0 <= precision <= ratecards.MAX_PRECISION:
         raise InvalidRateCard("Precision is 0 to 6 decimals.", errors={"precision": ["From 0 to 6."]})
@@ -74,13 +82,19 @@ def create_rate_card(
         id=new_id("rcd"),
         name=name,
         network_agreement_id=network_agreement_id,
+        purpose=purpose,
         currency=tenant.currency,
         rounding_mode=rounding_mode,
         precision=precision,
     )
     session.add(card)
     session.flush()
-    record_event(session, "rate_card.created", card.id, {"name": name, "network_agreement": network_agreement_id})
+    record_event(
+        session,
+        "rate_card.created",
+        card.id,
+        {"name": name, "network_agreement": network_agreement_id, "purpose": purpose},
+    )
     return card
 
 

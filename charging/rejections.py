@@ -11,27 +11,31 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
+from mvne.catalog.terms import line_terms
+from mvne.charging import engine, ratecards
 from mvne.charging.errors import UsageRecordNotFound, UsageRejectionNotFound, UsageRejectionResolved
-from mvne.charging.models import Invoice, UsageRecord, UsageRejection
+from mvne.charging.models import BalanceBucket, Invoice, UsageRecord, UsageRejection
+from mvne.charging.ratecard_models import RateCard, RateCardVersion
+from mvne.charging.ratecard_service import compile_stored_version
 from mvne.charging.rating import Service, price_unit
 from mvne.charging.usage import (
     RecordOutcome,
     UsageInput,
     UsageWindow,
-    _offer_allowance,
     ingest_usage,
 )
+from mvne.charging.zones import HOME
 from mvne.infra.db import get_or_raise, utcnow
 from mvne.tenants.models import Tenant
 from mvne.tenants.service import record_event
 
 REJECTION_STATUSES = ("open", "fixed", "duplicate", "discarded")
 # Fields a tenant may change on a rejected record before re-rating it.
-FIXABLE = ("subscription", "msisdn", "service", "started_at", "quantity")
+FIXABLE = ("subscription", "msisdn", "service", "started_at", "quantity", "visited_plmn", "called_number")
 PRICED_UNITS = {Service.DATA: "MB", Service.VOICE: "minute", Service.SMS: "message"}
 
 
@@ -109,6 +113,8 @@ def _input_of(rejection: UsageRejection) -> UsageInput:
         quantity=_quantity_of(record),
         subscription_id=record.get("subscription") or None,
         msisdn=record.get("msisdn") or None,
+        visited_plmn=record.get("visited_plmn") or None,
+        called_number=record.get("called_number") or None,
         position=rejection.position,
         extra={k: v for k, v in rejection.raw.items() if k not in FIXABLE and k != "record_id"},
         refusal=refusal,
@@ -163,6 +169,54 @@ def get_usage_record(session: Session, usage_record_id: str) -> UsageRecord:
     return get_or_raise(session, UsageRecord, usage_record_id, UsageRecordNotFound, "usage record")
 
 
+def _card_line(session: Session, version_id: str | None, service: str, prefix: str | None, band: str | None) -> Any:
+    """The stored version and the line that priced a record (published versions are compiled once per process)."""
+    version = session.get(RateCardVersion, version_id) if version_id else None
+    if version is None:
+        return None, None
+    compiled = compile_stored_version(session, version)
+    by_band = compiled.index.get(service, {}).get("" if prefix in (None, ratecards.DEFAULT_PREFIX) else prefix, {})
+    found = by_band.get(band) or by_band.get(None)
+    return version, found.line if found is not None else None
+
+
+def _priced_view(
+    session: Session,
+    record: UsageRecord,
+    *,
+    version_id: str | None,
+    prefix: str | None,
+    quantity: int,
+    connect_fee_applied: bool,
+    exact: Decimal | None,
+    amount: Decimal | None,
+) -> dict[str, Any] | None:
+    version, line = _card_line(session, version_id, record.service, prefix, record.time_band)
+    if version is None:
+        return None
+    card = session.get(RateCard, version.rate_card_id)
+    return {
+        "rate_card": version.rate_card_id,
+        "rate_card_name": card.name if card else None,
+        "version": version.id,
+        "version_number": version.number,
+        "prefix": prefix,
+        "destination_zone": line.zone if line else None,
+        "time_band": record.time_band,
+        "first_increment": line.first_increment if line else None,
+        "next_increment": line.next_increment if line else None,
+        "quantity": quantity,
+        "connect_fee": line.connect_fee if line else None,
+        "connect_fee_applied": bool(connect_fee_applied and line and not line.zero_rated and line.connect_fee > 0),
+        "unit_price": line.price if line else None,
+        "zero_rated": line.zero_rated if line else False,
+        "premium_cap": line.premium_cap if line else None,
+        "rounding": f"{card.rounding_mode} to {card.precision} decimals, once per record" if card else None,
+        "amount_exact": exact,
+        "amount": amount,
+    }
+
+
 def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any]:
     """What a rated record is and why it costs what it costs, from what was stored when it was rated."""
     service = Service(record.service)
@@ -176,7 +230,11 @@ def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any
         }
     offer_view: dict[str, Any] | None = None
     if offer is not None:
-        included, price = _offer_allowance(offer, service)
+        timeline = line_terms(session, [record.subscription_id]).get(record.subscription_id)
+        terms = timeline.at(record.started_at) if timeline else None
+        included = sum(
+            a.quantity or 0 for a in (terms.allowances if terms else ()) if a.service == service and a.zone == HOME
+        )
         offer_view = {
             "id": offer.id,
             "code": offer.code,
@@ -184,9 +242,52 @@ def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any
             "currency": offer.currency,
             "allowance": included,
             "allowance_per_period": included // price_unit(service) if included else 0,
-            "overage_price": price,
+            "overage_price": engine.usage_price(terms, record.zone, service.value) if terms else None,
             "priced_unit": PRICED_UNITS[service],
         }
+    parts = [(str(p[0]), int(p[1])) for p in (record.bucket_parts or [])]
+    buckets = {
+        b.id: b for b in session.scalars(select(BalanceBucket).where(BalanceBucket.id.in_([p[0] for p in parts])))
+    }
+    consumed = [
+        {
+            "bucket": bucket_id,
+            "origin": buckets[bucket_id].origin if bucket_id in buckets else None,
+            "zone": buckets[bucket_id].zone if bucket_id in buckets else None,
+            "quantity": quantity,
+        }
+        for bucket_id, quantity in parts
+    ]
+    retail = _priced_view(
+        session,
+        record,
+        version_id=record.rate_card_version_id,
+        prefix=record.rate_prefix,
+        quantity=record.overage_quantity,
+        connect_fee_applied=record.allowance_used == 0 and record.overage_quantity > 0,
+        exact=record.amount_exact,
+        amount=record.amount,
+    )
+    if retail is not None:
+        retail["billed_quantity"] = record.billed_quantity
+    wholesale = _priced_view(
+        session,
+        record,
+        version_id=record.wholesale_rate_version_id,
+        prefix=record.wholesale_prefix,
+        quantity=record.quantity,
+        connect_fee_applied=record.quantity > 0,
+        exact=record.wholesale_exact,
+        amount=record.wholesale_amount,
+    )
+    if wholesale is not None:
+        wholesale["time_band"] = None
+    if record.overage_quantity == 0:
+        priced_by = "allowance"
+    elif record.rate_card_version_id:
+        priced_by = "rate_card"
+    else:
+        priced_by = "usage_price"
     invoice = session.get(Invoice, record.invoice_id) if record.invoice_id else None
     unit = price_unit(service)
     return {
@@ -199,14 +300,29 @@ def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any
         "quantity": record.quantity,
         "unit": {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages"}[service],
         "period": record.period,
+        "zone": record.zone,
+        "visited_plmn": record.visited_plmn,
+        "called_number": record.called_number,
+        "rating_group": record.rating_group,
         "offer": offer_view,
+        "offer_version": record.offer_version_id,
         "allowance": allowance,
+        "buckets": consumed,
+        "throttled": record.throttled,
         "overage_quantity": record.overage_quantity,
         "overage_priced_units": Decimal(record.overage_quantity) / unit,
         "overage_unit_price": record.overage_unit_price,
+        "priced_by": priced_by,
+        "retail": retail,
         "amount_exact": record.amount_exact,
         "amount": record.amount,
-        "rounding": "half-up to 6 decimals, once per record",
+        "rounding": retail["rounding"] if retail else "half-up to 6 decimals, once per record",
+        "wholesale": wholesale,
+        "wholesale_note": None
+        if wholesale is not None
+        else "No wholesale price: the host network has no wholesale rate card, or no rate on it for this record.",
+        "margin": record.amount - record.wholesale_amount if record.wholesale_amount is not None else None,
+        "rerated_count": record.rerated_count,
         "source": record.source,
         "received_at": record.received_at,
         "invoice": invoice.id if invoice else None,

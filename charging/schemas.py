@@ -11,6 +11,9 @@ from mvne.charging.rating import Service
 from mvne.infra.fields import DateTime, DecimalString, Integer, Period, Text
 from mvne.infra.web.pagination import PageArgs
 
+PLMN_PATTERN = r"^[0-9]{3}-?[0-9]{2,3}$"
+CALLED_PATTERN = r"^\+?[0-9]{1,15}$"
+
 
 class UsageRecordInSchema(Schema):
     # The document says what `_consistent` checks: a record names its line by subscription or msisdn.
@@ -55,6 +58,28 @@ class UsageRecordInSchema(Schema):
         validate=validate.Range(-(10**15), 10**15),
         metadata={"description": "Messages (service sms), 1 to 100; 1 when absent."},
     )
+    visited_plmn = Text(
+        load_default=None,
+        max_length=7,
+        pattern=PLMN_PATTERN,
+        pattern_error="Must be an MCC-MNC such as 26201 or 262-01.",
+        metadata={
+            "description": "The visited network (MCC-MNC) when roaming; absent or the host network's country is home.",
+            "example": "26201",
+        },
+    )
+    called_number = Text(
+        load_default=None,
+        max_length=16,
+        pattern=CALLED_PATTERN,
+        pattern_error="Must be an E.164 number such as +33612345678.",
+        metadata={"description": "The number called or messaged (voice, sms): the rate card prices by its prefix."},
+    )
+    rating_group = Integer(
+        load_default=None,
+        validate=validate.Range(0, 2**32 - 1),
+        metadata={"description": "The network's rating group (data), kept on the record."},
+    )
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -70,7 +95,8 @@ class UsageBatchSchema(Schema):
 
 
 REASON_DESCRIPTION = (
-    "unknown_line, line_not_active_then, invalid_quantity, unknown_service, in_the_future, too_old or malformed."
+    "unknown_line, line_not_active_then, invalid_quantity, unknown_service, in_the_future, too_old, malformed "
+    "or no_rate (the rate card has no rate for it)."
 )
 
 
@@ -147,6 +173,10 @@ class UsageRejectionFixSchema(Schema):
         validate=validate.Range(-(10**15), 10**15),
         metadata={"description": "Bytes, seconds or messages, by service."},
     )
+    visited_plmn = Text(max_length=7, pattern=PLMN_PATTERN, pattern_error="Must be an MCC-MNC such as 26201.")
+    called_number = Text(
+        max_length=16, pattern=CALLED_PATTERN, pattern_error="Must be an E.164 number such as +33612345678."
+    )
 
     @validates_schema
     def _one_line(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -187,6 +217,37 @@ class AllowanceUseSchema(Schema):
     after = fields.Integer()
 
 
+class ConsumedBucketSchema(Schema):
+    bucket = fields.String()
+    origin = fields.String(allow_none=True, metadata={"description": "plan, rollover, addon or topup."})
+    zone = fields.String(allow_none=True, metadata={"description": "home, eu or world."})
+    quantity = fields.Integer(metadata={"description": "Taken from this bucket, in the record's unit."})
+
+
+class PricedLineSchema(Schema):
+    rate_card = fields.String()
+    rate_card_name = fields.String(allow_none=True)
+    version = fields.String()
+    version_number = fields.Integer()
+    prefix = fields.String(allow_none=True, metadata={"description": "The longest prefix that matched, or *."})
+    destination_zone = fields.String(allow_none=True, metadata={"description": "The rate card line's zone."})
+    time_band = fields.String(allow_none=True, metadata={"description": "The band of the record's local start."})
+    first_increment = fields.Integer(allow_none=True)
+    next_increment = fields.Integer(allow_none=True)
+    quantity = fields.Integer(metadata={"description": "The quantity priced on the card."})
+    billed_quantity = fields.Integer(allow_none=True, metadata={"description": "Rounded up to the increments."})
+    connect_fee = DecimalString(allow_none=True)
+    connect_fee_applied = fields.Boolean(
+        metadata={"description": "Retail: only when no allowance covered any of the record."}
+    )
+    unit_price = DecimalString(allow_none=True)
+    zero_rated = fields.Boolean()
+    premium_cap = DecimalString(allow_none=True)
+    rounding = fields.String(allow_none=True)
+    amount_exact = WideDecimal(allow_none=True, metadata={"description": "Before rounding."})
+    amount = DecimalString(allow_none=True)
+
+
 class UsageRecordSchema(Schema):
     id = fields.String()
     record_id = fields.String()
@@ -197,14 +258,38 @@ class UsageRecordSchema(Schema):
     quantity = fields.Integer()
     unit = fields.String(metadata={"enum": ["bytes", "seconds", "messages"]})
     period = fields.String()
+    zone = fields.String(metadata={"enum": ["home", "eu", "world"]})
+    visited_plmn = fields.String(allow_none=True)
+    called_number = fields.String(allow_none=True)
+    rating_group = fields.Integer(allow_none=True)
     offer = fields.Nested(UsageOfferSchema, allow_none=True)
+    offer_version = fields.String(allow_none=True, metadata={"description": "The offer version whose terms rated it."})
     allowance = fields.Nested(AllowanceUseSchema, allow_none=True)
+    buckets = fields.List(
+        fields.Nested(ConsumedBucketSchema), metadata={"description": "The buckets consumed, in order, and how much."}
+    )
+    throttled = fields.Boolean(metadata={"description": "It took an unlimited allowance past its fair use."})
     overage_quantity = fields.Integer()
     overage_priced_units = WideDecimal(metadata={"description": "The overage in priced units (MB, minutes...)."})
     overage_unit_price = DecimalString(allow_none=True)
+    priced_by = fields.String(
+        metadata={
+            "enum": ["allowance", "rate_card", "usage_price"],
+            "description": "What priced it: its allowances alone, the retail rate card, or the offer's usage price.",
+        }
+    )
+    retail = fields.Nested(PricedLineSchema, allow_none=True, metadata={"description": "The retail rate card line."})
     amount_exact = WideDecimal(allow_none=True, metadata={"description": "The amount before rounding."})
-    amount = DecimalString(metadata={"description": "Rounded half-up to 6 decimals; what is billed."})
+    amount = DecimalString(metadata={"description": "The retail amount, rounded once as the rate card states."})
     rounding = fields.String()
+    wholesale = fields.Nested(
+        PricedLineSchema,
+        allow_none=True,
+        metadata={"description": "The whole quantity on the host network's wholesale card."},
+    )
+    wholesale_note = fields.String(allow_none=True)
+    margin = DecimalString(allow_none=True, metadata={"description": "Retail minus wholesale."})
+    rerated_count = fields.Integer(metadata={"description": "How many re-ratings changed it."})
     source = fields.String()
     received_at = fields.AwareDateTime()
     invoice = fields.String(allow_none=True, metadata={"description": "The invoice that billed it, once billed."})
@@ -321,3 +406,55 @@ class UsageSummaryArgs(Schema):
     period = Period(
         load_default=None, allow_none=False, metadata={"description": "YYYY-MM; the current period when absent."}
     )
+
+
+class BalanceBucketSchema(Schema):
+    id = fields.String()
+    service = fields.String(metadata={"enum": ["data", "voice", "sms"]})
+    zone = fields.String(metadata={"enum": ["home", "eu", "world"]})
+    origin = fields.String(metadata={"enum": ["plan", "rollover", "addon", "topup"]})
+    period = fields.String(allow_none=True)
+    granted = fields.Integer(allow_none=True, metadata={"description": "null: unlimited."})
+    used = fields.Integer()
+    remaining = fields.Integer(allow_none=True, metadata={"description": "null: unlimited."})
+    unlimited = fields.Boolean()
+    fair_use = fields.Integer(allow_none=True)
+    roam_like_at_home = fields.Boolean()
+    eu_fair_use = fields.Integer(allow_none=True)
+    eu_used = fields.Integer()
+    percent_used = DecimalString(allow_none=True, metadata={"description": "Of the granted quantity; null unlimited."})
+    priority = fields.Integer()
+    valid_from = fields.AwareDateTime()
+    valid_to = fields.AwareDateTime()
+
+
+class BalancesSchema(Schema):
+    subscription = fields.String()
+    period = fields.String()
+    buckets = fields.List(
+        fields.Nested(BalanceBucketSchema), metadata={"description": "Valid now, in the order they are consumed."}
+    )
+
+
+class MyBalancesSchema(Schema):
+    lines = fields.List(fields.Nested(BalancesSchema))
+
+
+class ReratingRunCreateSchema(Schema):
+    period = Period(required=True, metadata={"example": "2026-01"})
+    subscription = Text(load_default=None, min_length=1, max_length=64, metadata={"description": "One line only."})
+
+
+class ReratingRunSchema(Schema):
+    id = fields.String()
+    period = fields.String()
+    subscription = fields.String(attribute="subscription_id", allow_none=True)
+    status = fields.String(metadata={"enum": ["pending", "running", "completed", "failed"]})
+    records_total = fields.Integer()
+    records_done = fields.Integer()
+    records_changed = fields.Integer(metadata={"description": "Records whose rating changed."})
+    adjustments = fields.Integer(metadata={"description": "Invoiced records given an adjustment for the next invoice."})
+    failure_reason = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    started_at = fields.AwareDateTime(allow_none=True)
+    completed_at = fields.AwareDateTime(allow_none=True)

@@ -11,29 +11,33 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, insert, select, text
+from sqlalchemy import Table, bindparam, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mvne.catalog.models import Offer
-from mvne.catalog.terms import TermsTimeline, line_terms
+from mvne.catalog.terms import LineTerms, TermsTimeline, line_terms
+from mvne.charging import engine, ratecards
 from mvne.charging.models import BalanceBucket, UsageFile, UsageRecord, UsageRejection
-from mvne.charging.rating import Service, allowance_units, rate_usage
+from mvne.charging.ratecard_models import RateCard, RateCardVersion
+from mvne.charging.ratecard_service import compiled_card
+from mvne.charging.ratecards import PricingError
+from mvne.charging.rating import Service
+from mvne.charging.zones import HOME, valid_plmn, zone_of
 from mvne.esim.models import Sim
 from mvne.infra.db import Database, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import enqueue
 from mvne.infra.metrics import USAGE_RECORDS
 from mvne.infra.storage import Storage
-from mvne.provisioning.models import Subscription
+from mvne.provisioning.models import NetworkAgreement, Subscription
 from mvne.provisioning.usage_files import UsageFileError, UsageFileRecord, iter_usage_file
-from mvne.tenants.models import Tenant
+from mvne.tenants.models import Tenant, TenantSettings
 from mvne.tenants.service import record_event
 
 log = logging.getLogger("mvne.usage")
@@ -60,14 +64,22 @@ class UsageInput:
     # Refused before it got here (a file line that could not be read): the code and detail; `extra` holds the
     # fields as they were read, and the other fields are placeholders.
     refusal: tuple[str, str] | None = None
+    # Where the record was (the visited network's MCC-MNC; none at home), what it reached, its rating group.
+    visited_plmn: str | None = None
+    called_number: str | None = None
+    rating_group: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The record as plain JSON values, as a rejection keeps it."""
         if self.refusal is not None:
             line = {"subscription": self.subscription_id, "msisdn": self.msisdn}
             return {**(self.extra or {}), "record_id": self.record_id, **{k: v for k, v in line.items() if v}}
+        details = {"visited_plmn": self.visited_plmn, "called_number": self.called_number}
+        if self.rating_group is not None:
+            details["rating_group"] = str(self.rating_group)
         return {
             **(self.extra or {}),
+            **{k: v for k, v in details.items() if v is not None},
             "record_id": self.record_id,
             "subscription": self.subscription_id,
             "msisdn": self.msisdn,
@@ -86,6 +98,7 @@ REASON_CODES = (
     "in_the_future",
     "too_old",
     "malformed",
+    "no_rate",
 )
 # A record larger than these is a fault of the sender, not usage: 10 TB of data, a day of voice, 100 SMS.
 QUANTITY_LIMITS = {Service.DATA: 10 * 10**12, Service.VOICE: 24 * 3600, Service.SMS: 100}
@@ -149,14 +162,6 @@ def period_of(moment: dt.datetime, timezone: str) -> str:
     return moment.astimezone(zoneinfo.ZoneInfo(timezone)).strftime("%Y-%m")
 
 
-def _offer_allowance(offer: Offer, service: Service) -> tuple[int, Decimal]:
-    if service is Service.DATA:
-        return allowance_units(service, offer.data_mb), offer.overage_data_per_mb
-    if service is Service.VOICE:
-        return allowance_units(service, offer.voice_minutes), offer.overage_voice_per_minute
-    return allowance_units(service, offer.sms), offer.overage_sms_per_message
-
-
 def _quantity_refusal(service: Service, quantity: int) -> tuple[str, str] | None:
     low, high = QUANTITY_MINIMUMS[service], QUANTITY_LIMITS[service]
     if isinstance(quantity, bool) or not isinstance(quantity, int):
@@ -199,6 +204,7 @@ def refusal_of(
         return ("unknown_service", f"Service {str(record.service)[:40]!r} is not one of data, voice, sms.")
     return (
         _quantity_refusal(Service(record.service), record.quantity)
+        or _details_refusal(record)
         or window.refusal(record.started_at, now)
         or _line_refusal(record, sub)
     )
@@ -215,9 +221,7 @@ class _Sorted:
     repeated: list[int] = field(default_factory=list)
 
 
-def _sort_batch(
-    session: Session, tenant: Tenant, records: list[UsageInput], window: UsageWindow
-) -> tuple[_Sorted, dict[str, Offer]]:
+def _sort_batch(session: Session, tenant: Tenant, records: list[UsageInput], window: UsageWindow) -> _Sorted:
     batch = _Sorted(outcomes=[None] * len(records))
     existing = _accepted_ids(session, tenant.id, [r.record_id for r in records])
     by_id = {r.subscription_id for r in records if r.subscription_id}
@@ -232,7 +236,6 @@ def _sort_batch(
         )
     }
     subs_by_msisdn = {s.msisdn: s for s in subs.values() if s.msisdn}
-    offers = {o.id: o for o in session.scalars(select(Offer).where(Offer.id.in_({s.offer_id for s in subs.values()})))}
     now = utcnow()
     for index, record in enumerate(records):
         if record.record_id in existing:
@@ -247,7 +250,7 @@ def _sort_batch(
         elif sub is not None:
             batch.first_of[record.record_id] = index
             batch.candidates.append((index, record, sub, period_of(record.started_at, tenant.timezone)))
-    return batch, offers
+    return batch
 
 
 def ingest_usage(
@@ -266,8 +269,8 @@ def ingest_usage(
     in multi-row inserts in the caller's transaction: a batch that fails writes neither.
     """
     result = IngestResult()
-    batch, offers = _sort_batch(session, tenant, records, window or UsageWindow())
-    rated = _rate(session, tenant, batch, offers, source) if batch.candidates else {}
+    batch = _sort_batch(session, tenant, records, window or UsageWindow())
+    rated = _rate(session, tenant, batch, source) if batch.candidates else {}
     result.accepted = len(rated)
     for index in batch.repeated:
         first = batch.outcomes[batch.first_of[records[index].record_id]]
@@ -301,54 +304,468 @@ def ingest_usage(
     return _counted(result)
 
 
-def _rate(session: Session, tenant: Tenant, batch: _Sorted, offers: dict[str, Offer], source: str) -> dict[str, str]:
-    """Rate the batch's candidates under the balance locks and insert them; their usage record ids by record id."""
-    keys = sorted({(sub.id, period, str(record.service)) for _, record, sub, period in batch.candidates})
-    terms = line_terms(session, {sub.id for _, _, sub, _ in batch.candidates})
-    balances = _locked_balances(session, tenant, keys, terms)
-    # Looked for again under the locks: a batch racing this one may have accepted some meanwhile.
-    known = _accepted_ids(session, tenant.id, [record.record_id for _, record, _, _ in batch.candidates])
+def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict[str, str]:
+    """Rate the batch's candidates under the bucket locks and insert them; their usage record ids by record id.
+
+    Rows go in with ON CONFLICT DO NOTHING on (tenant, record id): a record a racing batch accepted first
+    is not inserted, and then the batch is rated again without it, so no bucket counts it twice.
+    """
+    sub_ids = sorted({sub.id for _, _, sub, _ in batch.candidates})
+    terms = line_terms(session, sub_ids)
+    context = rating_context(session, tenant, terms)
+    ensure_plan_buckets(session, tenant, {(sub.id, period) for _, _, sub, period in batch.candidates}, terms)
+    starts = [record.started_at for _, record, _, _ in batch.candidates]
+    buckets = locked_buckets(session, tenant.id, sub_ids, min(starts), max(starts))
+    by_line: dict[str, list[engine.Bucket]] = defaultdict(list)
+    for bucket in buckets:
+        by_line[bucket.subscription_id].append(bucket)
+    known: dict[str, str] = {}
+    while True:
+        attempt = _rate_candidates(tenant, batch, terms, context, by_line=by_line, known=known, source=source)
+        inserted = write_usage_rows(session, attempt.rows)
+        if len(inserted) == len(attempt.rows):
+            break
+        lost = sorted({row["record_id"] for row in attempt.rows} - inserted)
+        session.execute(
+            delete(UsageRecord).where(
+                UsageRecord.tenant_id == tenant.id, UsageRecord.id.in_([attempt.rated[r] for r in inserted])
+            )
+        )
+        known.update(_accepted_ids(session, tenant.id, lost))
+        for bucket in buckets:
+            bucket.reset()
+    batch.refused.extend(attempt.refused)
+    for index, outcome in attempt.outcomes.items():
+        batch.outcomes[index] = outcome
+    settle_buckets(session, tenant.id, buckets)
+    for bucket_id in attempt.fair_use_reached:
+        bucket = next(b for b in buckets if b.id == bucket_id)
+        record_event(
+            session,
+            "balance.fair_use_reached",
+            bucket.id,
+            {
+                "subscription": bucket.subscription_id,
+                "bucket": bucket.id,
+                "service": bucket.service,
+                "zone": bucket.zone,
+                "fair_use": bucket.fair_use,
+                "used": bucket.used,
+            },
+            tenant_id=tenant.id,
+        )
+    return attempt.rated
+
+
+@dataclass
+class _Attempt:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rated: dict[str, str] = field(default_factory=dict)
+    outcomes: dict[int, RecordOutcome] = field(default_factory=dict)
+    refused: list[tuple[int, UsageInput, str, str]] = field(default_factory=list)
+    fair_use_reached: list[str] = field(default_factory=list)
+
+
+def _rate_candidates(
+    tenant: Tenant,
+    batch: _Sorted,
+    terms: dict[str, TermsTimeline],
+    context: RatingContext,
+    *,
+    by_line: dict[str, list[engine.Bucket]],
+    known: dict[str, str],
+    source: str,
+) -> _Attempt:
+    """The hot loop: no database, no ORM object; rows ready for one multi-row insert."""
+    attempt = _Attempt()
     received = utcnow()
-    rated: dict[str, str] = {}
-    rows: list[dict[str, Any]] = []
     for index, record, sub, period in batch.candidates:
         if record.record_id in known:
-            batch.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", known[record.record_id])
+            attempt.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", known[record.record_id])
             continue
-        service = Service(record.service)
-        balance = balances[(sub.id, period, service.value)]
-        price = _offer_allowance(offers[sub.offer_id], service)[1]
-        left = max((balance.granted or 0) - balance.used, 0)
-        outcome = rate_usage(service, record.quantity, left, price)
-        balance.used += outcome.allowance_used
+        details = record_details(record)
+        line = terms[sub.id].at(record.started_at) or terms[sub.id].terms[-1]
+        usage_event = engine.Usage(
+            service=str(record.service),
+            started_at=record.started_at,
+            quantity=record.quantity,
+            zone=zone_of(details.visited_plmn, context.home_mcc),
+            called_number=details.called_number,
+        )
+        try:
+            rating = engine.rate(usage_event, line, by_line[sub.id], context.pricing)
+        except PricingError as exc:
+            attempt.refused.append((index, record, "no_rate", exc.detail[:480]))
+            continue
+        attempt.fair_use_reached.extend(rating.fair_use_reached)
         usage_id = new_id("usg")
-        rated[record.record_id] = usage_id
-        batch.outcomes[index] = RecordOutcome(index, record.record_id, "rated", usage_record=usage_id)
-        rows.append(
+        attempt.rated[record.record_id] = usage_id
+        attempt.outcomes[index] = RecordOutcome(index, record.record_id, "rated", usage_record=usage_id)
+        attempt.rows.append(
             {
                 "id": usage_id,
                 "tenant_id": tenant.id,
                 "record_id": record.record_id,
                 "subscription_id": sub.id,
                 "msisdn": sub.msisdn or "",
-                "service": service.value,
+                "service": usage_event.service,
                 "started_at": record.started_at,
                 "quantity": record.quantity,
                 "period": period,
-                "allowance_used": outcome.allowance_used,
-                "overage_quantity": outcome.overage_quantity,
-                "amount": outcome.amount,
                 "source": source[:300],
                 "received_at": received,
-                "offer_id": sub.offer_id,
-                "allowance_before": left,
-                "overage_unit_price": price,
-                "amount_exact": outcome.amount_exact,
+                "visited_plmn": details.visited_plmn,
+                "called_number": details.called_number,
+                "rating_group": details.rating_group,
+                "rerated_count": 0,
+                **rated_columns(usage_event, line, rating),
             }
         )
-    for row_chunk in _chunks(rows, 500):
-        session.execute(insert(UsageRecord), row_chunk)
-    return rated
+    return attempt
+
+
+def rated_columns(usage_event: engine.Usage, line: LineTerms, rating: engine.Rating) -> dict[str, Any]:
+    """The columns of a usage record that rating decides (written on insert, and again by a re-rating)."""
+    retail, wholesale = rating.retail, rating.wholesale
+    return {
+        "zone": usage_event.zone,
+        "offer_id": line.offer_id,
+        "offer_version_id": line.offer_version_id,
+        "allowance_used": rating.allowance_used,
+        "overage_quantity": rating.overage_quantity,
+        "allowance_before": rating.allowance_before,
+        "bucket_parts": [list(part) for part in rating.parts] if rating.parts else None,
+        "throttled": rating.throttled,
+        "amount": retail.amount,
+        "amount_exact": retail.exact,
+        "overage_unit_price": retail.unit_price,
+        "billed_quantity": retail.billed_quantity,
+        "rate_card_version_id": retail.version_id,
+        "rate_prefix": retail.prefix,
+        "time_band": retail.time_band,
+        "wholesale_amount": wholesale.amount if wholesale else None,
+        "wholesale_exact": wholesale.exact if wholesale else None,
+        "wholesale_rate_version_id": wholesale.version_id if wholesale else None,
+        "wholesale_prefix": wholesale.prefix if wholesale else None,
+    }
+
+
+def write_usage_rows(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert rated usage rows, many per statement; the record ids inserted (the others were accepted before).
+
+    One cached INSERT ... ON CONFLICT DO NOTHING RETURNING, sent as multi-row statements by the driver's
+    executemany; records that consumed no bucket go in a second call without `bucket_parts` (SQL NULL).
+    """
+    inserted: set[str] = set()
+    table = cast(Table, UsageRecord.__table__)
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = upsert(table).on_conflict_do_nothing(index_elements=["tenant_id", "record_id"]).returning(table.c.record_id)
+    with_parts = [row for row in rows if row["bucket_parts"] is not None]
+    without = [{k: v for k, v in row.items() if k != "bucket_parts"} for row in rows if row["bucket_parts"] is None]
+    for group in (with_parts, without):
+        if group:
+            inserted.update(session.scalars(stmt, group))
+    return inserted
+
+
+@dataclass(frozen=True)
+class RecordDetails:
+    """What a record says beyond line, service, time and quantity: where it was and what it reached."""
+
+    visited_plmn: str | None
+    called_number: str | None
+    rating_group: int | None
+
+
+def record_details(record: UsageInput) -> RecordDetails:
+    """The record's visited network, called number and rating group: its own fields, else those a file read."""
+    extra = record.extra or {}
+    group = record.rating_group if record.rating_group is not None else extra.get("rating_group")
+    if isinstance(group, str) and group.isdigit() and group.isascii():
+        group = int(group)
+    return RecordDetails(
+        visited_plmn=(record.visited_plmn or extra.get("visited_plmn") or None),
+        called_number=(record.called_number or extra.get("called_number") or None),
+        rating_group=group if isinstance(group, int) and not isinstance(group, bool) else None,
+    )
+
+
+def _details_refusal(record: UsageInput) -> tuple[str, str] | None:
+    details = record_details(record)
+    if details.visited_plmn is not None and (
+        not isinstance(details.visited_plmn, str) or not valid_plmn(details.visited_plmn)
+    ):
+        return ("malformed", f"visited_plmn {str(details.visited_plmn)[:20]!r} is not an MCC-MNC such as 20801.")
+    if details.called_number is not None:
+        try:
+            ratecards.called_digits(str(details.called_number))
+        except PricingError as exc:
+            return ("malformed", f"called_number: {exc.detail[:200]}")
+    return None
+
+
+@dataclass(frozen=True)
+class RatingContext:
+    """What a batch is rated with besides each line's terms: the host network's MCC and the compiled cards."""
+
+    home_mcc: str | None
+    pricing: engine.Pricing
+
+
+def rating_context(session: Session, tenant: Tenant, terms: Mapping[str, TermsTimeline]) -> RatingContext:
+    """The host network and the rate cards a batch needs, loaded once (published versions compile once per process)."""
+    host = session.scalar(select(TenantSettings.host_network_agreement_id).where(TenantSettings.tenant_id == tenant.id))
+    home_mcc = session.scalar(select(NetworkAgreement.mcc).where(NetworkAgreement.id == host)) if host else None
+    cards = session.execute(
+        select(RateCard.id, RateCard.purpose, RateCard.network_agreement_id)
+        .where(RateCard.tenant_id == tenant.id)
+        .order_by(RateCard.created_at.desc(), RateCard.id.desc())
+    ).all()
+    published = set(
+        session.scalars(
+            select(RateCardVersion.rate_card_id).where(
+                RateCardVersion.tenant_id == tenant.id, RateCardVersion.status == "published"
+            )
+        )
+    )
+    default_retail = next(
+        (c.id for c in cards if c.purpose == "retail" and c.network_agreement_id is None and c.id in published), None
+    )
+    wholesale = (
+        next(
+            (c.id for c in cards if c.purpose == "wholesale" and c.network_agreement_id == host and c.id in published),
+            None,
+        )
+        if host
+        else None
+    )
+    wanted = {t.rate_card_id for timeline in terms.values() for t in timeline.terms if t.rate_card_id}
+    wanted |= {card_id for card_id in (default_retail, wholesale) if card_id}
+    existing = {c.id for c in cards}
+    compiled = {card_id: compiled_card(session, card_id) for card_id in sorted(wanted & existing)}
+    return RatingContext(home_mcc, engine.Pricing(compiled, default_retail, wholesale))
+
+
+# Buckets -------------------------------------------------------------------------------------------------
+
+
+def _previous_period(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def _plan_allowances(line: LineTerms) -> dict[tuple[str, str], dict[str, Any]]:
+    """A line's allowances by (service, zone), several of one kind added up (any unlimited one makes it unlimited)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for term in line.allowances:
+        seen = found.get((term.service, term.zone))
+        if seen is None:
+            found[(term.service, term.zone)] = {
+                "granted": term.quantity,
+                "fair_use": term.fair_use,
+                "roam_like_at_home": term.roam_like_at_home,
+                "eu_fair_use": term.eu_fair_use,
+                "rollover_cap": term.rollover_cap,
+                "priority": term.priority,
+            }
+            continue
+        seen["granted"] = None if seen["granted"] is None or term.quantity is None else seen["granted"] + term.quantity
+        seen["fair_use"] = seen["fair_use"] if term.fair_use is None else (seen["fair_use"] or 0) + term.fair_use
+        seen["roam_like_at_home"] = seen["roam_like_at_home"] or term.roam_like_at_home
+        seen["rollover_cap"] += term.rollover_cap
+        seen["priority"] = min(seen["priority"], term.priority)
+    return found
+
+
+def plan_terms(timeline: TermsTimeline, start: dt.datetime) -> LineTerms:
+    """The terms that set a period's plan buckets: those in force when it starts (or the line's first)."""
+    return timeline.at(start) or timeline.terms[0]
+
+
+def ensure_plan_buckets(
+    session: Session, tenant: Tenant, line_periods: set[tuple[str, str]], terms: Mapping[str, TermsTimeline]
+) -> None:
+    """Create the plan (and rollover) buckets of each (line, period) that lacks them; made once whatever races."""
+    if not line_periods:
+        return
+    sub_ids = sorted({sub_id for sub_id, _ in line_periods if sub_id in terms})
+    periods = sorted({period for _, period in line_periods} | {_previous_period(p) for _, p in line_periods})
+    existing: dict[tuple[str, str], tuple[str, int | None, int]] = {}
+    for sub_chunk in _chunks(sub_ids, 500):
+        rows = session.execute(
+            select(
+                BalanceBucket.subscription_id,
+                BalanceBucket.origin_key,
+                BalanceBucket.granted,
+                BalanceBucket.used,
+            ).where(
+                BalanceBucket.tenant_id == tenant.id,
+                BalanceBucket.subscription_id.in_(sub_chunk),
+                BalanceBucket.origin.in_(("plan", "rollover")),
+                BalanceBucket.period.in_(periods),
+            )
+        )
+        for sub_id, key, granted, used in rows:
+            existing[(sub_id, key)] = (key, granted, used)
+    now = utcnow()
+    values: list[dict[str, Any]] = []
+    for sub_id, period in sorted(line_periods):
+        if sub_id not in terms:
+            continue
+        start, end = _period_window(period, tenant.timezone)
+        line = plan_terms(terms[sub_id], start)
+        for (service, zone), allowance in sorted(_plan_allowances(line).items()):
+            common = {
+                "tenant_id": tenant.id,
+                "subscription_id": sub_id,
+                "service": service,
+                "zone": zone,
+                "offer_version_id": line.offer_version_id,
+                "period": period,
+                "used": 0,
+                "eu_used": 0,
+                "valid_from": start,
+                "valid_to": end,
+                "notified_percent": 0,
+                "created_at": now,
+            }
+            key = f"plan:{period}:{service}:{zone}"
+            if (sub_id, key) not in existing:
+                values.append(
+                    {
+                        **common,
+                        "id": new_id("bkt"),
+                        "origin": "plan",
+                        "origin_key": key,
+                        "granted": allowance["granted"],
+                        "fair_use": allowance["fair_use"],
+                        "roam_like_at_home": allowance["roam_like_at_home"],
+                        "eu_fair_use": allowance["eu_fair_use"],
+                        "priority": allowance["priority"],
+                    }
+                )
+            rollover_key = f"rollover:{period}:{service}:{zone}"
+            previous = existing.get((sub_id, f"plan:{_previous_period(period)}:{service}:{zone}"))
+            if allowance["rollover_cap"] and previous is not None and (sub_id, rollover_key) not in existing:
+                _, granted, used = previous
+                carried = min(allowance["rollover_cap"], max((granted or 0) - used, 0))
+                if carried > 0:
+                    # Consumed before the period's own allowance: it would be lost at the same time.
+                    values.append(
+                        {
+                            **common,
+                            "id": new_id("bkt"),
+                            "origin": "rollover",
+                            "origin_key": rollover_key,
+                            "granted": carried,
+                            "fair_use": None,
+                            "roam_like_at_home": allowance["roam_like_at_home"],
+                            "eu_fair_use": allowance["eu_fair_use"],
+                            "priority": allowance["priority"] - 1,
+                        }
+                    )
+    if not values:
+        return
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # One cached statement, executemany: the driver sends multi-row INSERTs.
+    stmt = upsert(cast(Table, BalanceBucket.__table__)).on_conflict_do_nothing(
+        index_elements=["subscription_id", "origin_key"]
+    )
+    for chunk in _chunks(values, 1000):
+        session.execute(stmt, chunk)
+
+
+_BUCKET_COLUMNS = (
+    BalanceBucket.id,
+    BalanceBucket.subscription_id,
+    BalanceBucket.service,
+    BalanceBucket.zone,
+    BalanceBucket.origin,
+    BalanceBucket.granted,
+    BalanceBucket.used,
+    BalanceBucket.valid_from,
+    BalanceBucket.valid_to,
+    BalanceBucket.fair_use,
+    BalanceBucket.roam_like_at_home,
+    BalanceBucket.eu_fair_use,
+    BalanceBucket.eu_used,
+    BalanceBucket.priority,
+    BalanceBucket.notified_percent,
+    BalanceBucket.period,
+)
+
+
+def locked_buckets(
+    session: Session, tenant_id: str, sub_ids: list[str], earliest: dt.datetime, latest: dt.datetime
+) -> list[engine.Bucket]:
+    """The lines' buckets valid at some time in [earliest, latest], locked in id order (one order, no deadlock)."""
+    found: list[engine.Bucket] = []
+    for sub_chunk in _chunks(sorted(sub_ids), 500):
+        rows = session.execute(
+            select(*_BUCKET_COLUMNS)
+            .where(
+                BalanceBucket.tenant_id == tenant_id,
+                BalanceBucket.subscription_id.in_(sub_chunk),
+                BalanceBucket.valid_from <= latest,
+                BalanceBucket.valid_to > earliest,
+            )
+            .order_by(BalanceBucket.id)
+            .with_for_update()
+        )
+        found.extend(engine.Bucket(*row) for row in rows)
+    return found
+
+
+def settle_buckets(session: Session, tenant_id: str, buckets: list[engine.Bucket]) -> None:
+    """Threshold events of the buckets that crossed 50, 80 or 100 %, and every changed bucket written back.
+
+    One UPDATE ... FROM (VALUES ...) per chunk sets used, EU use and the notified threshold together, so
+    each threshold is sent once: the batch that crosses it holds the bucket's lock and records it.
+    """
+    for bucket in buckets:
+        crossed = bucket.threshold_crossed()
+        if crossed is None:
+            continue
+        bucket.notified_percent = crossed
+        record_event(
+            session,
+            "balance.threshold_reached",
+            bucket.id,
+            {
+                "subscription": bucket.subscription_id,
+                "bucket": bucket.id,
+                "service": bucket.service,
+                "zone": bucket.zone,
+                "percent": crossed,
+                "granted": bucket.granted,
+                "used": bucket.used,
+            },
+            tenant_id=tenant_id,
+        )
+    write_buckets(session, [b for b in buckets if b.changed])
+
+
+def write_buckets(session: Session, buckets: list[engine.Bucket]) -> None:
+    """Write used, EU use and notified threshold of buckets, one statement per 500."""
+    for chunk in _chunks(buckets, 500):
+        params: dict[str, Any] = {}
+        values = []
+        for n, bucket in enumerate(chunk):
+            values.append(
+                f"(CAST(:i{n} AS VARCHAR(40)), CAST(:u{n} AS BIGINT), CAST(:e{n} AS BIGINT), CAST(:p{n} AS INTEGER))"
+            )
+            params.update(
+                {f"i{n}": bucket.id, f"u{n}": bucket.used, f"e{n}": bucket.eu_used, f"p{n}": bucket.notified_percent}
+            )
+        session.execute(
+            text(
+                "UPDATE balance_buckets SET used = v.column2, eu_used = v.column3, notified_percent = v.column4 "  # noqa: S608
+                f"FROM (VALUES {', '.join(values)}) AS v WHERE balance_buckets.id = v.column1"
+            ),
+            params,
+        )
+        for bucket in chunk:
+            bucket.loaded = (bucket.used, bucket.eu_used, bucket.notified_percent)
 
 
 def _accepted_ids(session: Session, tenant_id: str, record_ids: list[str]) -> dict[str, str]:
@@ -448,60 +865,6 @@ def _period_window(period: str, timezone: str) -> tuple[dt.datetime, dt.datetime
     start = dt.datetime(year, month, 1, tzinfo=tz).astimezone(dt.UTC)
     end = dt.datetime(following[0], following[1], 1, tzinfo=tz).astimezone(dt.UTC)
     return start, end
-
-
-def _locked_balances(
-    session: Session,
-    tenant: Tenant,
-    keys: list[tuple[str, str, str]],
-    terms: dict[str, TermsTimeline],
-) -> dict[tuple[str, str, str], BalanceBucket]:
-    """The home plan buckets of (line, period, service), created when missing, locked in key order."""
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    values = []
-    for sub_id, period, service in keys:
-        start, end = _period_window(period, tenant.timezone)
-        line = terms[sub_id].at(start) or terms[sub_id].terms[0]
-        granted = sum(a.quantity or 0 for a in line.allowances if a.service == service and a.zone == "home")
-        values.append(
-            {
-                "id": new_id("bkt"),
-                "tenant_id": tenant.id,
-                "subscription_id": sub_id,
-                "service": service,
-                "zone": "home",
-                "origin": "plan",
-                "origin_key": f"plan:{period}:{service}:home",
-                "offer_version_id": line.offer_version_id,
-                "period": period,
-                "granted": granted,
-                "used": 0,
-                "roam_like_at_home": False,
-                "eu_used": 0,
-                "priority": 100,
-                "valid_from": start,
-                "valid_to": end,
-                "notified_percent": 0,
-                "created_at": utcnow(),
-            }
-        )
-    for chunk in _chunks(values, 500):
-        session.execute(
-            upsert(BalanceBucket).values(chunk).on_conflict_do_nothing(index_elements=["subscription_id", "origin_key"])
-        )
-    locked: dict[tuple[str, str, str], BalanceBucket] = {}
-    sub_ids = sorted({k[0] for k in keys})
-    for sub_chunk in _chunks(sub_ids, 500):
-        rows = session.scalars(
-            select(BalanceBucket)
-            .where(BalanceBucket.subscription_id.in_(sub_chunk), BalanceBucket.origin == "plan")
-            .order_by(BalanceBucket.subscription_id, BalanceBucket.origin_key)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        for bucket in rows:
-            locked[(bucket.subscription_id, bucket.period or "", bucket.service)] = bucket
-    return {key: locked[key] for key in keys}
 
 
 USAGE_FILE_SUFFIXES = (".csv", ".jsonl")
@@ -691,8 +1054,15 @@ class ServiceUsage:
 
 def usage_summary(session: Session, subscription: Subscription, period: str) -> list[ServiceUsage]:
     """What a line used in a period, per service: allowance, use, overage and its price so far."""
-    offer = session.get(Offer, subscription.offer_id)
-    assert offer is not None
+    tenant = session.get(Tenant, subscription.tenant_id)
+    assert tenant is not None
+    timeline = line_terms(session, [subscription.id]).get(subscription.id)
+    included: dict[str, int] = defaultdict(int)
+    if timeline is not None and timeline.terms:
+        line = plan_terms(timeline, _period_window(period, tenant.timezone)[0])
+        for term in line.allowances:
+            if term.zone == HOME:
+                included[term.service] += term.quantity or 0
     rows = session.execute(
         select(
             UsageRecord.service,
@@ -715,7 +1085,7 @@ def usage_summary(session: Session, subscription: Subscription, period: str) -> 
         ServiceUsage(
             service=s.value,
             unit=units[s],
-            allowance=_offer_allowance(offer, s)[0],
+            allowance=included[s.value],
             quantity=totals[s.value][0],
             allowance_used=totals[s.value][1],
             overage_quantity=totals[s.value][2],
@@ -724,3 +1094,51 @@ def usage_summary(session: Session, subscription: Subscription, period: str) -> 
         )
         for s in Service
     ]
+
+
+def balances(
+    session: Session, tenant: Tenant, subscription: Subscription, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """A line's buckets valid now, in the order they are consumed; the current period's plan buckets made if missing."""
+    now = now or utcnow()
+    period = period_of(now, tenant.timezone)
+    ensure_plan_buckets(session, tenant, {(subscription.id, period)}, line_terms(session, [subscription.id]))
+    rows = session.scalars(
+        select(BalanceBucket)
+        .where(
+            BalanceBucket.subscription_id == subscription.id,
+            BalanceBucket.valid_from <= now,
+            BalanceBucket.valid_to > now,
+        )
+        .order_by(BalanceBucket.priority, BalanceBucket.valid_to, BalanceBucket.id)
+    )
+    return {"subscription": subscription.id, "period": period, "buckets": [bucket_view(b) for b in rows]}
+
+
+def bucket_view(bucket: BalanceBucket) -> dict[str, Any]:
+    """A bucket as the balances endpoints show it: what is left, and how much of it is used in percent."""
+    unlimited = bucket.granted is None
+    percent = None
+    if bucket.granted:
+        percent = (Decimal(bucket.used) * 100 / bucket.granted).quantize(Decimal("0.01"))
+    elif bucket.granted == 0:
+        percent = Decimal(100) if bucket.used else Decimal(0)
+    return {
+        "id": bucket.id,
+        "service": bucket.service,
+        "zone": bucket.zone,
+        "origin": bucket.origin,
+        "period": bucket.period,
+        "granted": bucket.granted,
+        "used": bucket.used,
+        "remaining": None if unlimited else max((bucket.granted or 0) - bucket.used, 0),
+        "unlimited": unlimited,
+        "fair_use": bucket.fair_use,
+        "roam_like_at_home": bucket.roam_like_at_home,
+        "eu_fair_use": bucket.eu_fair_use,
+        "eu_used": bucket.eu_used,
+        "percent_used": percent,
+        "priority": bucket.priority,
+        "valid_from": bucket.valid_from,
+        "valid_to": bucket.valid_to,
+    }

@@ -648,7 +648,7 @@ def _measure_ceiling(figures: Figures, owner: str, tenant_id: str) -> None:
             for block in copy:
                 dump.write(block)
         rows = int(conn.execute("SELECT count(*) FROM usage_records").fetchone()[0])  # type: ignore[index]
-        conn.execute("TRUNCATE usage_records")
+        conn.execute("TRUNCATE usage_records, usage_adjustments")
         conn.commit()
         dump.seek(0)
         started = time.perf_counter()

@@ -21,7 +21,7 @@ from mvne.charging import billing, usage
 from mvne.charging.api import present_invoice
 from mvne.charging.errors import InvoiceNotFound
 from mvne.charging.models import Invoice
-from mvne.charging.schemas import InvoiceSchema, UsageSummaryArgs, UsageSummarySchema
+from mvne.charging.schemas import InvoiceSchema, MyBalancesSchema, UsageSummaryArgs, UsageSummarySchema
 from mvne.esim.errors import EsimNotReady
 from mvne.esim.models import Sim
 from mvne.esim.qr import activation_qr_png, activation_qr_svg
@@ -217,6 +217,25 @@ def get_my_line_usage(args: dict[str, Any], subscription_id: str) -> dict[str, A
     line = my_line(session, subscription_id)
     period = args.get("period") or usage.period_of(utcnow(), get_tenant(session, tenant_id()).timezone)
     return {"subscription": line.id, "period": period, "services": usage.usage_summary(session, line, period)}
+
+
+@me.get("/balances")
+@require("me:read", kinds=SUBSCRIBERS)
+@me.response(200, MyBalancesSchema)
+def get_my_balances() -> dict[str, Any]:
+    """What is left on each of the subscriber's lines now: every bucket valid now, in the order usage consumes them."""
+    session = db_session()
+    tenant = get_tenant(session, tenant_id())
+    lines = session.scalars(
+        select(Subscription)
+        .where(
+            Subscription.customer_id == my_account(session).customer_id,
+            Subscription.activated_at.is_not(None),
+            Subscription.terminated_at.is_(None),
+        )
+        .order_by(Subscription.id)
+    )
+    return {"lines": [usage.balances(session, tenant, line) for line in lines]}
 
 
 @me.get("/lines/<subscription_id>/esim")

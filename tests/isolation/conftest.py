@@ -4,9 +4,9 @@ Each tenant gets a webhook endpoint (with deliveries to a local receiver), a leg
 billing settings and a host network, a published offer (its version, its lines' terms), an add-on bought on its
 line with a promotion code (the purchase, its buckets and the redemption), a rate card with a published version of
 lines, a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, a
-rejected usage record, staff (one joined by invitation and logged in, one invited, one waiting for its e-mail
-verification), and an app its customer signed in through (a subscriber account, its sign-in code and tokens), so
-every tenant-owned table holds rows of both tenants.
+rejected usage record, a re-rating run of that period and an adjustment, staff (one joined by invitation and logged
+in, one invited, one waiting for its e-mail verification), and an app its customer signed in through (a subscriber
+account, its sign-in code and tokens), so every tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
 """
 
@@ -17,12 +17,14 @@ import datetime as dt
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
 
+from mvne.charging.models import UsageAdjustment, UsageRecord
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import DeadLetter
 from mvne.infra.runtime import Runtime
@@ -78,6 +80,7 @@ class World:
     promotion_id: str
     promotion_code: str
     purchase_id: str
+    rerating_run_id: str
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -105,6 +108,7 @@ class World:
             "offer_version": self.offer_version_id,
             "promotion": self.promotion_id,
             "purchase": self.purchase_id,
+            "rerating_run": self.rerating_run_id,
         }
 
     def subscriber_ids(self) -> dict[str, str]:
@@ -152,6 +156,38 @@ def _dead_letter(runtime: Runtime, tenant_id: str, invoice_id: str) -> str:
             )
         )
     return letter_id
+
+
+def _rerating_run(runtime: Runtime, handle: TenantHandle, period: str, usage_record_id: str, invoice_id: str) -> str:
+    """A completed re-rating run of the billed period, and an adjustment of the billed record (already invoiced)."""
+    started = handle.api.post("/v1/rerating-runs", {"period": period})
+    assert started.status_code == 202, started.json
+    run_id = started.json["id"]
+
+    def done() -> dict[str, Any] | None:
+        run = handle.api.get(f"/v1/rerating-runs/{run_id}").json
+        return run if run["status"] not in ("pending", "running") else None
+
+    run: dict[str, Any] = wait_for(done, what=f"re-rating run {run_id}")
+    assert run["status"] == "completed", run
+    with runtime.db.transaction(tenant_id=handle.id) as session:
+        record = session.get(UsageRecord, usage_record_id)
+        assert record is not None
+        session.add(
+            UsageAdjustment(
+                id=new_id("uad"),
+                tenant_id=handle.id,
+                usage_record_id=usage_record_id,
+                rerating_run_id=run_id,
+                subscription_id=record.subscription_id,
+                period=period,
+                service=record.service,
+                amount=Decimal("0.01"),
+                wholesale_amount=Decimal(0),
+                invoice_id=invoice_id,
+            )
+        )
+    return str(run_id)
 
 
 def _webhook_endpoint(handle: TenantHandle, receiver_url: str) -> dict[str, Any]:
@@ -385,6 +421,7 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 promotion_id=promo["id"],
                 promotion_code=promo["code"],
                 purchase_id=purchase_id,
+                rerating_run_id=_rerating_run(runtime, handle, period, usage_record_id, invoice_id),
             )
         )
     return TwoTenants(worlds[0], worlds[1])

@@ -54,6 +54,7 @@ TENANT_OBJECT_PARAMS = {
     "version_id": "rate_card_version",
     "offer_version_id": "offer_version",
     "promotion_id": "promotion",
+    "rerating_run_id": "rerating_run",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -88,6 +89,7 @@ ID_PREFIXES = {
     "rate_card_version": "rcv",
     "offer_version": "ofv",
     "promotion": "prm",
+    "rerating_run": "rrr",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -107,6 +109,7 @@ LIST_OWN_OBJECT = {
     "/v1/apps": "app",
     "/v1/rate-cards": "rate_card",
     "/v1/promotions": "promotion",
+    "/v1/rerating-runs": "rerating_run",
 }
 # Public lists and the query that names tenant B's own (its catalogue shows only what B makes public).
 PUBLIC_LIST_QUERIES: dict[str, Callable[[World, World], str]] = {"/v1/catalog": lambda a, b: f"?tenant={b.tenant.id}"}
@@ -285,6 +288,8 @@ WRITE_PROBES: dict[str, Probe] = {
     ),
     "POST /v1/usage-records": Probe(_usage_body, 200, _usage_rejected),
     "POST /v1/billing-runs": Probe(lambda a, b: {"period": a.period}, 202, _run_sees_only_b),
+    # A's line: not one of B's, so B cannot re-rate it.
+    "POST /v1/rerating-runs": Probe(lambda a, b: {"period": a.period, "subscription": a.subscription_id}, 404),
     # A's receiver URL: tenants may share one; the endpoint made is B's alone.
     "POST /v1/webhook-endpoints": Probe(lambda a, b: {"url": a.webhook_url}, 201, _endpoint_is_b_only),
     # A's legal name: B may use it for itself; the profile written is B's alone.
