@@ -591,9 +591,9 @@ def rerating_adjustment_charges(
     for sub_id, usage_period, amount in rows:
         totals[(sub_id, usage_period)] = totals.get((sub_id, usage_period), Decimal(0)) + Decimal(amount)
     msisdns: dict[str, str | None] = dict(
-        session.execute(select(Subscription.id, Subscription.msisdn).where(Subscription.id.in_({k[0] for k in totals})))
-        .tuples()
-        .all()
+        session.execute(
+            select(Subscription.id, Subscription.msisdn).where(Subscription.id.in_({k[0] for k in totals}))
+        ).all()
     )
     return [
         Charge(
