@@ -730,19 +730,25 @@ def upcoming_invoice(session: Session, *, tenant_id: str, customer_id: str) -> U
     billable, all_lines = _customer_subscriptions(session, customer_id, start, end)
     usage = _unbilled_usage(session, all_lines, period, claim_for=None)
     charges = _customer_charges(session, period=period, billable=billable, usage=usage)
+    charges += rerating_adjustment_charges(session, all_lines, period, claim_for=None)
     totals = compute_invoice(charges, currency=tenant.currency, tax_rate=tax_rate(session, tenant, last))
     return UpcomingInvoice(customer_id, period, first, last, end, tenant.currency, totals)
 
 
 def customers_to_bill(session: Session, *, period: str, start: dt.datetime, end: dt.datetime) -> list[str]:
-    """Customers with a line billable in the period, or with overage up to it that no invoice has billed yet."""
+    """Customers with a line billable in the period, or with overage or a re-rating difference no invoice has billed."""
     with_lines = select(Subscription.customer_id).where(*_billable(start, end))
     with_usage = (
         select(Subscription.customer_id)
         .join(UsageRecord, UsageRecord.subscription_id == Subscription.id)
         .where(UsageRecord.invoice_id.is_(None), UsageRecord.period <= period, UsageRecord.overage_quantity > 0)
     )
-    ids = set(session.scalars(with_lines)) | set(session.scalars(with_usage))
+    with_adjustments = (
+        select(Subscription.customer_id)
+        .join(UsageAdjustment, UsageAdjustment.subscription_id == Subscription.id)
+        .where(UsageAdjustment.invoice_id.is_(None), UsageAdjustment.period <= period)
+    )
+    ids = set(session.scalars(with_lines)) | set(session.scalars(with_usage)) | set(session.scalars(with_adjustments))
     return sorted(ids)
 
 

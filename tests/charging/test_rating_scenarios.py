@@ -210,19 +210,16 @@ def test_a_rate_change_at_a_versions_effective_midnight_in_the_tenants_time_zone
     assert (early["retail"]["version_number"], early["amount"]) == (2, "0.20")
 
 
-def test_eu_roaming_within_fair_use_uses_the_allowance_and_beyond_pays_the_surcharge(
-    runtime: Runtime, hosted: TenantHandle, line: dict[str, Any]
-) -> None:
-    balances = hosted.api.get(f"/v1/subscriptions/{line['id']}/balances")
-    assert balances.status_code == 200, balances.json
-    voice_bucket = next(b["id"] for b in balances.json["buckets"] if b["service"] == "voice")
-    # The plan's voice minutes roam like at home up to 120 s, as an offer with an EU fair use makes them.
-    with runtime.db.transaction(tenant_id=hosted.id) as session:
-        session.execute(
-            update(BalanceBucket)
-            .where(BalanceBucket.id == voice_bucket)
-            .values(roam_like_at_home=True, eu_fair_use=120)
-        )
+def test_eu_roaming_within_fair_use_uses_the_allowance_and_beyond_pays_the_surcharge(hosted: TenantHandle) -> None:
+    # 60 home minutes that roam like at home in the EU up to 2 minutes; beyond, 0.30 per minute in the EU.
+    line = line_on(
+        hosted.api,
+        allowances={"data_mb": 1000, "voice_minutes": 0, "sms": 10},
+        zone_allowances=[
+            {"service": "voice", "zone": "home", "amount": 60, "roam_like_at_home": True, "eu_fair_use_amount": 2}
+        ],
+        usage_prices={"eu": {"data": "0.02", "voice": "0.30", "sms": "0.10"}},
+    )
 
     within, beyond = rated(
         hosted.api, voice("eu1", line, 100, visited_plmn="26201"), voice("eu2", line, 60, visited_plmn="262-01")
@@ -230,12 +227,12 @@ def test_eu_roaming_within_fair_use_uses_the_allowance_and_beyond_pays_the_surch
     (at_home,) = rated(hosted.api, voice("home", line, 60))
 
     assert (within["zone"], within["allowance"]["used"], within["amount"]) == ("eu", 100, "0.00")
-    # 20 s left of the EU fair use; 40 s beyond at the EU price (the offer's, as it states none for the EU).
-    assert (beyond["allowance"]["used"], beyond["overage_quantity"], beyond["amount"]) == (20, 40, "0.133333")
+    # 20 s left of the EU fair use; 40 s beyond at the EU price: 40 / 60 x 0.30.
+    assert (beyond["allowance"]["used"], beyond["overage_quantity"], beyond["amount"]) == (20, 40, "0.20")
     assert (at_home["zone"], at_home["allowance"]["used"]) == ("home", 60)
-    shown = next(b for b in hosted.api.get(f"/v1/subscriptions/{line['id']}/balances").json["buckets"]
-                 if b["id"] == voice_bucket)  # fmt: skip
-    assert (shown["used"], shown["eu_used"], shown["eu_fair_use"]) == (180, 120, 120)
+    buckets = hosted.api.get(f"/v1/subscriptions/{line['id']}/balances").json["buckets"]
+    shown = next(b for b in buckets if b["service"] == "voice" and b["zone"] == "home")
+    assert (shown["used"], shown["eu_used"], shown["eu_fair_use"], shown["roam_like_at_home"]) == (180, 120, 120, True)
 
 
 def test_world_zone_pays_per_use_and_leaves_the_home_allowance(hosted: TenantHandle, line: dict[str, Any]) -> None:
