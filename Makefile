@@ -52,11 +52,14 @@ migration: install  ## make migration m="what changed"
 bench: install  ## activations, usage rating and billing throughput on this machine
 	$(BIN)/mvne bench
 
-# The issue's run: make bench-rating RECORDS=1000000 LINES=100000 (needs MVNE_DATABASE_URL on PostgreSQL).
+# The issue's run: make bench-rating RECORDS=1000000 LINES=100000 PREFIXES=50000 (needs MVNE_DATABASE_URL on
+# PostgreSQL); the usage file's segments run on WORKERS worker processes, as production runs them.
 RECORDS ?= 200000
 LINES ?= 20000
+PREFIXES ?= 50000
+WORKERS ?= 2
 bench-rating: install  ## usage rating from a file in storage to PostgreSQL, against COPY; prints the figures
-	$(BIN)/mvne bench rating --records $(RECORDS) --lines $(LINES)
+	$(BIN)/mvne bench rating --records $(RECORDS) --lines $(LINES) --prefixes $(PREFIXES) --workers $(WORKERS)
 
 clean:
 	rm -rf $(VENV) build var .pytest_cache .mypy_cache .ruff_cache

@@ -6,17 +6,59 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mvne.charging import billing, rerating, usage
+from mvne.charging import billing, rerating, usage, usage_files
 from mvne.infra.jobs import QUEUE_BILLING, QUEUE_CHARGING, job
 from mvne.infra.runtime import Runtime, current_runtime, periodic
 
 
-@job("charging.ingest_usage_file", queue=QUEUE_CHARGING)
+def _usage_window(rt: Runtime) -> usage.UsageWindow:
+    return usage.UsageWindow.of(rt.settings.usage_clock_skew_s, rt.settings.usage_retention_days)
+
+
+def _usage_file_dead_lettered(session: Session, payload: dict[str, Any], error: str) -> None:
+    """A job of a usage file failed for good: the file shows it failed, and why."""
+    usage_files.fail_usage_file(session, payload["usage_file_id"], error)
+
+
+def _usage_file_replayed(session: Session, payload: dict[str, Any]) -> None:
+    """The failed job was replayed: the file proceeds again."""
+    usage_files.resume_usage_file(session, payload["usage_file_id"])
+
+
+@job(
+    "charging.ingest_usage_file",
+    queue=QUEUE_CHARGING,
+    on_dead_letter=_usage_file_dead_lettered,
+    on_replay=_usage_file_replayed,
+)
 def ingest_usage_file(usage_file_id: str) -> None:
-    """Rate the records of one host-network usage file."""
+    """Cut a host-network usage file into segments, each rated by its own job."""
     rt = current_runtime()
-    window = usage.UsageWindow.of(rt.settings.usage_clock_skew_s, rt.settings.usage_retention_days)
-    usage.ingest_usage_file(rt.db, rt.storage, usage_file_id, window=window)
+    usage_files.ingest_usage_file(rt.db, rt.storage, usage_file_id, window=_usage_window(rt))
+
+
+@job(
+    "charging.ingest_usage_segment",
+    queue=QUEUE_CHARGING,
+    on_dead_letter=_usage_file_dead_lettered,
+    on_replay=_usage_file_replayed,
+)
+def ingest_usage_segment(
+    usage_file_id: str, *, segment: int, start: int, end: int, first_line: int, header: str | None
+) -> None:
+    """Rate the records of one segment of a usage file; the last segment completes the file."""
+    rt = current_runtime()
+    usage_files.ingest_usage_segment(
+        rt.db,
+        rt.storage,
+        usage_file_id,
+        segment=segment,
+        start=start,
+        end=end,
+        first_line=first_line,
+        header=header,
+        window=_usage_window(rt),
+    )
 
 
 def _billing_run_dead_lettered(session: Session, payload: dict[str, Any], error: str) -> None:
@@ -90,4 +132,4 @@ def render_invoice_pdf(tenant_id: str, invoice_id: str) -> None:
 
 @periodic("charging.discover_usage_files", every_s=2)
 def discover_usage_files(rt: Runtime) -> None:
-    usage.discover_usage_files(rt.db, rt.storage)
+    usage_files.discover_usage_files(rt.db, rt.storage)

@@ -206,6 +206,10 @@ class UsageFile(Base):
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[Any]] = mapped_column(JSONValue, default=list)
+    # A file is read in segments (byte ranges on line boundaries), each a job; a segment's counts and first
+    # errors are kept under its number ({"0": {"records": 5000, "accepted": 4990, ...}, ...}) once it has run.
+    segments_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    segment_results: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column()
 

@@ -22,29 +22,23 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mvne.catalog.terms import LineTerms, TermsTimeline, line_terms
-from mvne.charging import engine, ratecards
-from mvne.charging.models import BalanceBucket, UsageFile, UsageRecord, UsageRejection
+from mvne.charging import engine, ratecards, usage_writer
+from mvne.charging.models import BalanceBucket, UsageRecord, UsageRejection
 from mvne.charging.ratecard_models import RateCard, RateCardVersion
 from mvne.charging.ratecard_service import compiled_card
 from mvne.charging.ratecards import PricingError
 from mvne.charging.rating import Service
 from mvne.charging.zones import HOME, valid_plmn, zone_of
-from mvne.esim.models import Sim
-from mvne.infra.db import Database, utcnow
+from mvne.infra.db import utcnow
 from mvne.infra.ids import new_id
-from mvne.infra.jobs import enqueue
 from mvne.infra.metrics import USAGE_RECORDS
-from mvne.infra.storage import Storage
 from mvne.provisioning.models import NetworkAgreement, Subscription
-from mvne.provisioning.usage_files import UsageFileError, UsageFileRecord, iter_usage_file
 from mvne.tenants.models import Tenant, TenantSettings
 from mvne.tenants.service import record_event
 
 log = logging.getLogger("mvne.usage")
 T = TypeVar("T")
 
-INCOMING_PREFIX = "usage/incoming/"
-PROCESSED_PREFIX = "usage/processed/"
 RATEABLE_STATUSES = ("active", "suspended")
 
 
@@ -451,15 +445,21 @@ def rated_columns(usage_event: engine.Usage, line: LineTerms, rating: engine.Rat
 
 
 def write_usage_rows(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert rated usage rows, many per statement; the record ids inserted (the others were accepted before).
+    """Insert rated usage rows; the record ids inserted (the others were accepted before).
 
-    One cached INSERT ... ON CONFLICT DO NOTHING RETURNING, sent as multi-row statements by the driver's
-    executemany; records that consumed no bucket go in a second call without `bucket_parts` (SQL NULL).
+    On PostgreSQL by COPY (`mvne.charging.usage_writer`); elsewhere one cached INSERT ... ON CONFLICT DO
+    NOTHING RETURNING in multi-row statements, records that consumed no bucket in a second call without
+    `bucket_parts` (SQL NULL rather than JSON null).
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return usage_writer.write_usage_rows(session, rows)
     inserted: set[str] = set()
     table = cast(Table, UsageRecord.__table__)
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = upsert(table).on_conflict_do_nothing(index_elements=["tenant_id", "record_id"]).returning(table.c.record_id)
+    stmt = (
+        sqlite_insert(table)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "record_id"])
+        .returning(table.c.record_id)
+    )
     with_parts = [row for row in rows if row["bucket_parts"] is not None]
     without = [{k: v for k, v in row.items() if k != "bucket_parts"} for row in rows if row["bucket_parts"] is None]
     for group in (with_parts, without):
@@ -865,179 +865,6 @@ def _period_window(period: str, timezone: str) -> tuple[dt.datetime, dt.datetime
     start = dt.datetime(year, month, 1, tzinfo=tz).astimezone(dt.UTC)
     end = dt.datetime(following[0], following[1], 1, tzinfo=tz).astimezone(dt.UTC)
     return start, end
-
-
-USAGE_FILE_SUFFIXES = (".csv", ".jsonl")
-# Records read from a usage file before they are rated: memory holds one chunk, whatever the file's size.
-FILE_CHUNK = 2000
-FILE_REPORT_ERRORS = 200
-
-
-def discover_usage_files(db: Database, storage: Storage) -> int:
-    """Register new files (CSV or JSON lines) in the incoming folder and queue their ingestion; returns how many."""
-    keys = [k for k in storage.list(INCOMING_PREFIX) if k.endswith(USAGE_FILE_SUFFIXES)]
-    if not keys:
-        return 0
-    found = 0
-    with db.transaction(platform=True) as session:
-        known = set(session.scalars(select(UsageFile.key).where(UsageFile.key.in_(keys))))
-        upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        for key in keys:
-            if key in known:
-                continue
-            file_id = new_id("ufl")
-            session.execute(
-                upsert(UsageFile)
-                .values(id=file_id, key=key, status="pending", errors=[], created_at=utcnow())
-                .on_conflict_do_nothing()
-            )
-            enqueue(session, "charging.ingest_usage_file", usage_file_id=file_id, key=f"ingest-{key}")
-            found += 1
-    return found
-
-
-@dataclass
-class _FileReport:
-    """What a usage file gave, counted as its chunks are rated; the first errors kept for operators."""
-
-    records: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    errors: list[dict[str, Any]] = field(default_factory=list)
-
-    def error(self, entry: dict[str, Any]) -> None:
-        self.rejected += 1
-        if len(self.errors) < FILE_REPORT_ERRORS:
-            self.errors.append(entry)
-
-
-def ingest_usage_file(
-    db: Database, storage: Storage, usage_file_id: str, *, window: UsageWindow | None = None
-) -> UsageFile | None:
-    """Read a network usage file line by line and rate its records chunk by chunk, tenant by tenant.
-
-    Safe to run twice, and to run again after a crash part way: a record already accepted counts as a
-    duplicate, a rejection already kept is updated rather than added.
-    """
-    with db.transaction(platform=True) as session:
-        usage_file = session.get(UsageFile, usage_file_id)
-        if usage_file is None or usage_file.status == "processed":
-            return usage_file
-        key = usage_file.key
-    report = _FileReport()
-    chunk: list[UsageFileRecord | UsageFileError] = []
-    for _, item in iter_usage_file(storage.lines(key), json_lines=key.endswith(".jsonl")):
-        report.records += 1
-        chunk.append(item)
-        if len(chunk) >= FILE_CHUNK:
-            _ingest_file_chunk(db, key, chunk, report, window)
-            chunk = []
-    if chunk:
-        _ingest_file_chunk(db, key, chunk, report, window)
-    processed_key = PROCESSED_PREFIX + key.removeprefix(INCOMING_PREFIX)
-    if storage.exists(key):
-        storage.move(key, processed_key)
-    with db.transaction(platform=True) as session:
-        usage_file = session.get(UsageFile, usage_file_id)
-        assert usage_file is not None
-        usage_file.status = "processed"
-        usage_file.records = report.records
-        usage_file.accepted = report.accepted
-        usage_file.duplicates = report.duplicates
-        usage_file.rejected = report.rejected
-        usage_file.errors = report.errors
-        usage_file.processed_at = utcnow()
-    log.info("usage file ingested", extra={"key": key, "accepted": report.accepted, "rejected": report.rejected})
-    return usage_file
-
-
-def _file_owners(db: Database, msisdns: set[str], imsis: set[str]) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-    """Tenants of the MSISDNs, and (tenant, line) of the IMSIs, of one chunk of a file."""
-    with db.transaction(platform=True) as session:
-        by_msisdn: dict[str, str] = {}
-        for msisdn, tenant_id in session.execute(
-            select(Subscription.msisdn, Subscription.tenant_id).where(Subscription.msisdn.in_(msisdns))
-        ):
-            by_msisdn[str(msisdn)] = tenant_id
-        by_imsi: dict[str, tuple[str, str]] = {}
-        # The latest line on the SIM wins: a SIM moved to another line after a swap is that line's now.
-        for imsi, tenant_id, sub_id in session.execute(
-            select(Sim.imsi, Subscription.tenant_id, Subscription.id)
-            .join(Subscription, Subscription.sim_id == Sim.id)
-            .where(Sim.imsi.in_(imsis))
-            .order_by(Subscription.created_at)
-        ):
-            by_imsi[imsi] = (tenant_id, sub_id)
-    return by_msisdn, by_imsi
-
-
-def _ingest_file_chunk(
-    db: Database,
-    key: str,
-    chunk: list[UsageFileRecord | UsageFileError],
-    report: _FileReport,
-    window: UsageWindow | None,
-) -> None:
-    by_msisdn, by_imsi = _file_owners(
-        db, {i.msisdn for i in chunk if i.msisdn}, {i.imsi for i in chunk if i.imsi and not i.msisdn}
-    )
-    grouped: dict[str, list[UsageInput]] = defaultdict(list)
-    for item in chunk:
-        tenant_id: str | None = by_msisdn.get(item.msisdn) if item.msisdn else None
-        sub_id: str | None = None
-        if not item.msisdn and item.imsi in by_imsi:
-            tenant_id, sub_id = by_imsi[item.imsi]
-        if isinstance(item, UsageFileError):
-            if tenant_id is None or not item.record_id:
-                report.error({"line": item.line, "reason": item.reason})
-                continue
-            # Read far enough to name its line: the tenant keeps it as a rejection it can fix.
-            grouped[tenant_id].append(
-                UsageInput(
-                    record_id=item.record_id,
-                    service=item.fields.get("service", ""),
-                    started_at=utcnow(),
-                    quantity=0,
-                    subscription_id=sub_id,
-                    msisdn=item.msisdn or None,
-                    position=item.line,
-                    extra=dict(item.fields),
-                    refusal=(item.code, f"Line {item.line}: {item.reason}"),
-                )
-            )
-            continue
-        if tenant_id is None:
-            named = f"MSISDN {item.msisdn}" if item.msisdn else f"IMSI {item.imsi}"
-            report.error({"record_id": item.record_id, "reason": f"unknown {named}"})
-            continue
-        extra: dict[str, Any] = {"imsi": item.imsi, "unit": item.unit}
-        if item.called_number:
-            extra["called_number"] = item.called_number
-        if item.visited_plmn:
-            extra["visited_plmn"] = item.visited_plmn
-        if item.rating_group is not None:
-            extra["rating_group"] = item.rating_group
-        grouped[tenant_id].append(
-            UsageInput(
-                record_id=item.record_id,
-                service=Service(item.service),
-                started_at=item.started_at,
-                quantity=item.quantity,
-                subscription_id=sub_id,
-                msisdn=item.msisdn or None,
-                extra=extra,
-            )
-        )
-    for tenant_id, records in grouped.items():
-        with db.transaction(tenant_id=tenant_id) as session:
-            tenant = session.get(Tenant, tenant_id)
-            assert tenant is not None
-            outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window)
-        report.accepted += outcome.accepted
-        report.duplicates += outcome.duplicates
-        for rejected in outcome.rejected:
-            report.error({"record_id": rejected["record_id"], "reason": rejected["reason"], "code": rejected["code"]})
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,15 @@ class Storage(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
-    def lines(self, key: str) -> Iterator[bytes]:
-        """The object's lines (without their line ends), read piece by piece: memory does not grow with its size."""
+    def lines(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The object's lines (without their line ends), read piece by piece: memory does not grow with its size.
+
+        With `start` and `end`, the lines of those bytes only (a ranged read); `start` should be where a line starts.
+        """
+        ...
+
+    def blocks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The object's bytes from `start` to `end` (exclusive, or its end), in pieces of about a mebibyte."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -58,6 +65,8 @@ class StorageUnavailable(RuntimeError):
     """The backend cannot be reached or written (raised by `check()`)."""
 
 
+# Ranged reads come in pieces of this size.
+_BLOCK = 1 << 20
 # Temporary files of FileStorage carry this name prefix; keys may not use it, so `list` can skip them.
 _TEMP_PREFIX = ".~tmp-"
 
@@ -148,16 +157,42 @@ class FileStorage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(key) from exc
 
-    def lines(self, key: str) -> Iterator[bytes]:
-        """The lines under `key`, read from the file one by one; ObjectNotFound if there is none."""
-        path = self._path(key)
+    def _open(self, key: str) -> BinaryIO:
         try:
-            source = path.open("rb")
+            return self._path(key).open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(key) from exc
+
+    def lines(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The lines under `key` (of bytes `start` to `end`), read one by one; ObjectNotFound if there is none."""
+        source = self._open(key)
         with source:
+            if start:
+                source.seek(start)
+            if end is None:
+                for line in source:
+                    yield line.rstrip(b"\r\n")
+                return
+            left = end - start
             for line in source:
+                if left <= 0:
+                    return
+                left -= len(line)
                 yield line.rstrip(b"\r\n")
+
+    def blocks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes under `key` from `start` to `end`, a mebibyte at a time; ObjectNotFound if there is none."""
+        source = self._open(key)
+        with source:
+            source.seek(start)
+            left = None if end is None else max(end - start, 0)
+            while left is None or left > 0:
+                block = source.read(_BLOCK if left is None else min(_BLOCK, left))
+                if not block:
+                    return
+                if left is not None:
+                    left -= len(block)
+                yield block
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
@@ -311,18 +346,43 @@ class S3Storage:
         finally:
             body.close()
 
-    def lines(self, key: str) -> Iterator[bytes]:
-        """The lines under `key`, streamed from the object in chunks; ObjectNotFound if there is none."""
+    def _body(self, key: str, start: int, end: int | None) -> Any:
+        """The streaming body of the object, or of its bytes `start` to `end` (a Range GET)."""
+        extra: dict[str, str] = {}
+        if start or end is not None:
+            extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
         except ClientError as exc:
             if _error_code(exc) in _MISSING_CODES:
                 raise ObjectNotFound(key) from exc
+            if _error_code(exc) == "InvalidRange":  # a range past the end: no bytes
+                return None
             raise
-        body = response["Body"]
+        return response["Body"]
+
+    def lines(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The lines under `key` (of bytes `start` to `end`), streamed in chunks; ObjectNotFound if there is none."""
+        if end is not None and end <= start:
+            return
+        body = self._body(key, start, end)
+        if body is None:
+            return
         try:
             for line in body.iter_lines(chunk_size=64 * 1024):
                 yield bytes(line).rstrip(b"\r")
+        finally:
+            body.close()
+
+    def blocks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes under `key` from `start` to `end`, a mebibyte at a time; ObjectNotFound if there is none."""
+        if end is not None and end <= start:
+            return
+        body = self._body(key, start, end)
+        if body is None:
+            return
+        try:
+            yield from body.iter_chunks(chunk_size=_BLOCK)
         finally:
             body.close()
 

@@ -1,19 +1,23 @@
 """`mvne bench rating`: from a usage file in storage to rated rows committed in PostgreSQL, measured.
 
-On a scratch PostgreSQL database it makes one tenant with many active lines (inserted with COPY), writes a
-usage file of generated records to storage (streamed to disk), then measures and prints, each with
-records/s and seconds:
+On a scratch PostgreSQL database it makes one tenant with many active lines (inserted with COPY) and a
+retail rate card of many prefixes, writes a usage file of generated records (the documented CDR columns,
+called numbers drawn from the card's prefixes, a share of roaming records) to storage, then measures and
+prints, each with records/s and seconds:
 
-- parse: reading the file from storage and parsing it with today's parser;
-- the current path end to end: parse, route to the tenant, then `ingest_usage` in batches, each committed;
-  its time split into parse, route, rate (Python: lookups' rows, rating, row building) and write (SQL
-  statements, lookups and locks included, and commits), as far as timing the driver from outside allows;
+- parse: reading the file from storage and parsing it, streamed;
+- the file path end to end, as production runs it: the file found and cut into segments, each segment a
+  job run by worker processes (as many as `--workers`), the file completed by its last segment; its time
+  split into cut, parse, rate (Python) and write (SQL statements, lookups and locks included, and commits),
+  the last three summed over the workers;
 - the ceiling: COPY of the same rows (the columns the rated path writes) into `usage_records`, as the
-  tables' owner, and the ratio of the current path to it;
+  tables' owner, and the ratio of the file path to it;
+- the ways of writing rated rows (`write_usage_rows`): COPY straight in (a platform session), COPY into a
+  staging table then INSERT ... SELECT ... ON CONFLICT (a tenant session), and multi-row INSERTs;
 - a per-record ORM path on a sample (a lookup, `session.add` and a flush per record), for the speed-up;
 - the pure rate-card pricing on a card of many prefixes: compile time and events/s;
 - the batch API: `POST /v1/usage-records` in batches through the app's test client, on a sample;
-- the peak memory of the process after each phase, beside the targets.
+- the peak memory of the process after each phase, and of each worker process, beside the targets.
 
 The figures are printed as a table and written as JSON under the var folder.
 """
@@ -25,6 +29,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import os
 import random
 import re
@@ -32,7 +37,8 @@ import resource
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -44,20 +50,28 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
 
 from mvne.catalog.models import Offer
-from mvne.charging import ratecards
-from mvne.charging.models import UsageRecord
+from mvne.charging import ratecard_service, ratecards
+from mvne.charging import usage_files as usage_file_segments
+from mvne.charging.models import UsageFile, UsageRecord
 from mvne.charging.rating import Service, rate_usage
-from mvne.charging.usage import UsageInput, UsageWindow, ingest_usage, period_of
+from mvne.charging.usage import UsageWindow, period_of
+from mvne.charging.usage_files import discover_usage_files, ingest_usage_file, ingest_usage_segment
+from mvne.charging.usage_writer import USAGE_COLUMNS, Method, write_usage_rows
+from mvne.infra.db import Database
 from mvne.infra.ids import new_id
+from mvne.infra.jobs import OutboxMessage
 from mvne.infra.migrate import upgrade
 from mvne.infra.runtime import current_runtime_or_none, set_runtime
 from mvne.infra.settings import Settings, load_settings
+from mvne.infra.storage import FileStorage
 from mvne.platform.app import create_app
-from mvne.platform.bench import _tenant
-from mvne.platform.wiring import build_runtime
+from mvne.platform.auth import TENANT_SCOPES
+from mvne.platform.bench import _tenant, _token
+from mvne.platform.wiring import build_runtime, load_actor_modules
 from mvne.provisioning import usage_files
 from mvne.provisioning.models import Subscription
 from mvne.tenants.models import Tenant
+from mvne.tenants.service import issue_api_client
 
 log = logging.getLogger("mvne.bench")
 TARGET_RECORDS_PER_S = 100_000
@@ -84,8 +98,12 @@ RATED_COLUMNS = (
 )
 BENCH_APP_ROLE = "mvne_bench_app"
 BENCH_PLATFORM_ROLE = "mvne_bench_platform"
-# Foreign visited networks (MCC+MNC) of the roaming share; today's file format has no column for them.
-VISITED_NETWORKS = ("23415", "26201", "21407", "22210", "310260")
+# Visited networks (MCC+MNC) of the roaming share: half in the EU (Germany, Spain, Italy, the Netherlands),
+# half elsewhere (the United States, Japan, Australia, Switzerland).
+EU_NETWORKS = ("26201", "21407", "22210", "20404")
+WORLD_NETWORKS = ("310260", "44010", "50501", "22801")
+CDR_COLUMNS = usage_files.CDR_FIELDS
+WRITE_METHODS: tuple[tuple[Method, bool], ...] = (("copy", True), ("staging", False), ("insert", False))
 
 
 def _peak_bytes() -> int:
@@ -326,10 +344,17 @@ def _called_number(rng: random.Random, prefixes: list[str]) -> str:
     return "+" + (prefix + "".join(rng.choices("0123456789", k=12)))[:11]
 
 
+def _visited(rng: random.Random) -> str:
+    if rng.random() >= ROAMING_SHARE:
+        return ""
+    networks = EU_NETWORKS if rng.random() < 0.5 else WORLD_NETWORKS
+    return networks[rng.randrange(len(networks))]
+
+
 def generate_events(
     rng: random.Random, lines: list[Line], count: int, now: dt.datetime, prefixes: list[str]
 ) -> Iterator[dict[str, Any]]:
-    """`count` usage events: the service mix, 5 % roaming, random called numbers, over the last day."""
+    """`count` usage events: the service mix, 5 % roaming, called numbers of the card's prefixes, over the last day."""
     services = [name for name, _ in MIX]
     weights = [share for _, share in MIX]
     for n in range(count):
@@ -346,27 +371,34 @@ def generate_events(
             "started_at": now - dt.timedelta(seconds=rng.randint(60, 86_400)),
             "quantity": quantity,
             "called_number": "" if service == "data" else _called_number(rng, prefixes),
-            "visited_plmn": VISITED_NETWORKS[rng.randrange(len(VISITED_NETWORKS))]
-            if rng.random() < ROAMING_SHARE
-            else "",
+            "visited_plmn": _visited(rng),
         }
 
 
-def _cell(column: str, event: dict[str, Any]) -> str:
-    if column == "started_at":
-        return usage_files.format_timestamp(event["started_at"])
-    if column == "unit":
-        return usage_files.UNIT_BY_SERVICE[event["service"]]
-    return str(event.get(column, ""))
+def _cdr_cells(event: dict[str, Any]) -> list[str]:
+    """The event as a line of the documented CDR columns (`CDR_COLUMNS`)."""
+    service = event["service"]
+    return [
+        event["record_id"],
+        event["imsi"],
+        event["msisdn"],
+        service,
+        usage_files.format_timestamp(event["started_at"]),
+        str(event["quantity"]) if service == "voice" else "",
+        str(event["quantity"]) if service == "data" else "",
+        event["called_number"],
+        event["visited_plmn"],
+        "",
+    ]
 
 
 def write_usage_file(path: Path, events: Iterator[dict[str, Any]]) -> int:
-    """Stream the events to `path` in the usage file format (its header's columns); returns the bytes written."""
+    """Stream the events to `path` in the CDR usage file format; returns the bytes written."""
     with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(usage_files.HEADER)
+        writer.writerow(CDR_COLUMNS)
         for item in events:
-            writer.writerow([_cell(column, item) for column in usage_files.HEADER])
+            writer.writerow(_cdr_cells(item))
     return path.stat().st_size
 
 
@@ -380,8 +412,9 @@ def rate_card_prefixes(rng: random.Random, count: int) -> list[str]:
     return sorted(prefixes)
 
 
-def _measure_pricing(figures: Figures, rng: random.Random, prefixes: list[str], events: list[dict[str, Any]]) -> None:
-    raw = [
+def rate_card_lines(prefixes: list[str]) -> list[dict[str, Any]]:
+    """A retail card: voice and SMS per prefix in 200 zones, a world price for the rest, data at one price."""
+    raw: list[dict[str, Any]] = [
         {
             "prefix": p,
             "zone": f"Z{n % 200}",
@@ -406,6 +439,47 @@ def _measure_pricing(figures: Figures, rng: random.Random, prefixes: list[str], 
         {"prefix": "*", "zone": "World", "service": "sms", "price": "0.20", "first_increment": 1, "next_increment": 1},
         {"prefix": "*", "zone": "Data", "service": "data", "price": "0.01", "first_increment": 1, "next_increment": 1},
     ]
+    return raw
+
+
+def _retail_card(rt: Any, figures: Figures, tenant_id: str, prefixes: list[str], since: dt.datetime) -> str:
+    """The tenant's retail rate card with a published version of every prefix, attached to its offer."""
+    started = time.perf_counter()
+    with rt.db.transaction(tenant_id=tenant_id) as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        card = ratecard_service.create_rate_card(
+            session, tenant, name="Bench retail", network_agreement_id=None, rounding_mode="half_up", precision=6
+        )
+        version = ratecard_service.create_version(
+            session,
+            tenant,
+            card.id,
+            effective_from=since.date(),
+            effective_to=None,
+            time_bands=[],
+            lines=list[Mapping[str, Any]](rate_card_lines(prefixes)),
+        )
+        ratecard_service.publish_version(session, card.id, version.id)
+        card_id = card.id
+        # Offers name their retail card where the schema has the column: rating then prices by the card.
+        attachable = session.scalar(
+            text(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_name = 'offer_versions' AND column_name = 'rate_card_id'"
+            )
+        )
+        if attachable:
+            session.execute(text("UPDATE offer_versions SET rate_card_id = :card"), {"card": card_id})
+    figures.params["rate_card_attached"] = bool(attachable)
+    figures.phase("rate_card_setup", records=len(prefixes), seconds=time.perf_counter() - started, card=card_id)
+    if not attachable:
+        figures.notes.append("rate card: created and published; offers have no rate card column here to attach it to.")
+    return card_id
+
+
+def _measure_pricing(figures: Figures, rng: random.Random, prefixes: list[str], events: list[dict[str, Any]]) -> None:
+    raw = rate_card_lines(prefixes)
     started = time.perf_counter()
     report = ratecards.check_lines(enumerate(raw, start=2), set())
     checked = time.perf_counter() - started
@@ -453,6 +527,9 @@ def run_rating_bench(
     api_sample: int = 50_000,
     prefixes: int = 50_000,
     pricing_events: int = 200_000,
+    workers: int = 2,
+    segment_bytes: int | None = None,
+    writer_sample: int = 100_000,
     seed: int = 7,
 ) -> Figures:
     """Build the scratch database, run every measurement, and return the figures."""
@@ -471,6 +548,10 @@ def run_rating_bench(
             "api_sample": api_sample,
             "rate_card_prefixes": prefixes,
             "pricing_events": pricing_events,
+            "workers": workers,
+            "segment_bytes": segment_bytes or usage_file_segments.SEGMENT_BYTES,
+            "file_chunk": usage_file_segments.FILE_CHUNK,
+            "writer_sample": writer_sample,
             "service_mix": dict(MIX),
             "roaming_share": ROAMING_SHARE,
             "cpus": os.cpu_count(),
@@ -525,6 +606,7 @@ def _run(rt: Any, settings: Settings, figures: Figures, rng: random.Random, owne
     figures.phase("setup_lines", records=len(lines), seconds=time.perf_counter() - started)
 
     prefixes = rate_card_prefixes(rng, params["rate_card_prefixes"])
+    _retail_card(rt, figures, tenant_id, prefixes, since)
     key = usage_files.new_usage_file_key("bench")
     path = Path(settings.var_dir) / "bench-usage.csv"
     started = time.perf_counter()
@@ -534,9 +616,16 @@ def _run(rt: Any, settings: Settings, figures: Figures, rng: random.Random, owne
     path.unlink()
     figures.phase("generate_file", records=records, seconds=time.perf_counter() - started, file_bytes=size)
 
-    _measure_current_path(rt, figures, tenant_id, key, batch)
+    _measure_parse(rt, figures, key)
+    storage_root = settings.storage_url.removeprefix("file://")
+    _measure_file_path(
+        rt, figures, tenant_id, key, (settings.database_url, settings.platform_database_url, storage_root)
+    )
     _measure_ceiling(figures, owner, tenant_id)
+    _measure_writers(rt, figures, owner, tenant_id, lines=lines, now=now)
     _measure_orm(rt, figures=figures, tenant_id=tenant_id, lines=lines, rng=rng, now=now)
+    # A token of its own: the one from the start may have expired during a long file path.
+    header = _fresh_token(rt, client, tenant_id)
     _measure_api(client, header=header, figures=figures, lines=lines, rng=rng, now=now, prefixes=prefixes, batch=batch)
     events = list(generate_events(rng, lines, params["pricing_events"], now, prefixes))
     _measure_pricing(figures, rng, prefixes, events)
@@ -546,95 +635,216 @@ def _run(rt: Any, settings: Settings, figures: Figures, rng: random.Random, owne
     orm = figures.phases["orm_per_record"]["records_per_s"]
     figures.phases["orm_per_record"]["speed_up_current_over_orm"] = round(current / orm, 2) if orm else None
     figures.params["load_average_at_end"] = os.getloadavg()[0]
-    # The file-to-rows path ran first: the peak after it is its peak (the app and the lines included).
     path_peak = figures.phases["current_path"]["peak_rss_bytes"]
     figures.phases["peak_memory"] = {
         "current_path_peak_rss_bytes": path_peak,
         "process_peak_rss_bytes": _peak_bytes(),
+        "worker_peak_rss_bytes": figures.phases["current_path"]["worker_peak_rss_bytes"],
         "target_bytes": TARGET_PEAK_BYTES,
         "meets_target": path_peak <= TARGET_PEAK_BYTES,
     }
 
 
-def _measure_current_path(rt: Any, figures: Figures, tenant_id: str, key: str, batch: int) -> None:
-    """Today's path from the file to committed rows: parse, route, then ingest_usage per batch."""
-    total_started = time.perf_counter()
-    started = time.perf_counter()
-    parsed = usage_files.parse_usage_file(rt.storage.get(key))
-    parse_s = time.perf_counter() - started
-    if parsed.errors:
-        raise click.ClickException(f"the generated file has bad lines: {parsed.errors[:3]}")
-    figures.phase("parse", records=len(parsed.records), seconds=parse_s)
-
-    started = time.perf_counter()
+def _fresh_token(rt: Any, client: Any, tenant_id: str) -> dict[str, str]:
     with rt.db.transaction(platform=True) as session:
-        owners = dict(session.execute(select(Subscription.msisdn, Subscription.tenant_id)).all())
-    inputs = [
-        UsageInput(
-            record_id=r.record_id,
-            service=Service(r.service),
-            started_at=r.started_at,
-            quantity=r.quantity,
-            msisdn=r.msisdn,
+        issued = issue_api_client(
+            session, tenant_id=tenant_id, name="bench-api", scopes=list(TENANT_SCOPES), allowed=TENANT_SCOPES
         )
-        for r in parsed.records
-        if owners.get(r.msisdn) == tenant_id
-    ]
-    del parsed
-    route_s = time.perf_counter() - started
+    return _token(client, issued.client_id, issued.client_secret)
 
-    clock = _StatementClock(rt.db.engine)
-    commit_s = 0.0
-    accepted = duplicates = rejected = 0
-    source = f"file:{key}"
-    window = UsageWindow()
+
+def _measure_parse(rt: Any, figures: Figures, key: str) -> None:
+    """The file read from storage and parsed, streamed (records are counted, not kept)."""
     started = time.perf_counter()
-    try:
-        for offset in range(0, len(inputs), batch):
-            session = rt.db.session(tenant_id=tenant_id)
-            try:
-                tenant = session.get(Tenant, tenant_id)
-                assert tenant is not None
-                outcome = ingest_usage(session, tenant, inputs[offset : offset + batch], source=source, window=window)
-                committing = time.perf_counter()
-                session.commit()
-                commit_s += time.perf_counter() - committing
-            finally:
-                session.close()
-            accepted += outcome.accepted
-            duplicates += outcome.duplicates
-            rejected += len(outcome.rejected)
-    finally:
-        clock.close()
-    ingest_s = time.perf_counter() - started
-    total_s = time.perf_counter() - total_started
-    sql_s = clock.seconds
+    good = bad = 0
+    for _, item in usage_files.iter_usage_file(rt.storage.lines(key)):
+        if isinstance(item, usage_files.UsageFileError):
+            bad += 1
+        else:
+            good += 1
+    if bad:
+        raise click.ClickException(f"the generated file has {bad} bad lines")
+    figures.phase("parse", records=good, seconds=time.perf_counter() - started)
+
+
+# The worker processes of the file path: each builds its own engines, as a production worker does.
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(app_url: str, platform_url: str, storage_root: str, ready: Any) -> None:
+    load_actor_modules()
+    db = Database(app_url, platform_url=platform_url)
+    _WORKER.update(db=db, storage=FileStorage(Path(storage_root)), clock=_StatementClock(db.engine), ready=ready)
+
+
+def _worker_ready(_: int) -> int:
+    # Every worker waits for the others: each of these start-up calls holds its own process.
+    _WORKER["ready"].wait(timeout=120)
+    return os.getpid()
+
+
+def _worker_segment(payload: dict[str, Any]) -> dict[str, Any]:
+    """One segment job, as the actor runs it; its counts, its split of time and the process's peak memory."""
+    clock: _StatementClock = _WORKER["clock"]
+    sql_before, statements_before = clock.seconds, clock.statements
+    clock.by_kind = {}  # this segment's statements only: the bench sums them over segments
+    started = time.perf_counter()
+    report = ingest_usage_segment(_WORKER["db"], _WORKER["storage"], window=UsageWindow(), **payload)
+    seconds = time.perf_counter() - started
+    return {
+        "pid": os.getpid(),
+        "seconds": seconds,
+        "report": report.as_json() if report else None,
+        "sql_s": clock.seconds - sql_before,
+        "statements": clock.statements - statements_before,
+        "slowest": clock.slowest(),
+        "peak_rss_bytes": _peak_bytes(),
+    }
+
+
+def _measure_file_path(rt: Any, figures: Figures, tenant_id: str, key: str, urls: tuple[str, str, str]) -> None:
+    """The file path as production runs it: found, cut into segments, segments run by worker processes."""
+    workers = figures.params["workers"]
+    context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(workers)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_worker_start, initargs=(*urls, ready)
+    ) as pool:
+        pids = set(pool.map(_worker_ready, range(workers)))
+        total_started = time.perf_counter()
+        discover_usage_files(rt.db, rt.storage)
+        with rt.db.transaction(platform=True) as session:
+            file_id = session.scalar(select(UsageFile.id).where(UsageFile.key == key))
+        assert file_id is not None
+        started = time.perf_counter()
+        ingest_usage_file(rt.db, rt.storage, file_id, segment_bytes=figures.params["segment_bytes"])
+        cut_s = time.perf_counter() - started
+        with rt.db.transaction(platform=True) as session:
+            payloads = [
+                {k: v for k, v in payload.items() if k != "tenant_id"}
+                for payload in session.scalars(
+                    select(OutboxMessage.payload)
+                    .where(OutboxMessage.actor == "charging.ingest_usage_segment")
+                    .order_by(OutboxMessage.created_at)
+                )
+                if payload["usage_file_id"] == file_id
+            ]
+        results = list(pool.map(_worker_segment, payloads))
+        total_s = time.perf_counter() - total_started
+    with rt.db.transaction(platform=True) as session:
+        usage_file = session.get(UsageFile, file_id)
+        assert usage_file is not None
+        status, accepted = usage_file.status, usage_file.accepted
+        duplicates, rejected, counted = usage_file.duplicates, usage_file.rejected, usage_file.records
+    ran = [r for r in results if r["report"] is not None]
+    read_s = sum(r["report"]["read_s"] for r in ran)
+    rate_in_s = sum(r["report"]["rate_s"] for r in ran)
+    sql_s = sum(r["sql_s"] for r in ran)
+    slowest: dict[str, list[float]] = {}
+    for result in ran:
+        for kind in result["slowest"]:
+            count, seconds = slowest.get(kind["statement"], [0, 0.0])
+            slowest[kind["statement"]] = [count + kind["count"], seconds + kind["seconds"]]
     figures.phase(
         "current_path",
         records=accepted,
         seconds=total_s,
         target=TARGET_RECORDS_PER_S,
-        parse_s=round(parse_s, 4),
-        route_s=round(route_s, 4),
-        rate_s=round(ingest_s - sql_s - commit_s, 4),
-        write_s=round(sql_s + commit_s, 4),
-        sql_statements_s=round(sql_s, 4),
-        commit_s=round(commit_s, 4),
-        statements=clock.statements,
-        slowest_statements=clock.slowest(),
-        batches=-(-len(inputs) // batch),
+        file_status=status,
+        records_in_file=counted,
         duplicates=duplicates,
         rejected=rejected,
+        workers=workers,
+        worker_processes=len(pids),
+        segments=len(payloads),
+        segments_run_by_workers=len(ran),
+        processes_that_ran_segments=len({r["pid"] for r in ran}),
+        cut_s=round(cut_s, 4),
+        parse_s=round(read_s, 4),
+        rate_s=round(max(rate_in_s - sql_s, 0.0), 4),
+        write_s=round(sql_s, 4),
+        worker_busy_s=round(sum(r["seconds"] for r in results), 4),
+        statements=sum(r["statements"] for r in ran),
+        slowest_statements=[
+            {"statement": name, "count": int(count), "seconds": round(seconds, 4)}
+            for name, (count, seconds) in sorted(slowest.items(), key=lambda item: item[1][1], reverse=True)[:6]
+        ],
+        worker_peak_rss_bytes=max((r["peak_rss_bytes"] for r in results), default=0),
+        workers_peak_rss_sum_bytes=sum(
+            max(r["peak_rss_bytes"] for r in results if r["pid"] == pid) for pid in {r["pid"] for r in results}
+        ),
     )
     figures.notes.append(
-        "current_path: rate = Python time inside ingest_usage (rows of the lookups built into objects, rating, rows "
-        "built); write = time inside the driver's execute calls plus commits. The lookups of lines, the balance "
-        "upserts and locks and the duplicate check are SQL, so they count as write: timing from outside cannot "
-        "part them from the insert."
+        "current_path: wall time from finding the file to its completion by its last segment, segments run by "
+        "worker processes. parse, rate and write are seconds summed over the workers (so they add up to more than "
+        "the wall time when workers overlap): parse = reading and parsing segments; write = time inside the "
+        "driver's execute calls and commits (line lookups, balance locks, duplicate checks and row writes); rate "
+        "= the rest (Python rating, rows built)."
     )
     with rt.db.transaction(tenant_id=tenant_id) as session:
         stored = session.scalar(text("SELECT count(*) FROM usage_records"))
     figures.phases["current_path"]["rows_in_usage_records"] = int(stored or 0)
+
+
+def _writer_rows(tenant_id: str, lines: list[Line], count: int, now: dt.datetime, tag: str) -> list[tuple[Any, ...]]:
+    """Rated rows as the rating path builds them, in `USAGE_COLUMNS` order."""
+    period = now.strftime("%Y-%m")
+    price = Decimal("0.010000")
+    rows = []
+    for n in range(count):
+        line = lines[n % len(lines)]
+        rows.append(
+            (
+                new_id("usg"),
+                tenant_id,
+                f"{tag}-{n:09d}",
+                line.subscription_id,
+                line.msisdn,
+                "data",
+                now,
+                1_000_000 + n,
+                period,
+                0,
+                1,
+                price,
+                f"bench:{tag}",
+                now,
+                None,
+                0,
+                price,
+                price,
+            )
+        )
+    return rows
+
+
+def _measure_writers(
+    rt: Any, figures: Figures, owner: str, tenant_id: str, *, lines: list[Line], now: dt.datetime
+) -> None:
+    """`write_usage_rows` each way, batches of the batch size committed, into the table the file path filled."""
+    count, batch = figures.params["writer_sample"], figures.params["batch"]
+    for method, platform in WRITE_METHODS:
+        rows = _writer_rows(tenant_id, lines, count, now, f"write-{method}")
+        written = 0
+        started = time.perf_counter()
+        for offset in range(0, len(rows), batch):
+            scope: dict[str, Any] = {"platform": True} if platform else {"tenant_id": tenant_id}
+            with rt.db.transaction(**scope) as session:
+                written += len(write_usage_rows(session, rows[offset : offset + batch], USAGE_COLUMNS, method=method))
+        seconds = time.perf_counter() - started
+        # The same rows again: every one is a duplicate, none written.
+        with rt.db.transaction(**scope) as session:
+            again = len(write_usage_rows(session, rows[:batch], USAGE_COLUMNS, method=method))
+        figures.phase(f"write_{method}", records=written, seconds=seconds, rewritten=again, platform_session=platform)
+        with psycopg.connect(_libpq(owner)) as conn:
+            conn.execute("DELETE FROM usage_records WHERE source = %s", (f"bench:write-{method}",))
+    figures.notes.append(
+        "write_*: write_usage_rows of rated rows in batches, each committed, into usage_records as the file path "
+        "left it: copy = COPY straight in (a platform session, bypassing row-level security); staging = COPY into "
+        "a temporary table then INSERT ... SELECT ... ON CONFLICT DO NOTHING (a tenant session, the way the "
+        "rating path takes); insert = multi-row INSERT ... ON CONFLICT DO NOTHING. rewritten = rows written "
+        "when a batch is sent again (0: exactly once)."
+    )
 
 
 def _measure_ceiling(figures: Figures, owner: str, tenant_id: str) -> None:
@@ -765,10 +975,14 @@ def _measure_api(
 
 LABELS = {
     "setup_lines": "lines inserted (COPY)",
+    "rate_card_setup": "rate card (prefixes) stored",
     "generate_file": "usage file written",
     "parse": "parse (file from storage)",
-    "current_path": "current path, file to rows",
+    "current_path": "file path, file to rows",
     "ceiling_copy": "ceiling: COPY same rows",
+    "write_copy": "write_usage_rows: COPY",
+    "write_staging": "write_usage_rows: staging",
+    "write_insert": "write_usage_rows: INSERT",
     "orm_per_record": "ORM, one flush per record",
     "batch_api": "batch API (POST)",
     "pricing": "rate-card pricing (pure)",
@@ -779,7 +993,9 @@ def render(figures: Figures) -> str:
     p = figures.params
     out = [
         f"mvne bench rating: {p['records']:,} records, {p['lines']:,} lines, batches of {p['batch']:,}, "
-        f"rate card of {p['rate_card_prefixes']:,} prefixes; row-level security binds the app: "
+        f"rate card of {p['rate_card_prefixes']:,} prefixes (attached: {p.get('rate_card_attached')}); "
+        f"{p['workers']} worker processes, segments of {p['segment_bytes'] / 2**20:g} MiB; "
+        "row-level security binds the app: "
         f"{p.get('rls_binds_application')}; {p['cpus']} CPUs, load average {p['load_average_at_start']:.2f} at the "
         f"start, {p.get('load_average_at_end', 0):.2f} at the end",
         f"  {'phase':<30} {'records':>11} {'seconds':>9} {'records/s':>12} {'target/s':>10}  {'peak RSS':>9}",
@@ -797,33 +1013,41 @@ def render(figures: Figures) -> str:
     c = figures.phases.get("current_path")
     if c:
         out.append(
-            f"  current path split: parse {c['parse_s']:.2f} s, route {c['route_s']:.2f} s, rate {c['rate_s']:.2f} s, "
-            f"write {c['write_s']:.2f} s (SQL {c['sql_statements_s']:.2f} s in {c['statements']:,} statements, "
-            f"commits {c['commit_s']:.2f} s); rows in usage_records: {c['rows_in_usage_records']:,}"
+            f"  file path: {c['segments']} segments on {c['worker_processes']} worker processes, file "
+            f"{c['file_status']}; split (worker-seconds): cut {c['cut_s']:.2f} s, parse {c['parse_s']:.2f} s, "
+            f"rate {c['rate_s']:.2f} s, write {c['write_s']:.2f} s in {c['statements']:,} statements; "
+            f"rows in usage_records: {c['rows_in_usage_records']:,}"
         )
         spent = ", ".join(f"{s['statement']} {s['seconds']:.2f} s ({s['count']:,})" for s in c["slowest_statements"])
         out.append(f"  SQL time by statement: {spent}")
     ceiling = figures.phases.get("ceiling_copy")
     if ceiling:
         out.append(
-            f"  ratio current/ceiling: {ceiling['ratio_current_to_ceiling']:.4f} "
+            f"  ratio file path/ceiling: {ceiling['ratio_current_to_ceiling']:.4f} "
             f"({ceiling['ratio_current_to_ceiling'] * 100:.2f} %); "
             f"RLS on usage_records: {ceiling['row_level_security']}"
         )
     orm = figures.phases.get("orm_per_record")
     if orm:
-        out.append(f"  speed-up of the current path over the per-record ORM path: x{orm['speed_up_current_over_orm']}")
+        out.append(f"  speed-up of the file path over the per-record ORM path: x{orm['speed_up_current_over_orm']}")
     pricing = figures.phases.get("pricing")
     if pricing:
         out.append(
             f"  rate card: {pricing['rate_card_lines']:,} lines checked in {pricing['check_lines_s']:.2f} s, "
             f"compiled in {pricing['compile_s']:.3f} s"
         )
+    writes = [figures.phases[f"write_{m}"] for m, _ in WRITE_METHODS if f"write_{m}" in figures.phases]
+    if writes:
+        out.append(
+            "  write_usage_rows sent again (exactly once): "
+            + ", ".join(f"{m} {w['rewritten']} rows" for (m, _), w in zip(WRITE_METHODS, writes, strict=False))
+        )
     peak = figures.phases.get("peak_memory")
     if peak:
         verdict = "ok" if peak["meets_target"] else "ABOVE"
         out.append(
-            f"  peak memory, file to rows: {peak['current_path_peak_rss_bytes'] / 2**20:,.0f} MB (target 1024 MB) "
+            f"  peak memory, file to rows: {peak['current_path_peak_rss_bytes'] / 2**20:,.0f} MB in the main process, "
+            f"{peak['worker_peak_rss_bytes'] / 2**20:,.0f} MB in the largest worker (target 1024 MB) "
             f"{verdict}; whole run: {peak['process_peak_rss_bytes'] / 2**20:,.0f} MB"
         )
     out.extend(f"  note: {note}" for note in figures.notes)
@@ -833,11 +1057,14 @@ def render(figures: Figures) -> str:
 @click.command("rating")
 @click.option("--records", default=200_000, show_default=True, help="Usage records in the file.")
 @click.option("--lines", default=20_000, show_default=True, help="Active lines of the tenant.")
-@click.option("--batch", default=5_000, show_default=True, help="Records per ingest_usage call and per API call.")
+@click.option("--batch", default=5_000, show_default=True, help="Records per API call and per write batch.")
 @click.option("--orm-sample", default=5_000, show_default=True, help="Records through the per-record ORM path.")
 @click.option("--api-sample", default=50_000, show_default=True, help="Records through the batch API.")
 @click.option("--prefixes", default=50_000, show_default=True, help="Prefixes of the rate card priced against.")
 @click.option("--pricing-events", default=200_000, show_default=True, help="Events priced on the rate card.")
+@click.option("--workers", default=2, show_default=True, help="Worker processes running the file's segments.")
+@click.option("--segment-mib", default=4, show_default=True, help="MiB of the usage file per segment.")
+@click.option("--writer-sample", default=100_000, show_default=True, help="Rows written each way of writing.")
 def rating(**options: int) -> None:
     """Measure usage rating from a file in storage to rows in PostgreSQL, against COPY; prints the figures."""
     base = load_settings()
@@ -852,6 +1079,9 @@ def rating(**options: int) -> None:
         api_sample=options["api_sample"],
         prefixes=options["prefixes"],
         pricing_events=options["pricing_events"],
+        workers=options["workers"],
+        segment_bytes=options["segment_mib"] << 20,
+        writer_sample=options["writer_sample"],
     )
     click.echo(render(figures))
     out = write_figures(figures, base.var_dir)

@@ -12,9 +12,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from mvne.charging import usage as usage_module
+from mvne.charging import usage_files as usage_files_module
 from mvne.charging.models import BalanceBucket, UsageFile, UsageRecord, UsageRejection
-from mvne.charging.usage import UsageInput, discover_usage_files, ingest_usage, ingest_usage_file
+from mvne.charging.usage import UsageInput, ingest_usage
+from mvne.charging.usage_files import discover_usage_files, ingest_usage_file
 from mvne.esim.models import Sim
 from mvne.infra.runtime import Runtime
 from mvne.provisioning.models import Subscription
@@ -352,7 +353,7 @@ def test_a_usage_file_keeps_its_tenants_rejections_and_dropped_twice_charges_not
 def test_usage_files_of_the_documented_cdr_schema_in_csv_and_json_lines_are_rated_chunk_by_chunk(
     runtime: Runtime, tenant: TenantHandle, line: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(usage_module, "FILE_CHUNK", 2)  # a small file then spans several chunks
+    monkeypatch.setattr(usage_files_module, "FILE_CHUNK", 2)  # a small file then spans several chunks
     started = at(line)
     tag = secrets.token_hex(3)
     with runtime.db.transaction(tenant_id=tenant.id) as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -107,6 +108,22 @@ def test_lines_are_read_one_by_one_without_their_line_ends(storage: Storage) -> 
 
     assert first == b"line 0 " + b"x" * 100
     assert [first, *lines] == body.split(b"\r\n")
+
+
+def test_a_byte_range_reads_the_whole_lines_it_holds_and_its_bytes_exactly(storage: Storage) -> None:
+    body = b"".join(b"line %d %s\n" % (n, b"y" * 50) for n in range(3000))
+    storage.put("usage/ranged.csv", body)
+    # Cut at line starts, as a usage file's segments are.
+    cuts = [0, body.index(b"line 1000 "), body.index(b"line 2999 "), len(body)]
+
+    pieces = [list(storage.lines("usage/ranged.csv", start, end)) for start, end in itertools.pairwise(cuts)]
+
+    assert [len(piece) for piece in pieces] == [1000, 1999, 1]
+    assert pieces[1][0] == b"line 1000 " + b"y" * 50
+    assert [line for piece in pieces for line in piece] == body.split(b"\n")[:-1]
+    assert b"".join(storage.blocks("usage/ranged.csv", cuts[1], cuts[2])) == body[cuts[1] : cuts[2]]
+    assert b"".join(storage.blocks("usage/ranged.csv")) == body
+    assert list(storage.lines("usage/ranged.csv", len(body), len(body))) == []
 
 
 def test_reading_the_lines_of_a_missing_key_raises_object_not_found(storage: Storage) -> None:

@@ -29,9 +29,13 @@ def test_the_rating_bench_measures_every_path_against_the_copy_ceiling(
         api_sample=1_000,
         prefixes=2_000,
         pricing_events=1_000,
+        workers=2,
+        segment_bytes=32 * 1024,  # the file of about 200 KB then spans several segments
+        writer_sample=1_000,
     )
     phases = figures.phases
-    for name in ("parse", "current_path", "ceiling_copy", "orm_per_record", "batch_api", "pricing"):
+    writers = ("write_copy", "write_staging", "write_insert")
+    for name in ("parse", "current_path", "ceiling_copy", "orm_per_record", "batch_api", "pricing", *writers):
         assert phases[name]["records"] > 0, name
         assert phases[name]["seconds"] > 0, name
         assert phases[name]["records_per_s"] > 0, name
@@ -41,14 +45,22 @@ def test_the_rating_bench_measures_every_path_against_the_copy_ceiling(
     # Every record of the file was rated once and committed: the rows in the table are the records.
     assert phases["parse"]["records"] == RECORDS
     assert current["records"] == RECORDS
+    assert current["records_in_file"] == RECORDS
+    assert current["file_status"] == "processed"
     assert current["rejected"] == 0
     assert current["duplicates"] == 0
     assert current["rows_in_usage_records"] == RECORDS
-    assert current["batches"] == RECORDS // 500
+    # The segments were jobs run by two worker processes, not by the bench's own process.
+    assert current["worker_processes"] == 2
+    assert current["segments"] > 2
+    assert current["segments_run_by_workers"] == current["segments"]
     assert current["parse_s"] > 0
     assert current["rate_s"] > 0
     assert current["write_s"] > 0
-    assert current["parse_s"] + current["route_s"] + current["rate_s"] + current["write_s"] <= current["seconds"]
+    assert current["worker_peak_rss_bytes"] > 0
+    # Each way of writing wrote every row once, and a batch sent again wrote nothing.
+    for name in writers:
+        assert (phases[name]["records"], phases[name]["rewritten"]) == (1_000, 0), name
 
     ceiling = phases["ceiling_copy"]
     assert ceiling["records"] == RECORDS
@@ -63,10 +75,12 @@ def test_the_rating_bench_measures_every_path_against_the_copy_ceiling(
     assert phases["pricing"]["rate_card_prefixes"] == 2_000
     assert phases["pricing"]["compile_s"] > 0
     assert figures.params["rls_binds_application"] is True
+    assert phases["rate_card_setup"]["records"] == 2_000
     assert 0 < phases["peak_memory"]["current_path_peak_rss_bytes"] <= phases["peak_memory"]["process_peak_rss_bytes"]
 
     table = render(figures)
-    assert "ratio current/ceiling" in table
+    assert "ratio file path/ceiling" in table
+    assert "2 worker processes" in table
     assert "100,000" in table
     written = write_figures(figures, tmp_path)
     assert written.parent == tmp_path / "bench"

@@ -145,6 +145,61 @@ def test_a_file_without_the_right_header_is_refused_whole(data: bytes) -> None:
         parse_usage_file(data)
 
 
+CDR_HEADER = "record_id,imsi,msisdn,service,started_at,duration_s,volume_bytes,called_number,visited_plmn,rating_group"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        " r1 , , +33612345678 ,voice , 2025-03-01T13:30:00+01:00 , 61 ,, +33698765432\f, 20801 , 7 ",
+        '"r1","","+33612345678","voice","2025-03-01T12:30:00.000000Z","61","","+33698765432","20801","7"',
+        "r1,,+33612345678,voice,2025-03-01T12:30:00+00:00,61,,+33698765432,20801,7",
+    ],
+)
+def test_a_plain_cdr_line_and_the_same_line_padded_quoted_or_offset_give_the_same_record(variant: str) -> None:
+    plain = "r1,,+33612345678,voice,2025-03-01T12:30:00Z,61,,+33698765432,20801,7"
+
+    parsed = parse_usage_file(f"{CDR_HEADER}\n{plain}\n{variant.replace('r1', 'r2', 1)}".encode())
+
+    assert parsed.errors == []
+    first, second = parsed.records
+    assert first.record_id == "r1"
+    assert first == UsageFileRecord(
+        record_id="r1",
+        msisdn="+33612345678",
+        imsi="",
+        service="voice",
+        started_at=datetime(2025, 3, 1, 12, 30, tzinfo=UTC),
+        quantity=61,
+        called_number="+33698765432",
+        visited_plmn="20801",
+        rating_group=7,
+    )
+    assert second == UsageFileRecord(**{**first.__dict__, "record_id": "r2"})
+
+
+@pytest.mark.parametrize(
+    ("cells", "code", "reason"),
+    [
+        ("r1,,+33612345678,voice,2025-03-01T12:30:00Z,-5,,,,", "invalid_quantity", "negative"),
+        ("r1,,+33612345678,fax,2025-03-01T12:30:00Z,5,,,,", "unknown_service", "fax"),
+        ("r1,,+0612345678,sms,2025-03-01T12:30:00Z,,,,,", "malformed", "E.164"),
+        ("r1,,+33612345678,data,2101-01-01T00:00:00Z,,5,,,", "malformed", "started_at"),
+        ("r1,,+33612345678,data,2025-03-01T12:30:00Z,,5,,2080,", "malformed", "visited_plmn"),
+        ("r 1,,+33612345678,sms,2025-03-01T12:30:00Z,,,,,", "malformed", "record_id"),
+        (",,+33612345678,sms,2025-03-01T12:30:00Z,,,,,", "malformed", "record_id is empty"),
+    ],
+)
+def test_a_cdr_line_that_is_not_plain_gets_the_reason_and_code_of_what_is_wrong(
+    cells: str, code: str, reason: str
+) -> None:
+    parsed = parse_usage_file(f"{CDR_HEADER}\n{cells}".encode())
+
+    assert parsed.records == []
+    assert [(e.line, e.code) for e in parsed.errors] == [(2, code)]
+    assert reason in parsed.errors[0].reason
+
+
 def test_new_file_keys_sit_under_the_network_folder_and_sort_by_time() -> None:
     early = new_usage_file_key("simnet", datetime(2025, 3, 1, 12, 0, tzinfo=UTC))
     late = new_usage_file_key("simnet", datetime(2025, 3, 1, 12, 0, 1, tzinfo=UTC))

@@ -1,0 +1,432 @@
+"""Usage files from host networks: found in storage, cut in segments, each segment rated by its own job.
+
+A file is cut into segments: byte ranges that start and end on line boundaries, with the line number
+each starts at, found in one pass over the file's bytes. Each segment is a job (`ingest_usage_segment`),
+so the workers share a large file. A segment reads its lines with a ranged read, looks up the lines
+(MSISDN or IMSI to tenant and line) of all its records at once, and rates them chunk by chunk, each
+chunk of a tenant in its own transaction. Its counts and first errors are kept on the file's row under
+its number; the segment that finds every number there completes the file with a conditional UPDATE,
+once. A segment delivered again after its counts were kept does nothing; one that ran part way before
+finds its committed records already accepted (each record counts once per tenant and record id) and
+counts them as duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from mvne.charging.models import UsageFile
+from mvne.charging.rating import Service
+from mvne.charging.usage import UsageInput, UsageWindow, ingest_usage
+from mvne.esim.models import Sim
+from mvne.infra.db import Database, utcnow
+from mvne.infra.ids import new_id
+from mvne.infra.jobs import enqueue
+from mvne.infra.storage import Storage
+from mvne.provisioning.models import Subscription
+from mvne.provisioning.usage_files import (
+    INCOMING_PREFIX,
+    UsageFileError,
+    UsageFileRecord,
+    iter_usage_file,
+    parse_header,
+    read_header,
+)
+from mvne.tenants.models import Tenant
+
+log = logging.getLogger("mvne.usage")
+T = TypeVar("T")
+
+PROCESSED_PREFIX = "usage/processed/"
+USAGE_FILE_SUFFIXES = (".csv", ".jsonl")
+# Records rated per transaction of a tenant: a chunk's row locks are held only while it is rated.
+FILE_CHUNK = 5000
+# Bytes of a file per segment (about 40,000 records): a worker holds one segment's records at a time.
+SEGMENT_BYTES = 4 << 20
+FILE_REPORT_ERRORS = 200
+# pending -> running (cut; its segments run) -> processed; pending | running -> failed (a job failed for good)
+# -> pending | running (the job replayed).
+SEGMENTS_RUN = ("running", "failed")
+# Values per lookup of the lines of a segment's MSISDNs and IMSIs.
+OWNER_LOOKUP_CHUNK = 10_000
+
+
+def discover_usage_files(db: Database, storage: Storage) -> int:
+    """Register new files (CSV or JSON lines) in the incoming folder and queue their ingestion; returns how many."""
+    keys = [k for k in storage.list(INCOMING_PREFIX) if k.endswith(USAGE_FILE_SUFFIXES)]
+    if not keys:
+        return 0
+    found = 0
+    with db.transaction(platform=True) as session:
+        known = set(session.scalars(select(UsageFile.key).where(UsageFile.key.in_(keys))))
+        upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        for key in keys:
+            if key in known:
+                continue
+            file_id = new_id("ufl")
+            session.execute(
+                upsert(UsageFile)
+                .values(id=file_id, key=key, status="pending", errors=[], created_at=utcnow())
+                .on_conflict_do_nothing()
+            )
+            enqueue(session, "charging.ingest_usage_file", usage_file_id=file_id, key=f"ingest-{key}")
+            found += 1
+    return found
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Bytes `start` to `end` (exclusive) of a usage file: whole lines, the first of them line `first_line`."""
+
+    number: int
+    start: int
+    end: int
+    first_line: int
+
+
+def plan_segments(storage: Storage, key: str, segment_bytes: int | None = None) -> tuple[str | None, list[Segment]]:
+    """The header (None for JSON lines) and the segments of a file, in one pass over its bytes.
+
+    A segment ends at the first line end at or past `segment_bytes` from its start. A CSV header that
+    is not one of the usage file formats raises ValueError, as reading the whole file would.
+    """
+    size = segment_bytes or SEGMENT_BYTES
+    json_lines = key.endswith(".jsonl")
+    header: str | None = None
+    segments: list[Segment] = []
+    start, first_line = 0, 1
+    pos = newlines = 0
+    pending = b""  # the header's bytes until its line end is seen
+    for block in storage.blocks(key):
+        search = 0
+        if not json_lines and header is None:
+            end = block.find(b"\n")
+            if end < 0:
+                pending += block
+                pos += len(block)
+                continue
+            header = read_header((pending + block[:end]).rstrip(b"\r"))
+            parse_header(header)
+            pending = b""
+            start, first_line = pos + end + 1, 2
+            search = end + 1
+        while start + size <= pos + len(block):
+            found = block.find(b"\n", max(start + size - pos - 1, search))
+            if found < 0:
+                break
+            cut = pos + found + 1
+            segments.append(Segment(len(segments), start, cut, first_line))
+            first_line = newlines + block.count(b"\n", 0, found + 1) + 1
+            start, search = cut, found + 1
+        newlines += block.count(b"\n")
+        pos += len(block)
+    if not json_lines and header is None:
+        header = read_header(pending.rstrip(b"\r"))
+        parse_header(header)
+        return header, []
+    if start < pos:
+        segments.append(Segment(len(segments), start, pos, first_line))
+    return header, segments
+
+
+@dataclass
+class SegmentReport:
+    """What a segment of a usage file gave, counted as its chunks are rated; the first errors kept for operators."""
+
+    records: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    # Seconds spent reading and parsing the segment, and rating it (its SQL included).
+    read_s: float = 0.0
+    rate_s: float = 0.0
+
+    def error(self, entry: dict[str, Any]) -> None:
+        self.rejected += 1
+        if len(self.errors) < FILE_REPORT_ERRORS:
+            self.errors.append(entry)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ingest_usage_file(
+    db: Database,
+    storage: Storage,
+    usage_file_id: str,
+    *,
+    window: UsageWindow | None = None,
+    segment_bytes: int | None = None,
+) -> UsageFile | None:
+    """Cut a network usage file into segments and queue a job per segment; a file of one segment is rated at once.
+
+    Safe to run twice: a file already cut is left to its segments' jobs, queued with it in one transaction.
+    """
+    with db.transaction(platform=True) as session:
+        usage_file = session.get(UsageFile, usage_file_id)
+        if usage_file is None or usage_file.status != "pending":
+            return usage_file
+        key = usage_file.key
+    header, segments = plan_segments(storage, key, segment_bytes)
+    with db.transaction(platform=True) as session:
+        usage_file = session.get(UsageFile, usage_file_id, with_for_update=True)
+        assert usage_file is not None
+        if usage_file.status != "pending":
+            return usage_file  # cut by another delivery meanwhile
+        usage_file.status = "running"
+        usage_file.segments_total = len(segments)
+        usage_file.segment_results = {}
+        for segment in segments:
+            enqueue(
+                session,
+                "charging.ingest_usage_segment",
+                key=f"ingest-{usage_file_id}-segment-{segment.number}",
+                usage_file_id=usage_file_id,
+                segment=segment.number,
+                start=segment.start,
+                end=segment.end,
+                first_line=segment.first_line,
+                header=header,
+            )
+        if not segments:
+            _complete(session, storage, usage_file)
+    log.info("usage file cut in segments", extra={"key": key, "segments": len(segments)})
+    if len(segments) == 1:
+        # Its job, queued above, then finds it done: a small file does not wait for a second job.
+        only = segments[0]
+        ingest_usage_segment(
+            db,
+            storage,
+            usage_file_id,
+            segment=only.number,
+            start=only.start,
+            end=only.end,
+            first_line=only.first_line,
+            header=header,
+            window=window,
+        )
+    with db.transaction(platform=True) as session:
+        return session.get(UsageFile, usage_file_id)
+
+
+def ingest_usage_segment(
+    db: Database,
+    storage: Storage,
+    usage_file_id: str,
+    *,
+    segment: int,
+    start: int,
+    end: int,
+    first_line: int,
+    header: str | None,
+    window: UsageWindow | None = None,
+) -> SegmentReport | None:
+    """Rate the records of one segment of a usage file and keep its counts; the last segment completes the file.
+
+    None when there was nothing to do: the file is gone or processed, or this segment's counts are kept already.
+    """
+    with db.transaction(platform=True) as session:
+        usage_file = session.get(UsageFile, usage_file_id)
+        # A file failed by another segment's job still takes this one's counts, so a replay can complete it.
+        done = str(segment) in (usage_file.segment_results or {}) if usage_file else True
+        if usage_file is None or usage_file.status not in SEGMENTS_RUN or done:
+            return None
+        key = usage_file.key
+    report = SegmentReport()
+    started = time.perf_counter()
+    items = [
+        item
+        for _, item in iter_usage_file(
+            storage.lines(key, start, end), json_lines=key.endswith(".jsonl"), header=header, first_line=first_line
+        )
+    ]
+    report.read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    owners = _file_owners(db, {i.msisdn for i in items if i.msisdn}, {i.imsi for i in items if i.imsi and not i.msisdn})
+    for chunk in _chunks(items, FILE_CHUNK):
+        report.records += len(chunk)
+        _ingest_file_chunk(db, key, chunk, report, window=window, owners=owners)
+    del items
+    report.rate_s = time.perf_counter() - started
+    _finish_segment(db, storage, usage_file_id, segment, report)
+    return report
+
+
+def fail_usage_file(session: Session, usage_file_id: str, reason: str) -> None:
+    """A job of the file failed past its last retry: the file shows it failed, and why; kept counts stay."""
+    session.execute(
+        update(UsageFile)
+        .where(UsageFile.id == usage_file_id, UsageFile.status.in_(("pending", "running")))
+        .values(status="failed", errors=[{"reason": reason[:500]}])
+        .execution_options(synchronize_session=False)
+    )
+
+
+def resume_usage_file(session: Session, usage_file_id: str) -> None:
+    """The failed job was replayed: the file is pending again (not cut yet) or running (its segments run)."""
+    usage_file = session.get(UsageFile, usage_file_id, with_for_update=True)
+    if usage_file is not None and usage_file.status == "failed":
+        usage_file.status = "pending" if usage_file.segment_results is None else "running"
+        usage_file.errors = []
+
+
+def _finish_segment(db: Database, storage: Storage, usage_file_id: str, segment: int, report: SegmentReport) -> None:
+    """Keep the segment's counts under its number (once), and complete the file when every segment has run."""
+    with db.transaction(platform=True) as session:
+        usage_file = session.get(UsageFile, usage_file_id, with_for_update=True)
+        if usage_file is None:
+            return
+        results = dict(usage_file.segment_results or {})
+        if str(segment) not in results:
+            results[str(segment)] = report.as_json()
+            usage_file.segment_results = results
+        if len(results) >= usage_file.segments_total and usage_file.status == "running":
+            _complete(session, storage, usage_file)
+
+
+def _complete(session: Session, storage: Storage, usage_file: UsageFile) -> None:
+    """Sum the segments' counts into the file and mark it processed, once: the UPDATE matches only a running file."""
+    results = [r for _, r in sorted((usage_file.segment_results or {}).items(), key=lambda item: int(item[0]))]
+    errors: list[dict[str, Any]] = []
+    for result in results:
+        errors.extend(result["errors"][: FILE_REPORT_ERRORS - len(errors)])
+    session.flush()
+    done = session.execute(
+        update(UsageFile)
+        .where(UsageFile.id == usage_file.id, UsageFile.status == "running")
+        .values(
+            status="processed",
+            records=sum(int(r["records"]) for r in results),
+            accepted=sum(int(r["accepted"]) for r in results),
+            duplicates=sum(int(r["duplicates"]) for r in results),
+            rejected=sum(int(r["rejected"]) for r in results),
+            errors=errors,
+            processed_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:
+        return
+    session.refresh(usage_file)
+    # Moved before the commit: a failed commit leaves the file running, and its last segment moves nothing twice.
+    if storage.exists(usage_file.key):
+        storage.move(usage_file.key, PROCESSED_PREFIX + usage_file.key.removeprefix(INCOMING_PREFIX))
+    log.info(
+        "usage file ingested",
+        extra={"key": usage_file.key, "accepted": usage_file.accepted, "rejected": usage_file.rejected},
+    )
+
+
+@dataclass
+class _Owners:
+    """The tenants of MSISDNs, and the (tenant, line) of IMSIs, of a segment."""
+
+    by_msisdn: dict[str, str]
+    by_imsi: dict[str, tuple[str, str]]
+
+
+def _file_owners(db: Database, msisdns: set[str], imsis: set[str]) -> _Owners:
+    """Whose lines a segment's records name, looked up once for the whole segment."""
+    by_msisdn: dict[str, str] = {}
+    by_imsi: dict[str, tuple[str, str]] = {}
+    with db.transaction(platform=True) as session:
+        for msisdn_chunk in _chunks(sorted(msisdns), OWNER_LOOKUP_CHUNK):
+            for msisdn, tenant_id in session.execute(
+                select(Subscription.msisdn, Subscription.tenant_id).where(Subscription.msisdn.in_(msisdn_chunk))
+            ):
+                by_msisdn[str(msisdn)] = tenant_id
+        for imsi_chunk in _chunks(sorted(imsis), OWNER_LOOKUP_CHUNK):
+            # The latest line on the SIM wins: a SIM moved to another line after a swap is that line's now.
+            for imsi, tenant_id, sub_id in session.execute(
+                select(Sim.imsi, Subscription.tenant_id, Subscription.id)
+                .join(Subscription, Subscription.sim_id == Sim.id)
+                .where(Sim.imsi.in_(imsi_chunk))
+                .order_by(Subscription.created_at)
+            ):
+                by_imsi[imsi] = (tenant_id, sub_id)
+    return _Owners(by_msisdn, by_imsi)
+
+
+def _ingest_file_chunk(
+    db: Database,
+    key: str,
+    chunk: list[UsageFileRecord | UsageFileError],
+    report: SegmentReport,
+    *,
+    window: UsageWindow | None,
+    owners: _Owners,
+) -> None:
+    by_msisdn, by_imsi = owners.by_msisdn, owners.by_imsi
+    grouped: dict[str, list[UsageInput]] = defaultdict(list)
+    services = {s.value: s for s in Service}
+    for item in chunk:
+        tenant_id: str | None = by_msisdn.get(item.msisdn) if item.msisdn else None
+        sub_id: str | None = None
+        if not item.msisdn and item.imsi in by_imsi:
+            tenant_id, sub_id = by_imsi[item.imsi]
+        if isinstance(item, UsageFileError):
+            if tenant_id is None or not item.record_id:
+                report.error({"line": item.line, "reason": item.reason})
+                continue
+            # Read far enough to name its line: the tenant keeps it as a rejection it can fix.
+            grouped[tenant_id].append(
+                UsageInput(
+                    record_id=item.record_id,
+                    service=item.fields.get("service", ""),
+                    started_at=utcnow(),
+                    quantity=0,
+                    subscription_id=sub_id,
+                    msisdn=item.msisdn or None,
+                    position=item.line,
+                    extra=dict(item.fields),
+                    refusal=(item.code, f"Line {item.line}: {item.reason}"),
+                )
+            )
+            continue
+        if tenant_id is None:
+            named = f"MSISDN {item.msisdn}" if item.msisdn else f"IMSI {item.imsi}"
+            report.error({"record_id": item.record_id, "reason": f"unknown {named}"})
+            continue
+        extra: dict[str, Any] = {"imsi": item.imsi, "unit": item.unit}
+        if item.called_number:
+            extra["called_number"] = item.called_number
+        if item.visited_plmn:
+            extra["visited_plmn"] = item.visited_plmn
+        if item.rating_group is not None:
+            extra["rating_group"] = item.rating_group
+        grouped[tenant_id].append(
+            UsageInput(
+                record_id=item.record_id,
+                service=services[item.service],
+                started_at=item.started_at,
+                quantity=item.quantity,
+                subscription_id=sub_id,
+                msisdn=item.msisdn or None,
+                extra=extra,
+            )
+        )
+    for tenant_id, records in grouped.items():
+        with db.transaction(tenant_id=tenant_id) as session:
+            tenant = session.get(Tenant, tenant_id)
+            assert tenant is not None
+            outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window)
+        report.accepted += outcome.accepted
+        report.duplicates += outcome.duplicates
+        for rejected in outcome.rejected:
+            report.error({"record_id": rejected["record_id"], "reason": rejected["reason"], "code": rejected["code"]})
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

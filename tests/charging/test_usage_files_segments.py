@@ -1,0 +1,216 @@
+"""A usage file cut into segments, each a job: shared by workers, every record counted once whatever runs twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from mvne.charging import usage_files as usage_files_module
+from mvne.charging.models import UsageFile
+from mvne.charging.usage_files import (
+    SegmentReport,
+    fail_usage_file,
+    ingest_usage_file,
+    ingest_usage_segment,
+    plan_segments,
+    resume_usage_file,
+)
+from mvne.infra.ids import new_id
+from mvne.infra.jobs import OutboxMessage
+from mvne.infra.runtime import Runtime
+from mvne.infra.storage import FileStorage
+from tests.charging.test_usage_outcomes import MB, at, stored
+from tests.support.api import TenantHandle, active_subscription, customer, published_offer, wait_for
+
+
+@pytest.fixture
+def line(tenant: TenantHandle) -> dict[str, Any]:
+    """An active line on an offer of 1000 MB."""
+    offer = published_offer(tenant.api, code=f"SEG-{secrets.token_hex(3)}")
+    return active_subscription(tenant.api, customer(tenant.api)["id"], offer["id"])
+
+
+CDR_HEADER = "record_id,imsi,msisdn,service,started_at,duration_s,volume_bytes,called_number,visited_plmn,rating_group"
+
+
+def test_a_file_is_cut_on_line_boundaries_and_each_segment_knows_its_first_line(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    body = [f"r{n},,+3361234{n:04d},sms,2025-03-01T12:30:00Z,,,,," for n in range(200)]
+    body[50] = ""  # a blank line still counts as a line
+    storage.put("usage/incoming/net/a.csv", ("\ufeff" + CDR_HEADER + "\r\n" + "\r\n".join(body) + "\r\n").encode())
+
+    header, segments = plan_segments(storage, "usage/incoming/net/a.csv", 1000)
+
+    assert header == CDR_HEADER
+    assert len(segments) > 5
+    assert [s.number for s in segments] == list(range(len(segments)))
+    assert all(a.end == b.start for a, b in itertools.pairwise(segments))
+    read: list[tuple[int, bytes]] = []
+    for segment in segments:
+        lines = list(storage.lines("usage/incoming/net/a.csv", segment.start, segment.end))
+        read.extend(enumerate(lines, start=segment.first_line))
+    assert read == [(n + 2, text.encode()) for n, text in enumerate(body)]
+
+
+def test_json_lines_have_no_header_and_a_bad_header_refuses_the_file_whole(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    storage.put("a.jsonl", b'{"record_id": "j1"}\n{"record_id": "j2"}\n')
+    storage.put("bad.csv", b"id,msisdn\nr1,+33612345678\n")
+    storage.put("header-only.csv", CDR_HEADER.encode())
+
+    header, segments = plan_segments(storage, "a.jsonl", 10)
+
+    assert header is None
+    assert [(s.start, s.first_line) for s in segments] == [(0, 1), (20, 2)]
+    with pytest.raises(ValueError, match="header"):
+        plan_segments(storage, "bad.csv")
+    assert plan_segments(storage, "header-only.csv") == (CDR_HEADER, [])
+
+
+def _segment_payloads(runtime: Runtime, file_id: str) -> list[dict[str, Any]]:
+    with runtime.db.transaction(platform=True) as session:
+        payloads = session.scalars(
+            select(OutboxMessage.payload).where(OutboxMessage.actor == "charging.ingest_usage_segment")
+        )
+        return [p for p in payloads if p["usage_file_id"] == file_id]
+
+
+def test_segments_run_out_of_order_and_twice_count_every_record_once(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_files_module, "FILE_CHUNK", 3)
+    tag = secrets.token_hex(3)
+    started = at(line)
+    good = [f"s-{tag}-{n},,{line['msisdn']},data,{started},,{10 * MB},,," for n in range(12)]
+    lines = [*good[:5], f"s-{tag}-bad,,{line['msisdn']},data,{started},,lots,,,", *good[5:]]
+    lines.append(f"s-{tag}-nobody,,+33780009997,data,{started},,{MB},,,")
+    key = f"usage/incoming/segnet/{tag}.csv"
+    runtime.storage.put(key, "\n".join([CDR_HEADER, *lines]).encode())
+    file_id = new_id("ufl")
+    with runtime.db.transaction(platform=True) as session:
+        session.add(UsageFile(id=file_id, key=key, status="pending", errors=[], created_at=dt.datetime.now(dt.UTC)))
+
+    # The cut queues a job per segment, which the worker runs; the test delivers every segment again, last first.
+    ingest_usage_file(runtime.db, runtime.storage, file_id, segment_bytes=200)
+    payloads = _segment_payloads(runtime, file_id)
+    assert len(payloads) > 3
+    for payload in sorted(payloads, key=lambda p: -int(p["segment"])) * 2:
+        ingest_usage_segment(runtime.db, runtime.storage, **payload)
+
+    def processed() -> UsageFile | None:
+        with runtime.db.transaction(platform=True) as session:
+            found = session.get(UsageFile, file_id)
+            return found if found is not None and found.status == "processed" else None
+
+    report = wait_for(processed, what=f"usage file {key}")
+    assert report.segments_total == len(payloads)
+    assert sorted(report.segment_results or {}, key=int) == [str(n) for n in range(len(payloads))]
+    assert (report.records, report.accepted + report.duplicates, report.rejected) == (14, 12, 2)
+    assert any("+33780009997" in e["reason"] for e in report.errors)
+    # One rated row per good record, the balance used once; the bad line kept as the tenant's rejection.
+    assert stored(runtime, tenant.id) == (12, 1, 120 * MB)
+    kept = tenant.api.get("/v1/usage-rejections", source=f"file:{key}").json["data"]
+    assert [(r["record_id"], r["position"]) for r in kept] == [(f"s-{tag}-bad", 7)]
+    assert not runtime.storage.exists(key)
+    assert runtime.storage.exists(f"usage/processed/segnet/{tag}.csv")
+
+
+def test_a_segment_whose_counts_were_lost_runs_again_and_charges_nothing_twice(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    tag = secrets.token_hex(3)
+    started = at(line)
+    body = [CDR_HEADER, *(f"l-{tag}-{n},,{line['msisdn']},data,{started},,{MB},,," for n in range(4))]
+    key = f"usage/incoming/lostnet/{tag}.csv"
+    runtime.storage.put(key, "\n".join(body).encode())
+    header, (segment,) = plan_segments(runtime.storage, key)
+    file_id = new_id("ufl")
+    with runtime.db.transaction(platform=True) as session:
+        session.add(
+            UsageFile(
+                id=file_id,
+                key=key,
+                status="running",
+                errors=[],
+                segments_total=2,  # a second segment still to come keeps the file open
+                segment_results={},
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
+
+    first = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+    with runtime.db.transaction(platform=True) as session:
+        usage_file = session.get(UsageFile, file_id)
+        assert usage_file is not None
+        usage_file.segment_results = {}  # as if the worker died after rating, before keeping the counts
+    again = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+    third = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+
+    assert isinstance(first, SegmentReport)
+    assert isinstance(again, SegmentReport)
+    assert (first.accepted, first.duplicates) == (4, 0)
+    assert (again.accepted, again.duplicates) == (0, 4)
+    assert third is None  # its counts are kept now: delivered again, it does nothing
+    assert stored(runtime, tenant.id) == (4, 0, 4 * MB)
+    with runtime.db.transaction(platform=True) as session:
+        usage_file = session.get(UsageFile, file_id)
+        assert usage_file is not None
+        assert usage_file.status == "running"
+        assert usage_file.segment_results is not None
+        assert usage_file.segment_results["0"]["duplicates"] == 4
+
+
+def test_a_file_whose_segment_failed_for_good_shows_it_and_completes_once_the_segment_is_replayed(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    tag = secrets.token_hex(3)
+    started = at(line)
+    body = [CDR_HEADER, *(f"f-{tag}-{n},,{line['msisdn']},sms,{started},,,,," for n in range(6))]
+    key = f"usage/incoming/failnet/{tag}.csv"
+    runtime.storage.put(key, "\n".join(body).encode())
+    header, segments = plan_segments(runtime.storage, key, 150)
+    file_id = new_id("ufl")
+    with runtime.db.transaction(platform=True) as session:
+        session.add(
+            UsageFile(
+                id=file_id,
+                key=key,
+                status="running",
+                errors=[],
+                segments_total=len(segments),
+                segment_results={},
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+
+    def run(number: int) -> None:
+        s = segments[number]
+        where = {"start": s.start, "end": s.end, "first_line": s.first_line}
+        ingest_usage_segment(runtime.db, runtime.storage, file_id, segment=number, header=header, **where)
+
+    def state() -> tuple[str, int, list[Any]]:
+        with runtime.db.transaction(platform=True) as session:
+            usage_file = session.get(UsageFile, file_id)
+            assert usage_file is not None
+            return usage_file.status, usage_file.accepted, usage_file.errors
+
+    with runtime.db.transaction(platform=True) as session:
+        fail_usage_file(session, file_id, "RuntimeError: the database went away")
+    for number in range(1, len(segments)):
+        run(number)  # the other segments' jobs still run while the file shows it failed
+    failed = state()
+    with runtime.db.transaction(platform=True) as session:
+        resume_usage_file(session, file_id)
+    run(0)
+
+    assert len(segments) >= 2
+    assert failed == ("failed", 0, [{"reason": "RuntimeError: the database went away"}])
+    assert state() == ("processed", 6, [])
+    assert stored(runtime, tenant.id)[0] == 6
