@@ -179,4 +179,5 @@ def active_subscription(api: ApiCaller, customer_id: str, offer_id: str) -> dict
         assert current["status"] in ("pending", "active"), current
         return current if current["status"] == "active" else None
 
-    return wait_for(active, what=f"subscription {sub_id} to activate")
+    # The embedded worker is shared by the whole run: late in a long run its queue can hold other tests' jobs.
+    return wait_for(active, timeout=90.0, what=f"subscription {sub_id} to activate")
