@@ -19,12 +19,11 @@ import pathlib
 import re
 import secrets
 import ssl
-import tempfile
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,11 +43,14 @@ from mvne.esim.identifiers import (
     new_matching_id,
     normalize_iccid,
 )
+from mvne.infra.journal import JournalFile
 
 log = logging.getLogger(__name__)
 
 FUNCTIONS = ("downloadOrder", "confirmOrder", "cancelOrder", "releaseProfile")
-STATE_FILE_FORMAT = 1
+# The state file: JSON lines (`mvne.infra.journal`); the first format, one JSON document, is still read.
+STATE_FILE_FORMAT = 2
+WHOLE_DOCUMENT_FORMAT = 1
 EXTENSION_KEY = "mvne_smdp_simulator"
 # Enough to cover any realistic retry window without letting the state file grow without bound.
 MAX_REMEMBERED_CALLS = 10_000
@@ -190,6 +192,10 @@ def _matching_id_field(body: dict[str, Any]) -> str | None:
     return value
 
 
+def _profile_entry(profile: _Profile) -> dict[str, Any]:
+    return {**asdict(profile), "state": str(profile.state)}
+
+
 def _fingerprint(function: str, body: dict[str, Any]) -> str:
     fields = {key: value for key, value in body.items() if key != "header"}
     canonical = json.dumps([function, fields], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -216,6 +222,10 @@ class SmdpSimulatorState:
         self.calls: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.faults: dict[str, list[_Fault]] = {name: [] for name in FUNCTIONS}
         self.latency_ms = 0
+        # What the call under way changed, written by the next `save`.
+        self._touched: dict[str, _Profile] = {}
+        self._new_calls: list[dict[str, Any]] = []
+        self.journal = JournalFile(state_path or pathlib.Path(os.devnull), format_version=STATE_FILE_FORMAT)
         self.handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
             "downloadOrder": self.download_order,
             "confirmOrder": self.confirm_order,
@@ -227,44 +237,78 @@ class SmdpSimulatorState:
 
     def _load(self, path: pathlib.Path) -> None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != STATE_FILE_FORMAT:
-                raise ValueError(f"unknown state file format {data.get('format')!r}")
-            for raw in data["profiles"]:
-                profile = _Profile(**{**raw, "state": ProfileState(raw["state"])})
-                self.profiles[profile.iccid] = profile
-            for call in data["calls"]:
-                self.calls[call["key"]] = call
+            try:
+                _, entries = self.journal.read()
+                for entry in entries:
+                    if "profile" in entry:
+                        self._put_profile(entry["profile"])
+                    elif "call" in entry:
+                        self.remember(entry["call"]["key"], entry["call"])
+            except ValueError:
+                if not self._load_whole_document(path):
+                    raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"cannot load SM-DP+ simulator state from {path}: {exc}") from exc
+        self._touched.clear()
+        self._new_calls.clear()
+
+    def _put_profile(self, raw: dict[str, Any]) -> None:
+        profile = _Profile(**{**raw, "state": ProfileState(raw["state"])})
+        self.profiles[profile.iccid] = profile
+
+    def _load_whole_document(self, path: pathlib.Path) -> bool:
+        """A state file of the first format (the whole state in one JSON document): loaded, then rewritten."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") != WHOLE_DOCUMENT_FORMAT:
+            return False
+        self.profiles.clear()
+        self.calls.clear()
+        for raw in data["profiles"]:
+            self._put_profile(raw)
+        for call in data["calls"]:
+            self.remember(call["key"], call)
+        self._rewrite()
+        return True
+
+    def _entries(self) -> Iterator[dict[str, Any]]:
+        for profile in self.profiles.values():
+            yield {"profile": _profile_entry(profile)}
+        for call in self.calls.values():
+            yield {"call": call}
+
+    def _rewrite(self) -> None:
+        self.journal.rewrite({"smdp_address": self.smdp_address}, self._entries())
+
+    def touched(self, profile: _Profile) -> _Profile:
+        """Mark a profile as changed by the call under way: the next `save` writes it. Call with the lock held."""
+        self._touched[profile.iccid] = profile
+        return profile
 
     def save(self) -> None:
-        """Write the state file atomically; call with the lock held."""
+        """Append the profiles and calls changed since the last save; call with the lock held.
+
+        One line per change, so a call costs the same whatever the inventory holds; the file is rewritten
+        once the superseded lines outnumber the live ones.
+        """
         if self.state_path is None:
+            self._touched.clear()
+            self._new_calls.clear()
             return
-        data = {
-            "format": STATE_FILE_FORMAT,
-            "profiles": [{**asdict(p), "state": str(p.state)} for p in self.profiles.values()],
-            "calls": list(self.calls.values()),
-        }
-        directory = self.state_path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        # Rename over the old file so a crash mid-write never leaves a truncated state behind; no
-        # fsync: a simulator may lose its last change on power loss, never its whole file.
-        with tempfile.NamedTemporaryFile(
-            "w",
-            encoding="utf-8",
-            dir=directory,
-            prefix=f".{self.state_path.name}.",
-            suffix=".tmp",
-            delete=False,
-        ) as handle:
-            json.dump(data, handle, ensure_ascii=False)
-        os.replace(handle.name, self.state_path)
+        entries = [{"profile": _profile_entry(p)} for p in self._touched.values()]
+        entries.extend({"call": call} for call in self._new_calls)
+        self._touched.clear()
+        self._new_calls.clear()
+        if not self.journal.exists():
+            self._rewrite()
+            return
+        self.journal.append(entries)
+        if self.journal.grown(len(self.profiles) + len(self.calls)):
+            self._rewrite()
 
     def remember(self, key: str, record: dict[str, Any]) -> None:
         """Keep a call's response for retries; call with the lock held."""
         self.calls[key] = record
+        self._new_calls.append(record)
         while len(self.calls) > MAX_REMEMBERED_CALLS:
             self.calls.popitem(last=False)
 
@@ -284,7 +328,7 @@ class SmdpSimulatorState:
         profile = self.profiles.get(normalize_iccid(iccid))
         if profile is None:
             raise _Es2Failure("8.2.1", "3.9", f"ICCID {iccid} is unknown")
-        return profile
+        return self.touched(profile)
 
     def owned_profile(self, iccid: str, requester: str) -> _Profile:
         """Return the profile, failing with 8.2.1/1.2 when another operator ordered it."""
@@ -343,6 +387,7 @@ class SmdpSimulatorState:
                 profile.updated_at = _now()
                 new[profile.iccid] = profile
             self.profiles.update(new)
+            self._touched.update(new)
             if new:
                 self.save()
         return len(new), unchanged
@@ -352,7 +397,7 @@ class SmdpSimulatorState:
         profile = self.profiles.get(iccid)
         if profile is None:
             raise _AdminError(404, f"ICCID {iccid} is unknown")
-        return profile
+        return self.touched(profile)
 
     def device_download(self, iccid: str, device_eid: str | None, *, installed: bool) -> dict[str, Any]:
         """Play a device downloading then installing a Released profile, notifying points 3 and 4."""
@@ -374,6 +419,7 @@ class SmdpSimulatorState:
         installed = installed and snapshot[1] != TEST_DEVICE_EID_INSTALL_FAILS
         failure = None if installed else _Es2Failure("8.2.10", "4.2", "loadBppExecutionError")
         with self.lock:
+            self.touched(profile)
             profile.state = ProfileState.INSTALLED if installed else ProfileState.ERROR
             profile.updated_at = _now()
             self.save()
@@ -413,7 +459,7 @@ class SmdpSimulatorState:
             available = next((p for p in candidates if p.state == ProfileState.AVAILABLE), None)
             if available is None:
                 raise _Es2Failure("8.2.5", "3.7", f"no more profiles of profileType {profile_type}")
-            profile, answer = available, available.iccid
+            profile, answer = self.touched(available), available.iccid
         profile.state = ProfileState.LINKED if eid is not None else ProfileState.ALLOCATED
         profile.eid = eid
         profile.requester = requester

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -38,6 +37,7 @@ from typing import Any
 import flask
 from werkzeug.exceptions import HTTPException
 
+from mvne.infra.journal import JournalFile
 from mvne.infra.storage import Storage
 from mvne.provisioning.sandbox import is_test_msisdn
 from mvne.provisioning.usage_files import (
@@ -72,7 +72,9 @@ OPERATIONS = {
 }
 ANY_OPERATION = "*"
 MAX_LATENCY_MS = 60_000
-STATE_FORMAT = 1
+# The state file: JSON lines (`mvne.infra.journal`); the first format, one JSON document, is still read.
+STATE_FORMAT = 2
+WHOLE_DOCUMENT_FORMAT = 1
 
 
 class SimulatorError(Exception):
@@ -143,36 +145,56 @@ class NetworkState:
         self.subscribers: dict[str, Subscriber] = {}
         self.faults: list[Fault] = []
         self.latency_ms = 0
+        self.journal = JournalFile(state_path or Path(os.devnull), format_version=STATE_FORMAT)
         if state_path is not None and state_path.exists():
             self._load(state_path)
 
     def _load(self, path: Path) -> None:
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-            if document.get("format") != STATE_FORMAT:
-                raise ValueError(f"unknown format {document.get('format')!r}")
-            self.subscribers = {item["imsi"]: Subscriber(**item) for item in document["subscribers"]}
+            try:
+                _, entries = self.journal.read()
+                for entry in entries:
+                    if "subscriber" in entry:
+                        item = entry["subscriber"]
+                        self.subscribers[item["imsi"]] = Subscriber(**item)
+                    elif entry.get("reset"):
+                        self.subscribers.clear()
+            except ValueError:
+                if not self._load_whole_document(path):
+                    raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"network simulator state {str(path)!r} cannot be read: {exc}") from exc
 
-    def save(self) -> None:
-        """Write the subscribers to `state_path` (temp file then rename), if there is one."""
+    def _load_whole_document(self, path: Path) -> bool:
+        """A state file of the first format (one JSON document): loaded, then rewritten in the current one."""
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict) or document.get("format") != WHOLE_DOCUMENT_FORMAT:
+            return False
+        self.subscribers = {item["imsi"]: Subscriber(**item) for item in document["subscribers"]}
+        self._rewrite()
+        return True
+
+    def _rewrite(self) -> None:
+        self.journal.rewrite(
+            {"network": self.network_name}, ({"subscriber": asdict(s)} for s in self.subscribers.values())
+        )
+
+    def save(self, *changed: Subscriber, reset: bool = False) -> None:
+        """Append the changed subscribers (or a reset) to `state_path`, if there is one; call with the lock held.
+
+        One line per change, so a call costs the same however many subscribers the network holds; the file is
+        rewritten once its superseded lines outnumber the live ones.
+        """
         if self.state_path is None:
             return
-        document = {
-            "format": STATE_FORMAT,
-            "network": self.network_name,
-            "subscribers": [asdict(s) for s in self.subscribers.values()],
-        }
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.state_path.name}.", dir=self.state_path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-                json.dump(document, tmp, indent=1, sort_keys=True)
-            os.replace(tmp_name, self.state_path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        if not self.journal.exists():
+            self._rewrite()
+            return
+        entries: list[dict[str, Any]] = [{"reset": True}] if reset else []
+        entries.extend({"subscriber": asdict(s)} for s in changed)
+        self.journal.append(entries)
+        if self.journal.grown(len(self.subscribers)):
+            self._rewrite()
 
     def live_by(self, attribute: str, value: str) -> Subscriber | None:
         """The subscriber not terminated whose `attribute` (msisdn, iccid) is `value`."""
@@ -378,7 +400,7 @@ def _live(state: NetworkState, imsi: str, action: str) -> Subscriber:
 
 def _changed(state: NetworkState, subscriber: Subscriber) -> flask.Response:
     subscriber.updated_at = _now()
-    state.save()
+    state.save(subscriber)
     return flask.jsonify(subscriber.public())
 
 
@@ -428,7 +450,7 @@ def provision() -> tuple[flask.Response, int]:
             updated_at=now,
         )
         state.subscribers[imsi] = subscriber
-        state.save()
+        state.save(subscriber)
         response = flask.jsonify(subscriber.public())
         response.headers["Location"] = flask.url_for("network.get_subscriber", imsi=imsi)
         return response, 201
@@ -544,7 +566,7 @@ def swap_sim(imsi: str) -> flask.Response:
         new.services, new.barred = list(old.services), list(old.barred)
         old.state, old.terminated_at, old.updated_at, old.replaced_by = TERMINATED, now, now, new_imsi
         state.subscribers[new_imsi] = new
-        state.save()
+        state.save(old, new)
         return flask.jsonify(new.public())
 
 
@@ -636,7 +658,7 @@ def reset() -> flask.Response:
         state.subscribers.clear()
         state.faults.clear()
         state.latency_ms = 0
-        state.save()
+        state.save(reset=True)
         return flask.jsonify({"status": "reset"})
 
 

@@ -434,6 +434,53 @@ def test_the_simulator_remembers_profiles_and_calls_across_a_restart(smdp: Simul
     assert [p.name for p in state_path.parent.iterdir()] == ["smdp.json"]
 
 
+def test_a_call_appends_its_change_to_the_state_file_whatever_the_inventory_holds(
+    smdp: Simulator, tmp_path: pathlib.Path
+) -> None:
+    state_path = tmp_path / "smdp.json"
+    smdp.restart(state_path)
+    smdp.load(*range(1, 3001))
+    size = state_path.stat().st_size
+    with smdp.client() as client:
+        client.download_order(iccid=iccid(7), eid=eid(7))
+        client.confirm_order(iccid=iccid(7), release_flag=True)
+    # Two calls add their changed profile and remembered call: a few lines, not the inventory written again.
+    grown = state_path.read_text().splitlines()
+    assert 0 < state_path.stat().st_size - size < 5_000
+    assert len(grown) == 1 + 3000 + 4
+
+    smdp.restart(state_path)
+    assert smdp.state_of(iccid(7))["state"] == "Released"
+    assert smdp.state_of(iccid(3000))["state"] == "Available"
+
+
+def test_a_state_file_of_the_first_format_is_read_and_kept_in_the_current_one(
+    smdp: Simulator, tmp_path: pathlib.Path
+) -> None:
+    state_path = tmp_path / "smdp.json"
+    profile = {
+        "iccid": iccid(1),
+        "imsi": "00101000000001",
+        "profile_type": PROFILE_TYPE,
+        "state": "Confirmed",
+        "eid": eid(1),
+        "matching_id": "ABC-123",
+        "confirmation_code_sha256": None,
+        "smds_address": None,
+        "requester": REQUESTER,
+        "updated_at": "2026-01-01T00:00:00Z",
+    }
+    state_path.write_text(json.dumps({"format": 1, "profiles": [profile], "calls": []}))
+    smdp.restart(state_path)
+    view = smdp.state_of(iccid(1))
+    assert (view["state"], view["matching_id"]) == ("Confirmed", "ABC-123")
+    assert json.loads(state_path.read_text().splitlines()[0])["format"] == 2
+    with smdp.client() as client:
+        client.release_profile(iccid=iccid(1))
+    smdp.restart(state_path)
+    assert smdp.state_of(iccid(1))["state"] == "Released"
+
+
 def test_a_corrupt_state_file_stops_the_simulator_from_starting(tmp_path: pathlib.Path) -> None:
     state_path = tmp_path / "smdp.json"
     state_path.write_text("{not json")

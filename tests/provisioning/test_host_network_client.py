@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -404,6 +405,35 @@ def test_subscribers_survive_a_restart_with_the_same_state_file(tmp_path: Path) 
     assert second["state"] == "terminated"
     assert again["msisdn"] == line(2)["msisdn"]
     assert [p.name for p in state_path.parent.iterdir()] == ["state.json"]
+
+
+def test_a_swap_and_a_reset_are_kept_and_a_first_format_state_file_is_still_read(tmp_path: Path) -> None:
+    state_path = tmp_path / "state.json"
+    first = {**line(1), "services": ["voice", "sms", "data"], "state": "suspended", "barred": ["data"]}
+    state_path.write_text(json.dumps({"format": 1, "network": "simnet", "subscribers": [first]}, indent=1))
+    with (
+        live_server(create_network_simulator(state_path=state_path)) as base_url,
+        HostNetworkClient(base_url) as client,
+    ):
+        kept = client.get(line(1)["imsi"])
+        _provision(client, 2)
+    assert (kept["state"], kept["barred"]) == ("suspended", ["data"])
+    assert json.loads(state_path.read_text().splitlines()[0])["format"] == 2
+
+    with (
+        live_server(create_network_simulator(state_path=state_path)) as base_url,
+        HostNetworkClient(base_url) as client,
+    ):
+        assert client.get(line(2)["imsi"])["state"] == "active"
+        assert httpx.post(f"{base_url}/sim-admin/reset").status_code == 200
+        _provision(client, 3)
+
+    with (
+        live_server(create_network_simulator(state_path=state_path)) as base_url,
+        HostNetworkClient(base_url) as client,
+    ):
+        assert client.get(line(3)["imsi"])["state"] == "active"
+        assert _error(lambda: client.get(line(1)["imsi"])).status == 404
 
 
 def test_a_corrupt_state_file_is_refused_at_start(tmp_path: Path) -> None:
