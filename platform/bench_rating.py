@@ -25,12 +25,15 @@ The figures are printed as a table and written as JSON under the var folder.
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import csv
 import datetime as dt
+import io
 import json
 import logging
 import multiprocessing
 import os
+import pstats
 import random
 import re
 import resource
@@ -531,6 +534,7 @@ def run_rating_bench(
     segment_bytes: int | None = None,
     writer_sample: int = 100_000,
     seed: int = 7,
+    profile_dir: Path | None = None,
 ) -> Figures:
     """Build the scratch database, run every measurement, and return the figures."""
     if not server_url.startswith("postgresql"):
@@ -585,14 +589,16 @@ def run_rating_bench(
             # Called inside a process that has its own runtime (its workers reach it): leave it theirs.
             set_runtime(previous_runtime)
         try:
-            _run(rt, settings, figures, rng, owner)
+            _run(rt, settings, figures, rng, owner, profile_dir=profile_dir)
         finally:
             rt.db.dispose()
             set_runtime(previous_runtime)
     return figures
 
 
-def _run(rt: Any, settings: Settings, figures: Figures, rng: random.Random, owner: str) -> None:
+def _run(
+    rt: Any, settings: Settings, figures: Figures, rng: random.Random, owner: str, *, profile_dir: Path | None
+) -> None:
     params = figures.params
     records, batch = params["records"], params["batch"]
     app = create_app(rt=rt)
@@ -619,7 +625,12 @@ def _run(rt: Any, settings: Settings, figures: Figures, rng: random.Random, owne
     _measure_parse(rt, figures, key)
     storage_root = settings.storage_url.removeprefix("file://")
     _measure_file_path(
-        rt, figures, tenant_id, key, (settings.database_url, settings.platform_database_url, storage_root)
+        rt,
+        figures,
+        tenant_id,
+        key,
+        (settings.database_url, settings.platform_database_url, storage_root),
+        profile_dir=profile_dir,
     )
     _measure_ceiling(figures, owner, tenant_id)
     _measure_writers(rt, figures, owner, tenant_id, lines=lines, now=now)
@@ -671,10 +682,16 @@ def _measure_parse(rt: Any, figures: Figures, key: str) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_start(app_url: str, platform_url: str, storage_root: str, ready: Any) -> None:
+def _worker_start(app_url: str, platform_url: str, storage_root: str, ready: Any, profile_dir: str) -> None:
     load_actor_modules()
     db = Database(app_url, platform_url=platform_url)
-    _WORKER.update(db=db, storage=FileStorage(Path(storage_root)), clock=_StatementClock(db.engine), ready=ready)
+    _WORKER.update(
+        db=db,
+        storage=FileStorage(Path(storage_root)),
+        clock=_StatementClock(db.engine),
+        ready=ready,
+        profile_dir=profile_dir,
+    )
 
 
 def _worker_ready(_: int) -> int:
@@ -688,9 +705,15 @@ def _worker_segment(payload: dict[str, Any]) -> dict[str, Any]:
     clock: _StatementClock = _WORKER["clock"]
     sql_before, statements_before = clock.seconds, clock.statements
     clock.by_kind = {}  # this segment's statements only: the bench sums them over segments
+    profiler = cProfile.Profile() if _WORKER["profile_dir"] else None
     started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     report = ingest_usage_segment(_WORKER["db"], _WORKER["storage"], window=UsageWindow(), **payload)
     seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(Path(_WORKER["profile_dir"]) / f"segment-{payload['segment']}.pstats")
     return {
         "pid": os.getpid(),
         "seconds": seconds,
@@ -702,13 +725,18 @@ def _worker_segment(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _measure_file_path(rt: Any, figures: Figures, tenant_id: str, key: str, urls: tuple[str, str, str]) -> None:
+def _measure_file_path(
+    rt: Any, figures: Figures, tenant_id: str, key: str, urls: tuple[str, str, str], *, profile_dir: Path | None
+) -> None:
     """The file path as production runs it: found, cut into segments, segments run by worker processes."""
     workers = figures.params["workers"]
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(workers)
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_worker_start, initargs=(*urls, ready)
+        max_workers=workers,
+        mp_context=context,
+        initializer=_worker_start,
+        initargs=(*urls, ready, str(profile_dir) if profile_dir else ""),
     ) as pool:
         pids = set(pool.map(_worker_ready, range(workers)))
         total_started = time.perf_counter()
@@ -1065,10 +1093,19 @@ def render(figures: Figures) -> str:
 @click.option("--workers", default=2, show_default=True, help="Worker processes running the file's segments.")
 @click.option("--segment-mib", default=4, show_default=True, help="MiB of the usage file per segment.")
 @click.option("--writer-sample", default=100_000, show_default=True, help="Rows written each way of writing.")
-def rating(**options: int) -> None:
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Profile the workers' segments (cProfile); prints the functions that took the most time.",
+)
+def rating(**options: Any) -> None:
     """Measure usage rating from a file in storage to rows in PostgreSQL, against COPY; prints the figures."""
     base = load_settings()
     server_url = base.migration_database_url or base.database_url
+    profile_dir = None
+    if options["profile"]:
+        profile_dir = Path(base.var_dir) / "bench" / f"profile-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+        profile_dir.mkdir(parents=True)
     figures = run_rating_bench(
         base,
         server_url,
@@ -1082,10 +1119,30 @@ def rating(**options: int) -> None:
         workers=options["workers"],
         segment_bytes=options["segment_mib"] << 20,
         writer_sample=options["writer_sample"],
+        profile_dir=profile_dir,
     )
     click.echo(render(figures))
+    if profile_dir is not None:
+        click.echo(profile_summary(profile_dir))
     out = write_figures(figures, base.var_dir)
     click.echo(f"figures written to {out}")
+
+
+def profile_summary(profile_dir: Path, top: int = 30) -> str:
+    """The workers' profiles merged: the functions with the most time of their own, then the most time in all."""
+    files = sorted(profile_dir.glob("segment-*.pstats"))
+    if not files:
+        return f"no profile written in {profile_dir}"
+    out = io.StringIO()
+    stats = pstats.Stats(str(files[0]), stream=out)
+    for more in files[1:]:
+        stats.add(str(more))
+    stats.strip_dirs()
+    out.write(f"profile of {len(files)} segments (merged into {profile_dir}/all.pstats)\n")
+    stats.dump_stats(str(profile_dir / "all.pstats"))
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
 
 
 def write_figures(figures: Figures, var_dir: Path) -> Path:
