@@ -18,6 +18,7 @@ from sqlalchemy import column, select, table
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer, OfferVersion, SubscriptionTerm
+from mvne.infra.db import one_of
 
 ZONES = ("home", "eu", "world")
 SERVICES = ("data", "voice", "sms")
@@ -151,7 +152,7 @@ def line_terms(session: Session, subscription_ids: Collection[str]) -> dict[str,
         )
         .join(OfferVersion, OfferVersion.id == SubscriptionTerm.offer_version_id)
         .join(Offer, Offer.id == SubscriptionTerm.offer_id)
-        .where(SubscriptionTerm.subscription_id.in_(wanted))
+        .where(one_of(session, SubscriptionTerm.subscription_id, wanted))
     )
     found: dict[str, list[LineTerms]] = {}
     for sub_id, valid_from, valid_to, version, currency in rows:

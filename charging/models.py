@@ -16,6 +16,7 @@ class UsageRecord(TenantOwned, Base):
     """One rated usage event; `record_id` is the sender's id, so a record sent twice counts once."""
 
     __tablename__ = "usage_records"
+    tenant_id_index = False  # (tenant_id, record_id) leads with the tenant
     __table_args__ = (
         UniqueConstraint("tenant_id", "record_id"),
         Index("ix_usage_records_billing", "tenant_id", "subscription_id", "period", "service"),
@@ -113,6 +114,7 @@ class BalanceBucket(TenantOwned, Base):
     """
 
     __tablename__ = "balance_buckets"
+    tenant_id_index = False  # looked up by line; offboarding's one delete by tenant may scan
     __table_args__ = (
         UniqueConstraint("subscription_id", "origin_key"),
         Index("ix_balance_buckets_line", "subscription_id", "service", "valid_to"),

@@ -29,7 +29,7 @@ from mvne.charging.ratecard_service import compiled_card
 from mvne.charging.ratecards import PricingError
 from mvne.charging.rating import Service
 from mvne.charging.zones import HOME, valid_plmn, zone_of
-from mvne.infra.db import utcnow
+from mvne.infra.db import for_each_key, one_of, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.metrics import USAGE_RECORDS
 from mvne.provisioning.models import NetworkAgreement, Subscription
@@ -40,6 +40,8 @@ log = logging.getLogger("mvne.usage")
 T = TypeVar("T")
 
 RATEABLE_STATUSES = ("active", "suspended")
+# Keys (lines, record ids) looked up per statement: a batch's worth, as one array parameter on PostgreSQL.
+KEYS_PER_STATEMENT = 5000
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def _sort_batch(session: Session, tenant: Tenant, records: list[UsageInput], win
         for s in session.scalars(
             select(Subscription).where(
                 Subscription.tenant_id == tenant.id,
-                (Subscription.id.in_(by_id)) | (Subscription.msisdn.in_(by_msisdn)),
+                one_of(session, Subscription.id, by_id) | one_of(session, Subscription.msisdn, by_msisdn),
             )
         )
     }
@@ -322,7 +324,8 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
         lost = sorted({row["record_id"] for row in attempt.rows} - inserted)
         session.execute(
             delete(UsageRecord).where(
-                UsageRecord.tenant_id == tenant.id, UsageRecord.id.in_([attempt.rated[r] for r in inserted])
+                UsageRecord.tenant_id == tenant.id,
+                one_of(session, UsageRecord.id, [attempt.rated[r] for r in inserted]),
             )
         )
         known.update(_accepted_ids(session, tenant.id, lost))
@@ -591,20 +594,18 @@ def ensure_plan_buckets(
     sub_ids = sorted({sub_id for sub_id, _ in line_periods if sub_id in terms})
     periods = sorted({period for _, period in line_periods} | {_previous_period(p) for _, p in line_periods})
     existing: dict[tuple[str, str], tuple[str, int | None, int]] = {}
-    for sub_chunk in _chunks(sub_ids, 500):
-        rows = session.execute(
-            select(
-                BalanceBucket.subscription_id,
-                BalanceBucket.origin_key,
-                BalanceBucket.granted,
-                BalanceBucket.used,
-            ).where(
-                BalanceBucket.tenant_id == tenant.id,
-                BalanceBucket.subscription_id.in_(sub_chunk),
-                BalanceBucket.origin.in_(("plan", "rollover")),
-                BalanceBucket.period.in_(periods),
-            )
+    for sub_chunk in _chunks(sub_ids, KEYS_PER_STATEMENT):
+        plan_buckets = select(
+            BalanceBucket.subscription_id,
+            BalanceBucket.origin_key,
+            BalanceBucket.granted,
+            BalanceBucket.used,
+        ).where(
+            BalanceBucket.tenant_id == tenant.id,
+            BalanceBucket.origin.in_(("plan", "rollover")),
+            BalanceBucket.period.in_(periods),
         )
+        rows = session.execute(for_each_key(session, BalanceBucket.subscription_id, sub_chunk, plan_buckets))
         for sub_id, key, granted, used in rows:
             existing[(sub_id, key)] = (key, granted, used)
     now = utcnow()
@@ -698,20 +699,21 @@ _BUCKET_COLUMNS = (
 def locked_buckets(
     session: Session, tenant_id: str, sub_ids: list[str], earliest: dt.datetime, latest: dt.datetime
 ) -> list[engine.Bucket]:
-    """The lines' buckets valid at some time in [earliest, latest], locked in id order (one order, no deadlock)."""
+    """The lines' buckets valid at some time in [earliest, latest], locked line by line in id order (one order for
+    every caller, so no deadlock)."""
     found: list[engine.Bucket] = []
-    for sub_chunk in _chunks(sorted(sub_ids), 500):
-        rows = session.execute(
+    for sub_chunk in _chunks(sorted(sub_ids), KEYS_PER_STATEMENT):
+        valid = (
             select(*_BUCKET_COLUMNS)
             .where(
                 BalanceBucket.tenant_id == tenant_id,
-                BalanceBucket.subscription_id.in_(sub_chunk),
                 BalanceBucket.valid_from <= latest,
                 BalanceBucket.valid_to > earliest,
             )
             .order_by(BalanceBucket.id)
             .with_for_update()
         )
+        rows = session.execute(for_each_key(session, BalanceBucket.subscription_id, sub_chunk, valid))
         found.extend(engine.Bucket(*row) for row in rows)
     return found
 
@@ -771,12 +773,9 @@ def write_buckets(session: Session, buckets: list[engine.Bucket]) -> None:
 def _accepted_ids(session: Session, tenant_id: str, record_ids: list[str]) -> dict[str, str]:
     """The usage record ids of the sender's record ids the tenant has already accepted."""
     found: dict[str, str] = {}
-    for id_chunk in _chunks(sorted(set(record_ids)), 1000):
-        rows = session.execute(
-            select(UsageRecord.record_id, UsageRecord.id).where(
-                UsageRecord.tenant_id == tenant_id, UsageRecord.record_id.in_(id_chunk)
-            )
-        )
+    for id_chunk in _chunks(sorted(set(record_ids)), KEYS_PER_STATEMENT):
+        accepted = select(UsageRecord.record_id, UsageRecord.id).where(UsageRecord.tenant_id == tenant_id)
+        rows = session.execute(for_each_key(session, UsageRecord.record_id, id_chunk, accepted))
         found.update((record_id, usage_id) for record_id, usage_id in rows)
     return found
 
@@ -823,16 +822,13 @@ def _keep_rejections(
 def _resolve_rejections(session: Session, tenant_id: str, rated: dict[str, str]) -> None:
     """Open rejections of records now accepted are resolved as duplicates of the accepted record."""
     open_ids: list[tuple[str, str]] = []
-    for id_chunk in _chunks(sorted(rated), 1000):
+    for id_chunk in _chunks(sorted(rated), KEYS_PER_STATEMENT):
+        still_open = select(UsageRejection.id, UsageRejection.record_id).where(
+            UsageRejection.tenant_id == tenant_id, UsageRejection.status == "open"
+        )
         open_ids.extend(
-            (rejection_id, record_id)
-            for rejection_id, record_id in session.execute(
-                select(UsageRejection.id, UsageRejection.record_id).where(
-                    UsageRejection.tenant_id == tenant_id,
-                    UsageRejection.status == "open",
-                    UsageRejection.record_id.in_(id_chunk),
-                )
-            )
+            (row[0], row[1])
+            for row in session.execute(for_each_key(session, UsageRejection.record_id, id_chunk, still_open))
         )
     if not open_ids:
         return

@@ -29,7 +29,7 @@ from mvne.charging.models import UsageFile
 from mvne.charging.rating import Service
 from mvne.charging.usage import UsageInput, UsageWindow, ingest_usage
 from mvne.esim.models import Sim
-from mvne.infra.db import Database, utcnow
+from mvne.infra.db import Database, one_of, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import enqueue
 from mvne.infra.storage import Storage
@@ -343,7 +343,9 @@ def _file_owners(db: Database, msisdns: set[str], imsis: set[str]) -> _Owners:
     with db.transaction(platform=True) as session:
         for msisdn_chunk in _chunks(sorted(msisdns), OWNER_LOOKUP_CHUNK):
             for msisdn, tenant_id in session.execute(
-                select(Subscription.msisdn, Subscription.tenant_id).where(Subscription.msisdn.in_(msisdn_chunk))
+                select(Subscription.msisdn, Subscription.tenant_id).where(
+                    one_of(session, Subscription.msisdn, msisdn_chunk)
+                )
             ):
                 by_msisdn[str(msisdn)] = tenant_id
         for imsi_chunk in _chunks(sorted(imsis), OWNER_LOOKUP_CHUNK):
@@ -351,7 +353,7 @@ def _file_owners(db: Database, msisdns: set[str], imsis: set[str]) -> _Owners:
             for imsi, tenant_id, sub_id in session.execute(
                 select(Sim.imsi, Subscription.tenant_id, Subscription.id)
                 .join(Subscription, Subscription.sim_id == Sim.id)
-                .where(Sim.imsi.in_(imsi_chunk))
+                .where(one_of(session, Sim.imsi, imsi_chunk))
                 .order_by(Subscription.created_at)
             ):
                 by_imsi[imsi] = (tenant_id, sub_id)
