@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import column, select, table
+from sqlalchemy import String, column, select, table
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer, OfferVersion, SubscriptionTerm
@@ -112,10 +112,47 @@ def _allowance_term(data: Mapping[str, Any]) -> AllowanceTerm:
     )
 
 
+@dataclass(frozen=True)
+class _VersionParts:
+    """What a version's terms hold whatever the line: built once per version, shared by its lines."""
+
+    allowances: tuple[AllowanceTerm, ...]
+    usage_prices: Mapping[str, Mapping[str, Decimal]]
+    charges: tuple[tuple[str, str, Decimal, str], ...]
+
+
+def _version_parts(version: OfferVersion) -> _VersionParts:
+    return _VersionParts(
+        allowances=tuple(_allowance_term(a) for a in version.allowances if a.get("service") in UNITS_PER_STATED),
+        usage_prices={
+            zone: {service: Decimal(str(price)) for service, price in prices.items()}
+            for zone, prices in version.usage_prices.items()
+        },
+        charges=tuple(
+            (c["code"], c["name"], Decimal(str(c["amount"])), c.get("tax_category", "standard"))
+            for c in version.charges
+        ),
+    )
+
+
 def version_terms(
-    subscription_id: str, version: OfferVersion, currency: str, valid_from: dt.datetime, valid_to: dt.datetime | None
+    subscription_id: str,
+    version: OfferVersion,
+    currency: str,
+    valid_from: dt.datetime,
+    valid_to: dt.datetime | None,
+    *,
+    parts: dict[str, _VersionParts] | None = None,
 ) -> LineTerms:
-    """One version's terms as they apply to one line over [valid_from, valid_to)."""
+    """One version's terms as they apply to one line over [valid_from, valid_to).
+
+    `parts` caches what the version holds by version id, for callers building the terms of many lines.
+    """
+    built = parts.get(version.id) if parts is not None else None
+    if built is None:
+        built = _version_parts(version)
+        if parts is not None:
+            parts[version.id] = built
     return LineTerms(
         subscription_id=subscription_id,
         offer_id=version.offer_id,
@@ -124,18 +161,12 @@ def version_terms(
         currency=currency,
         price=version.price,
         tax_category=version.tax_category,
-        allowances=tuple(_allowance_term(a) for a in version.allowances if a.get("service") in UNITS_PER_STATED),
-        usage_prices={
-            zone: {service: Decimal(str(price)) for service, price in prices.items()}
-            for zone, prices in version.usage_prices.items()
-        },
+        allowances=built.allowances,
+        usage_prices=built.usage_prices,
         rate_card_id=version.rate_card_id,
         valid_from=valid_from,
         valid_to=valid_to,
-        charges=tuple(
-            (c["code"], c["name"], Decimal(str(c["amount"])), c.get("tax_category", "standard"))
-            for c in version.charges
-        ),
+        charges=built.charges,
     )
 
 
@@ -155,8 +186,9 @@ def line_terms(session: Session, subscription_ids: Collection[str]) -> dict[str,
         .where(one_of(session, SubscriptionTerm.subscription_id, wanted))
     )
     found: dict[str, list[LineTerms]] = {}
+    parts: dict[str, _VersionParts] = {}
     for sub_id, valid_from, valid_to, version, currency in rows:
-        found.setdefault(sub_id, []).append(version_terms(sub_id, version, currency, valid_from, valid_to))
+        found.setdefault(sub_id, []).append(version_terms(sub_id, version, currency, valid_from, valid_to, parts=parts))
     missing = [sub_id for sub_id in wanted if sub_id not in found]
     if missing:
         found.update(_offer_timelines(session, missing))
@@ -167,25 +199,30 @@ def _offer_timelines(session: Session, subscription_ids: list[str]) -> dict[str,
     """Lines written without terms rows (imported in bulk): the offer's published versions, each in force from
     its date until the next, as new sales get them."""
     # Lines belong to provisioning, above this layer: read by table name, scoped to the tenant explicitly.
-    lines = table("subscriptions", column("id"), column("offer_id"), column("tenant_id"))
-    stmt = (
-        select(lines.c.id, OfferVersion, Offer.currency)
-        .join(OfferVersion, OfferVersion.offer_id == lines.c.offer_id)
-        .join(Offer, Offer.id == lines.c.offer_id)
-        .where(lines.c.id.in_(subscription_ids), OfferVersion.status == "published")
-    )
+    lines = table("subscriptions", column("id", String), column("offer_id", String), column("tenant_id", String))
+    stmt = select(lines.c.id, lines.c.offer_id).where(one_of(session, lines.c.id, subscription_ids))
     tenant_id = session.info.get("tenant_id")
     if tenant_id is not None:
         stmt = stmt.where(lines.c.tenant_id == tenant_id)
-    versions: dict[str, list[tuple[OfferVersion, str]]] = {}
-    for sub_id, version, currency in session.execute(stmt):
-        versions.setdefault(sub_id, []).append((version, currency))
+    offer_of: dict[str, str] = {row.id: row.offer_id for row in session.execute(stmt)}
+    by_offer: dict[str, list[tuple[OfferVersion, str]]] = {}
+    for version, currency in session.execute(
+        select(OfferVersion, Offer.currency)
+        .join(Offer, Offer.id == OfferVersion.offer_id)
+        .where(one_of(session, OfferVersion.offer_id, set(offer_of.values())), OfferVersion.status == "published")
+    ):
+        by_offer.setdefault(version.offer_id, []).append((version, currency))
+    parts: dict[str, _VersionParts] = {}
     found: dict[str, list[LineTerms]] = {}
-    for sub_id, items in versions.items():
-        items.sort(key=lambda item: item[0].effective_from_at or EPOCH)
+    for sub_id, offer_id in offer_of.items():
+        items = sorted(by_offer.get(offer_id, []), key=lambda item: item[0].effective_from_at or EPOCH)
+        if not items:
+            continue
         starts = [item[0].effective_from_at or EPOCH for item in items]
         found[sub_id] = [
-            version_terms(sub_id, version, currency, starts[n], starts[n + 1] if n + 1 < len(starts) else None)
+            version_terms(
+                sub_id, version, currency, starts[n], starts[n + 1] if n + 1 < len(starts) else None, parts=parts
+            )
             for n, (version, currency) in enumerate(items)
         ]
     return found

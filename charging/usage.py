@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -34,7 +34,7 @@ from mvne.infra.ids import new_id
 from mvne.infra.metrics import USAGE_RECORDS
 from mvne.provisioning.models import NetworkAgreement, Subscription
 from mvne.tenants.models import Tenant, TenantSettings
-from mvne.tenants.service import record_event
+from mvne.tenants.service import record_event, record_events
 
 log = logging.getLogger("mvne.usage")
 T = TypeVar("T")
@@ -170,7 +170,16 @@ def _quantity_refusal(service: Service, quantity: int) -> tuple[str, str] | None
     return None
 
 
-def _line_refusal(record: UsageInput, sub: Subscription | None) -> tuple[str, str] | None:
+class LineRef(NamedTuple):
+    """What rating needs of a line: read as four columns, not as a whole mapped object."""
+
+    id: str
+    msisdn: str | None
+    activated_at: dt.datetime | None
+    terminated_at: dt.datetime | None
+
+
+def _line_refusal(record: UsageInput, sub: LineRef | None) -> tuple[str, str] | None:
     if sub is None:
         named = f"line {record.subscription_id}" if record.subscription_id else f"MSISDN {record.msisdn}"
         return ("unknown_line", f"No {named} among the tenant's lines.")
@@ -191,7 +200,7 @@ def _line_refusal(record: UsageInput, sub: Subscription | None) -> tuple[str, st
 
 
 def refusal_of(
-    record: UsageInput, sub: Subscription | None, window: UsageWindow, now: dt.datetime
+    record: UsageInput, sub: LineRef | None, window: UsageWindow, now: dt.datetime
 ) -> tuple[str, str] | None:
     """Why a record cannot be rated (reason code, detail), or None when it can."""
     if record.refusal is not None:
@@ -211,7 +220,7 @@ class _Sorted:
     """A batch sorted before rating: what to rate, what is refused, what repeats an earlier record."""
 
     outcomes: list[RecordOutcome | None]
-    candidates: list[tuple[int, UsageInput, Subscription, str]] = field(default_factory=list)
+    candidates: list[tuple[int, UsageInput, LineRef, str]] = field(default_factory=list)
     refused: list[tuple[int, UsageInput, str, str]] = field(default_factory=list)
     first_of: dict[str, int] = field(default_factory=dict)
     repeated: list[int] = field(default_factory=list)
@@ -223,9 +232,9 @@ def _sort_batch(session: Session, tenant: Tenant, records: list[UsageInput], win
     by_id = {r.subscription_id for r in records if r.subscription_id}
     by_msisdn = {r.msisdn for r in records if r.msisdn and not r.subscription_id}
     subs = {
-        s.id: s
-        for s in session.scalars(
-            select(Subscription).where(
+        row.id: LineRef(*row)
+        for row in session.execute(
+            select(Subscription.id, Subscription.msisdn, Subscription.activated_at, Subscription.terminated_at).where(
                 Subscription.tenant_id == tenant.id,
                 one_of(session, Subscription.id, by_id) | one_of(session, Subscription.msisdn, by_msisdn),
             )
@@ -335,22 +344,26 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
     for index, outcome in attempt.outcomes.items():
         batch.outcomes[index] = outcome
     settle_buckets(session, tenant.id, buckets)
-    for bucket_id in attempt.fair_use_reached:
-        bucket = next(b for b in buckets if b.id == bucket_id)
-        record_event(
-            session,
-            "balance.fair_use_reached",
-            bucket.id,
-            {
-                "subscription": bucket.subscription_id,
-                "bucket": bucket.id,
-                "service": bucket.service,
-                "zone": bucket.zone,
-                "fair_use": bucket.fair_use,
-                "used": bucket.used,
-            },
-            tenant_id=tenant.id,
-        )
+    by_id = {bucket.id: bucket for bucket in buckets}
+    record_events(
+        session,
+        "balance.fair_use_reached",
+        [
+            (
+                bucket.id,
+                {
+                    "subscription": bucket.subscription_id,
+                    "bucket": bucket.id,
+                    "service": bucket.service,
+                    "zone": bucket.zone,
+                    "fair_use": bucket.fair_use,
+                    "used": bucket.used,
+                },
+            )
+            for bucket in (by_id[bucket_id] for bucket_id in attempt.fair_use_reached)
+        ],
+        tenant_id=tenant.id,
+    )
     return attempt.rated
 
 
@@ -610,12 +623,17 @@ def ensure_plan_buckets(
             existing[(sub_id, key)] = (key, granted, used)
     now = utcnow()
     values: list[dict[str, Any]] = []
+    windows = {period: _period_window(period, tenant.timezone) for _, period in line_periods}
+    allowances_of: dict[str, list[tuple[tuple[str, str], dict[str, Any]]]] = {}
     for sub_id, period in sorted(line_periods):
         if sub_id not in terms:
             continue
-        start, end = _period_window(period, tenant.timezone)
+        start, end = windows[period]
         line = plan_terms(terms[sub_id], start)
-        for (service, zone), allowance in sorted(_plan_allowances(line).items()):
+        allowances = allowances_of.get(line.offer_version_id)
+        if allowances is None:
+            allowances = allowances_of[line.offer_version_id] = sorted(_plan_allowances(line).items())
+        for (service, zone), allowance in allowances:
             common = {
                 "tenant_id": tenant.id,
                 "subscription_id": sub_id,
@@ -724,50 +742,75 @@ def settle_buckets(session: Session, tenant_id: str, buckets: list[engine.Bucket
     One UPDATE ... FROM (VALUES ...) per chunk sets used, EU use and the notified threshold together, so
     each threshold is sent once: the batch that crosses it holds the bucket's lock and records it.
     """
+    crossings: list[tuple[str, dict[str, Any]]] = []
     for bucket in buckets:
         crossed = bucket.threshold_crossed()
         if crossed is None:
             continue
         bucket.notified_percent = crossed
-        record_event(
-            session,
-            "balance.threshold_reached",
-            bucket.id,
-            {
-                "subscription": bucket.subscription_id,
-                "bucket": bucket.id,
-                "service": bucket.service,
-                "zone": bucket.zone,
-                "percent": crossed,
-                "granted": bucket.granted,
-                "used": bucket.used,
-            },
-            tenant_id=tenant_id,
+        crossings.append(
+            (
+                bucket.id,
+                {
+                    "subscription": bucket.subscription_id,
+                    "bucket": bucket.id,
+                    "service": bucket.service,
+                    "zone": bucket.zone,
+                    "percent": crossed,
+                    "granted": bucket.granted,
+                    "used": bucket.used,
+                },
+            )
         )
+    record_events(session, "balance.threshold_reached", crossings, tenant_id=tenant_id)
     write_buckets(session, [b for b in buckets if b.changed])
 
 
 def write_buckets(session: Session, buckets: list[engine.Bucket]) -> None:
-    """Write used, EU use and notified threshold of buckets, one statement per 500."""
-    for chunk in _chunks(buckets, 500):
-        params: dict[str, Any] = {}
-        values = []
-        for n, bucket in enumerate(chunk):
-            values.append(
-                f"(CAST(:i{n} AS VARCHAR(40)), CAST(:u{n} AS BIGINT), CAST(:e{n} AS BIGINT), CAST(:p{n} AS INTEGER))"
-            )
-            params.update(
-                {f"i{n}": bucket.id, f"u{n}": bucket.used, f"e{n}": bucket.eu_used, f"p{n}": bucket.notified_percent}
-            )
+    """Write used, EU use and notified threshold of buckets: on PostgreSQL one UPDATE from four arrays,
+    elsewhere one UPDATE ... FROM (VALUES ...) per 500."""
+    if not buckets:
+        return
+    if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text(
-                "UPDATE balance_buckets SET used = v.column2, eu_used = v.column3, notified_percent = v.column4 "  # noqa: S608
-                f"FROM (VALUES {', '.join(values)}) AS v WHERE balance_buckets.id = v.column1"
+                "UPDATE balance_buckets SET used = v.used, eu_used = v.eu_used, notified_percent = v.notified "
+                "FROM unnest(CAST(:ids AS VARCHAR(40)[]), CAST(:used AS BIGINT[]), CAST(:eu_used AS BIGINT[]), "
+                "CAST(:notified AS INTEGER[])) AS v(id, used, eu_used, notified) WHERE balance_buckets.id = v.id"
             ),
-            params,
+            {
+                "ids": [b.id for b in buckets],
+                "used": [b.used for b in buckets],
+                "eu_used": [b.eu_used for b in buckets],
+                "notified": [b.notified_percent for b in buckets],
+            },
         )
-        for bucket in chunk:
-            bucket.loaded = (bucket.used, bucket.eu_used, bucket.notified_percent)
+    else:
+        for chunk in _chunks(buckets, 500):
+            params: dict[str, Any] = {}
+            values = []
+            for n, bucket in enumerate(chunk):
+                values.append(
+                    f"(CAST(:i{n} AS VARCHAR(40)), CAST(:u{n} AS BIGINT), CAST(:e{n} AS BIGINT), "
+                    f"CAST(:p{n} AS INTEGER))"
+                )
+                params.update(
+                    {
+                        f"i{n}": bucket.id,
+                        f"u{n}": bucket.used,
+                        f"e{n}": bucket.eu_used,
+                        f"p{n}": bucket.notified_percent,
+                    }
+                )
+            session.execute(
+                text(
+                    "UPDATE balance_buckets SET used = v.column2, eu_used = v.column3, notified_percent = v.column4 "  # noqa: S608
+                    f"FROM (VALUES {', '.join(values)}) AS v WHERE balance_buckets.id = v.column1"
+                ),
+                params,
+            )
+    for bucket in buckets:
+        bucket.loaded = (bucket.used, bucket.eu_used, bucket.notified_percent)
 
 
 def _accepted_ids(session: Session, tenant_id: str, record_ids: list[str]) -> dict[str, str]:

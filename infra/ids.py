@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -12,12 +13,13 @@ _lock = threading.Lock()
 _last = (0, 0)  # (milliseconds, random part) of the id made last in this process
 
 
+# RFC 4648 base32 digits to Crockford's: the C encoder does the arithmetic, a table renames the digits.
+_FROM_RFC4648 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
+
+
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+    """`value` as `length` Crockford base32 digits, most significant first (length at most 32)."""
+    return base64.b32encode(value.to_bytes(20, "big")).decode("ascii")[-length:].translate(_FROM_RFC4648)
 
 
 def new_id(prefix: str) -> str:
@@ -37,4 +39,4 @@ def new_id(prefix: str) -> str:
         else:
             random_part = int.from_bytes(os.urandom(10), "big")
         _last = (millis, random_part)
-    return f"{prefix}_{_encode(millis, 10)}{_encode(random_part, 16)}"
+    return f"{prefix}_{_encode(millis << _RANDOM_BITS | random_part, 26)}"

@@ -225,8 +225,21 @@ def record_event(
         raise ValueError(f"event {type_} needs a tenant")
     event = Event(id=new_id("evt"), tenant_id=owner, type=type_, object_id=object_id, data=data, created_at=utcnow())
     session.add(event)
-    webhooks.fan_out(session, owner, event)
+    webhooks.fan_out(session, owner, [event])
     return event
+
+
+def record_events(session: Session, type_: str, items: list[tuple[str, dict[str, Any]]], *, tenant_id: str) -> None:
+    """Append several events of one type (object id, data) to the tenant's log: one lookup of its endpoints."""
+    if not items:
+        return
+    now = utcnow()
+    events = [
+        Event(id=new_id("evt"), tenant_id=tenant_id, type=type_, object_id=object_id, data=data, created_at=now)
+        for object_id, data in items
+    ]
+    session.add_all(events)
+    webhooks.fan_out(session, tenant_id, events)
 
 
 def next_counter(session: Session, tenant_id: str, name: str) -> int:

@@ -113,12 +113,12 @@ def delete_endpoint(session: Session, endpoint_id: str) -> None:
     get_endpoint(session, endpoint_id).status = "deleted"
 
 
-def fan_out(session: Session, tenant_id: str, event: Event) -> None:
-    """Queue the event for each of the tenant's endpoints that wants it (in the event's transaction)."""
+def fan_out(session: Session, tenant_id: str, events: list[Event]) -> None:
+    """Queue each event for each of the tenant's endpoints that wants it (in the events' transaction)."""
     endpoints = session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.status == "enabled")
     ).all()
-    for endpoint in endpoints:
+    for event, endpoint in ((event, endpoint) for event in events for endpoint in endpoints):
         if not endpoint.wants(event.type):
             continue
         delivery = WebhookDelivery(
