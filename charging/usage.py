@@ -29,7 +29,7 @@ from mvne.charging.ratecard_service import compiled_card
 from mvne.charging.ratecards import PricingError
 from mvne.charging.rating import Service
 from mvne.charging.zones import HOME, valid_plmn, zone_of
-from mvne.infra.db import for_each_key, one_of, utcnow
+from mvne.infra.db import for_each_key, insert_from_arrays, one_of, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.metrics import USAGE_RECORDS
 from mvne.provisioning.models import NetworkAgreement, Subscription
@@ -683,13 +683,19 @@ def ensure_plan_buckets(
                             "priority": allowance["priority"] - 1,
                         }
                     )
+    _insert_buckets(session, values)
+
+
+def _insert_buckets(session: Session, values: list[dict[str, Any]]) -> None:
+    """New buckets, each made once however many batches race to make it (unique per line and origin key)."""
     if not values:
         return
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = cast(Table, BalanceBucket.__table__)
+    if session.get_bind().dialect.name == "postgresql":
+        insert_from_arrays(session, table, values, conflict_columns=("subscription_id", "origin_key"))
+        return
     # One cached statement, executemany: the driver sends multi-row INSERTs.
-    stmt = upsert(cast(Table, BalanceBucket.__table__)).on_conflict_do_nothing(
-        index_elements=["subscription_id", "origin_key"]
-    )
+    stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["subscription_id", "origin_key"])
     for chunk in _chunks(values, 1000):
         session.execute(stmt, chunk)
 

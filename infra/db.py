@@ -189,6 +189,30 @@ def for_each_key(session: Session, column: Keyed, keys: Collection[Any], inner: 
     return cast("Select[*Ts]", select(*per_key.c).select_from(wanted).join(per_key, true()))
 
 
+def insert_from_arrays(
+    session: Session, table: Table, rows: list[dict[str, Any]], *, conflict_columns: tuple[str, ...]
+) -> None:
+    """Insert rows (all with the same keys) on PostgreSQL as one INSERT ... SELECT FROM unnest(one array per
+    column) ... ON CONFLICT DO NOTHING: the statement's cost no longer grows with per-row parameter handling."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    arrays = []
+    params: dict[str, Any] = {}
+    for n, name in enumerate(names):
+        column_type = table.c[name].type.compile(dialect=dialect)
+        arrays.append(f"CAST(:a{n} AS {column_type}[])")
+        params[f"a{n}"] = [row[name] for row in rows]
+    session.execute(
+        text(
+            f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({', '.join(arrays)}) "  # noqa: S608
+            f"ON CONFLICT ({', '.join(conflict_columns)}) DO NOTHING"
+        ),
+        params,
+    )
+
+
 # Platform tables whose rows name a tenant but must outlive it (the ledgers that keep number ranges
 # and SIM serials from being handed out twice, the job ledger) carry this key in their table `info`;
 # offboarding a tenant exports their rows and erases its rows everywhere else.
