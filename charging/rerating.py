@@ -28,6 +28,7 @@ from mvne.charging import engine
 from mvne.charging.errors import InvalidPeriod, ReratingRunInProgress, ReratingRunNotFound
 from mvne.charging.models import BalanceBucket, ReratingRun, UsageAdjustment, UsageRecord
 from mvne.charging.ratecards import PricingError
+from mvne.charging.rating import Service
 from mvne.charging.usage import (
     _chunks,
     _period_window,
@@ -295,7 +296,9 @@ def rerate_lines(session: Session, tenant: Tenant, run: ReratingRun, sub_ids: li
     start, end = _period_window(run.period, tenant.timezone)
     earliest = min(start, *(r.started_at for r in records))
     latest = max(end - dt.timedelta(microseconds=1), *(r.started_at for r in records))
-    buckets = locked_buckets(session, tenant.id, sub_ids, earliest, latest)
+    # Every service of the lines: giving back what the period's records consumed may touch any of them.
+    every_service = [(sub_id, service.value) for sub_id in sub_ids for service in Service]
+    buckets = locked_buckets(session, tenant.id, every_service, earliest, latest)
     _give_back(buckets, records, run.period, _plan_updates(session, tenant, sub_ids, run.period, terms))
     by_line: dict[str, list[engine.Bucket]] = defaultdict(list)
     for bucket in buckets:

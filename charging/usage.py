@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar, cast
@@ -320,7 +320,8 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
     context = rating_context(session, tenant, terms)
     ensure_plan_buckets(session, tenant, {(sub.id, period) for _, _, sub, period in batch.candidates}, terms)
     starts = [record.started_at for _, record, _, _ in batch.candidates]
-    buckets = locked_buckets(session, tenant.id, sub_ids, min(starts), max(starts))
+    line_services = {(sub.id, str(record.service)) for _, record, sub, _ in batch.candidates}
+    buckets = locked_buckets(session, tenant.id, line_services, min(starts), max(starts))
     by_line: dict[str, list[engine.Bucket]] = defaultdict(list)
     for bucket in buckets:
         by_line[bucket.subscription_id].append(bucket)
@@ -721,12 +722,16 @@ _BUCKET_COLUMNS = (
 
 
 def locked_buckets(
-    session: Session, tenant_id: str, sub_ids: list[str], earliest: dt.datetime, latest: dt.datetime
+    session: Session,
+    tenant_id: str,
+    line_services: Collection[tuple[str, str]],
+    earliest: dt.datetime,
+    latest: dt.datetime,
 ) -> list[engine.Bucket]:
-    """The lines' buckets valid at some time in [earliest, latest], locked line by line in id order (one order for
-    every caller, so no deadlock)."""
+    """The buckets of each (line, service) valid at some time in [earliest, latest], locked in (line, service, id)
+    order: one order for every caller, so no deadlock. Only the services a batch uses: a line's others stay free."""
     found: list[engine.Bucket] = []
-    for sub_chunk in _chunks(sorted(sub_ids), KEYS_PER_STATEMENT):
+    for key_chunk in _chunks(sorted(set(line_services)), KEYS_PER_STATEMENT):
         valid = (
             select(*_BUCKET_COLUMNS)
             .where(
@@ -737,7 +742,8 @@ def locked_buckets(
             .order_by(BalanceBucket.id)
             .with_for_update()
         )
-        rows = session.execute(for_each_key(session, BalanceBucket.subscription_id, sub_chunk, valid))
+        keyed = (BalanceBucket.subscription_id, BalanceBucket.service)
+        rows = session.execute(for_each_key(session, keyed, key_chunk, valid))
         found.extend(engine.Bucket(*row) for row in rows)
     return found
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Engine
@@ -171,21 +172,32 @@ def one_of(session: Session, column: Keyed, values: Collection[Any]) -> ColumnEl
     return column.in_(list(values))
 
 
-def for_each_key(session: Session, column: Keyed, keys: Collection[Any], inner: Select[*Ts]) -> Select[*Ts]:
-    """`inner` for each of `keys` (matched on `column`), the statement's rows key after key in sorted order.
+def for_each_key(
+    session: Session, columns: Keyed | tuple[Keyed, ...], keys: Collection[Any], inner: Select[*Ts]
+) -> Select[*Ts]:
+    """`inner` for each of `keys` (matched on `columns`; keys are tuples when there are several columns), the
+    statement's rows key after key in sorted order.
 
-    On PostgreSQL the keys are one array parameter, unnested, and `inner` runs as a LATERAL subquery per
-    key: an index probe on `column` whatever the planner believes of the table. A table filled faster
-    than it is analyzed otherwise gets a join that scans the whole table once per key (seconds a
-    statement). A locking clause on `inner` locks key after key, so callers lock in one order. Elsewhere
-    `column IN keys`.
+    On PostgreSQL the keys are one array parameter per column, unnested, and `inner` runs as a LATERAL
+    subquery per key: an index probe on the columns whatever the planner believes of the table. A table
+    filled faster than it is analyzed otherwise gets a join that scans the whole table once per key
+    (seconds a statement). A locking clause on `inner` locks key after key, so callers lock in one order.
+    Elsewhere `columns IN keys`.
     """
+    matched = columns if isinstance(columns, tuple) else (columns,)
     ordered = sorted(set(keys))
     if session.get_bind().dialect.name != "postgresql":
-        return inner.where(column.in_(ordered))
-    wanted = func.unnest(bindparam(None, ordered, type_=_array_of(column))).table_valued("key").render_derived()
+        if len(matched) == 1:
+            return inner.where(matched[0].in_(ordered))
+        return inner.where(tuple_(*matched).in_(ordered))
+    values = [ordered] if len(matched) == 1 else [[key[n] for key in ordered] for n in range(len(matched))]
+    names = [f"key{n}" for n in range(len(matched))]
+    arrays = [
+        bindparam(None, column_values, type_=_array_of(c)) for c, column_values in zip(matched, values, strict=True)
+    ]
+    wanted = func.unnest(*arrays).table_valued(*names).render_derived()
     # OFFSET 0 keeps the subquery whole: flattened, it is a join again, for the planner to order.
-    per_key = inner.where(column == wanted.c.key).offset(0).lateral()
+    per_key = inner.where(*(c == wanted.c[name] for c, name in zip(matched, names, strict=True))).offset(0).lateral()
     return cast("Select[*Ts]", select(*per_key.c).select_from(wanted).join(per_key, true()))
 
 
