@@ -11,10 +11,10 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -151,6 +151,8 @@ class IngestResult:
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     records: list[RecordOutcome] = field(default_factory=list)
+    # Records of lines another transaction held (`defer_busy_lines`): not looked at, to send again.
+    deferred: list[UsageInput] = field(default_factory=list)
 
 
 def period_of(moment: dt.datetime, timezone: str) -> str:
@@ -226,9 +228,11 @@ class _Sorted:
     repeated: list[int] = field(default_factory=list)
 
 
-def _sort_batch(session: Session, tenant: Tenant, records: list[UsageInput], window: UsageWindow) -> _Sorted:
-    batch = _Sorted(outcomes=[None] * len(records))
-    existing = _accepted_ids(session, tenant.id, [r.record_id for r in records])
+LineOf = Callable[[UsageInput], LineRef | None]
+
+
+def _lines_of(session: Session, tenant: Tenant, records: list[UsageInput]) -> LineOf:
+    """The tenant's lines the records name (by line id, else by MSISDN), read in one statement; a record's line."""
     by_id = {r.subscription_id for r in records if r.subscription_id}
     by_msisdn = {r.msisdn for r in records if r.msisdn and not r.subscription_id}
     subs = {
@@ -241,12 +245,26 @@ def _sort_batch(session: Session, tenant: Tenant, records: list[UsageInput], win
         )
     }
     subs_by_msisdn = {s.msisdn: s for s in subs.values() if s.msisdn}
+
+    def line_of(record: UsageInput) -> LineRef | None:
+        if record.subscription_id:
+            return subs.get(record.subscription_id)
+        return subs_by_msisdn.get(record.msisdn or "")
+
+    return line_of
+
+
+def _sort_batch(
+    session: Session, tenant: Tenant, records: list[UsageInput], window: UsageWindow, line_of: LineOf
+) -> _Sorted:
+    batch = _Sorted(outcomes=[None] * len(records))
+    existing = _accepted_ids(session, tenant.id, [r.record_id for r in records])
     now = utcnow()
     for index, record in enumerate(records):
         if record.record_id in existing:
             batch.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", existing[record.record_id])
             continue
-        sub = subs.get(record.subscription_id) if record.subscription_id else subs_by_msisdn.get(record.msisdn or "")
+        sub = line_of(record)
         refusal = refusal_of(record, sub, window, now)
         if refusal is not None:
             batch.refused.append((index, record, *refusal))
@@ -265,6 +283,7 @@ def ingest_usage(
     *,
     source: str,
     window: UsageWindow | None = None,
+    lock_lines: Literal["skip_busy", "wait"] | None = None,
 ) -> IngestResult:
     """Store and rate a batch for the session's tenant; every record ends rated, duplicate or rejected (and kept).
 
@@ -272,9 +291,18 @@ def ingest_usage(
     fixed order; duplicates are looked for after the locks are held, so two batches carrying the same
     record (they touch the same balance) cannot both count it. Records, then rejections, are written
     in multi-row inserts in the caller's transaction: a batch that fails writes neither.
+
+    With `lock_lines` (on PostgreSQL) the batch first locks its lines. "skip_busy" skips those another
+    transaction holds: their records are left out, returned in `deferred` for the caller to send again
+    in a later batch (the outcomes' indexes then count the records rated now). Workers sharing a file
+    then rate disjoint lines instead of waiting on each other's bucket locks. "wait" waits for them
+    (lines are locked in id order, so two such batches cannot deadlock).
     """
     result = IngestResult()
-    batch = _sort_batch(session, tenant, records, window or UsageWindow())
+    line_of = _lines_of(session, tenant, records)
+    if lock_lines is not None and session.get_bind().dialect.name == "postgresql":
+        records, result.deferred = _lock_lines(session, records, line_of, skip_busy=lock_lines == "skip_busy")
+    batch = _sort_batch(session, tenant, records, window or UsageWindow(), line_of)
     rated = _rate(session, tenant, batch, source) if batch.candidates else {}
     result.accepted = len(rated)
     for index in batch.repeated:
@@ -307,6 +335,30 @@ def ingest_usage(
     result.duplicates = sum(1 for o in result.records if o.outcome == "duplicate")
     session.flush()
     return _counted(result)
+
+
+def _lock_lines(
+    session: Session, records: list[UsageInput], line_of: LineOf, *, skip_busy: bool
+) -> tuple[list[UsageInput], list[UsageInput]]:
+    """Lock the records' lines (FOR NO KEY UPDATE, SKIP LOCKED when `skip_busy`): (records to rate now, records of
+    busy lines)."""
+    named = {line.id for line in map(line_of, records) if line is not None}
+    if not named:
+        return records, []
+    free = set(
+        session.scalars(
+            select(Subscription.id)
+            .where(one_of(session, Subscription.id, named))
+            .order_by(Subscription.id)
+            .with_for_update(skip_locked=skip_busy, key_share=True)
+        )
+    )
+    now: list[UsageInput] = []
+    later: list[UsageInput] = []
+    for record in records:
+        line = line_of(record)
+        (later if line is not None and line.id not in free else now).append(record)
+    return now, later
 
 
 def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict[str, str]:

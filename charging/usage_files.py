@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -254,9 +254,13 @@ def ingest_usage_segment(
     report.read_s = time.perf_counter() - started
     started = time.perf_counter()
     owners = _file_owners(db, {i.msisdn for i in items if i.msisdn}, {i.imsi for i in items if i.imsi and not i.msisdn})
+    waiting: dict[str, list[UsageInput]] = {}
     for chunk in _chunks(items, FILE_CHUNK):
         report.records += len(chunk)
-        _ingest_file_chunk(db, key, chunk, report, window=window, owners=owners)
+        _ingest_file_chunk(db, key, chunk, report, window=window, owners=owners, waiting=waiting)
+    # What another worker's lines held back to the end: rated now, waiting for those lines if need be.
+    for tenant_id, records in waiting.items():
+        _ingest_group(db, key, tenant_id, records, report, window=window, defer=False)
     del items
     report.rate_s = time.perf_counter() - started
     _finish_segment(db, storage, usage_file_id, segment, report)
@@ -368,9 +372,15 @@ def _ingest_file_chunk(
     *,
     window: UsageWindow | None,
     owners: _Owners,
+    waiting: dict[str, list[UsageInput]],
 ) -> None:
+    """Rate a chunk's records, tenant by tenant, with the records of busy lines earlier chunks left `waiting`;
+    those of lines busy now wait in turn."""
     by_msisdn, by_imsi = owners.by_msisdn, owners.by_imsi
     grouped: dict[str, list[UsageInput]] = defaultdict(list)
+    for waiting_tenant, held_back in waiting.items():
+        grouped[waiting_tenant].extend(held_back)
+    waiting.clear()
     services = {s.value: s for s in Service}
     for item in chunk:
         tenant_id: str | None = by_msisdn.get(item.msisdn) if item.msisdn else None
@@ -418,15 +428,33 @@ def _ingest_file_chunk(
                 extra=extra,
             )
         )
-    for tenant_id, records in grouped.items():
-        with db.transaction(tenant_id=tenant_id) as session:
-            tenant = session.get(Tenant, tenant_id)
-            assert tenant is not None
-            outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window)
-        report.accepted += outcome.accepted
-        report.duplicates += outcome.duplicates
-        for rejected in outcome.rejected:
-            report.error({"record_id": rejected["record_id"], "reason": rejected["reason"], "code": rejected["code"]})
+    for group_tenant, records in grouped.items():
+        deferred = _ingest_group(db, key, group_tenant, records, report, window=window, defer=True)
+        if deferred:
+            waiting[group_tenant] = deferred
+
+
+def _ingest_group(
+    db: Database,
+    key: str,
+    tenant_id: str,
+    records: list[UsageInput],
+    report: SegmentReport,
+    *,
+    window: UsageWindow | None,
+    defer: bool,
+) -> list[UsageInput]:
+    """One tenant's records of a chunk in one transaction, counted in the report; the records deferred."""
+    with db.transaction(tenant_id=tenant_id) as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        lock_lines: Literal["skip_busy", "wait"] = "skip_busy" if defer else "wait"
+        outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window, lock_lines=lock_lines)
+    report.accepted += outcome.accepted
+    report.duplicates += outcome.duplicates
+    for rejected in outcome.rejected:
+        report.error({"record_id": rejected["record_id"], "reason": rejected["reason"], "code": rejected["code"]})
+    return outcome.deferred
 
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:

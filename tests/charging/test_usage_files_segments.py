@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mvne.charging import usage_files as usage_files_module
-from mvne.charging.models import UsageFile
+from mvne.charging.models import UsageFile, UsageRecord
 from mvne.charging.usage_files import (
     SegmentReport,
     fail_usage_file,
@@ -24,7 +26,9 @@ from mvne.charging.usage_files import (
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import OutboxMessage
 from mvne.infra.runtime import Runtime
+from mvne.infra.settings import Settings
 from mvne.infra.storage import FileStorage
+from mvne.provisioning.models import Subscription
 from tests.charging.test_usage_outcomes import MB, at, stored
 from tests.support.api import TenantHandle, active_subscription, customer, published_offer, wait_for
 
@@ -214,3 +218,69 @@ def test_a_file_whose_segment_failed_for_good_shows_it_and_completes_once_the_se
     assert failed == ("failed", 0, [{"reason": "RuntimeError: the database went away"}])
     assert state() == ("processed", 6, [])
     assert stored(runtime, tenant.id)[0] == 6
+
+
+def test_lines_another_worker_holds_are_rated_after_the_others_and_each_record_once(
+    runtime: Runtime,
+    tenant: TenantHandle,
+    line: dict[str, Any],
+    postgres_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(usage_files_module, "FILE_CHUNK", 2)
+    offer = published_offer(tenant.api, code=f"HELD-{secrets.token_hex(3)}")
+    other = active_subscription(tenant.api, customer(tenant.api)["id"], offer["id"])
+    tag = secrets.token_hex(3)
+    body = [CDR_HEADER]
+    for n in range(4):
+        body.append(f"h-{tag}-a{n},,{line['msisdn']},data,{at(line)},,{MB},,,")
+        body.append(f"h-{tag}-b{n},,{other['msisdn']},data,{at(other)},,{MB},,,")
+    key = f"usage/incoming/heldnet/{tag}.csv"
+    runtime.storage.put(key, "\n".join(body).encode())
+    header, (segment,) = plan_segments(runtime.storage, key)
+    file_id = new_id("ufl")
+    with runtime.db.transaction(platform=True) as session:
+        session.add(
+            UsageFile(
+                id=file_id,
+                key=key,
+                status="running",
+                errors=[],
+                segments_total=1,
+                segment_results={},
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
+
+    def rated_on(sub_id: str) -> int:
+        with runtime.db.transaction(tenant_id=tenant.id) as session:
+            return session.scalar(select(func.count()).where(UsageRecord.subscription_id == sub_id)) or 0
+
+    # Another worker's batch holds the first line for as long as this test says.
+    holder = runtime.db.session(tenant_id=tenant.id)
+    holder.execute(select(Subscription.id).where(Subscription.id == line["id"]).with_for_update(key_share=True))
+    reports: list[SegmentReport | None] = []
+    worker = threading.Thread(
+        target=lambda: reports.append(
+            ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+        )
+    )
+    worker.start()
+    try:
+        # The other line's records are rated, chunk after chunk, while the held line's wait at the end.
+        wait_for(lambda: rated_on(other["id"]) == 4, what="the free line's records")
+        time.sleep(0.5)
+        assert worker.is_alive()
+        assert rated_on(line["id"]) == 0
+    finally:
+        holder.rollback()
+        holder.close()
+    worker.join(timeout=60)
+
+    assert not worker.is_alive()
+    (report,) = reports
+    assert report is not None
+    assert (report.records, report.accepted, report.duplicates, report.rejected) == (8, 8, 0, 0)
+    assert (rated_on(line["id"]), rated_on(other["id"])) == (4, 4)
+    assert stored(runtime, tenant.id) == (8, 0, 8 * MB)
