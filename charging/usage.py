@@ -677,6 +677,7 @@ def ensure_plan_buckets(
     now = utcnow()
     values: list[dict[str, Any]] = []
     windows = {period: _period_window(period, tenant.timezone) for _, period in line_periods}
+    untouched = _UntouchedPeriods(session, tenant.timezone, terms)
     allowances_of: dict[str, list[tuple[tuple[str, str], dict[str, Any]]]] = {}
     for sub_id, period in sorted(line_periods):
         if sub_id not in terms:
@@ -717,10 +718,13 @@ def ensure_plan_buckets(
                     }
                 )
             rollover_key = f"rollover:{period}:{service}:{zone}"
-            previous = existing.get((sub_id, f"plan:{_previous_period(period)}:{service}:{zone}"))
-            if allowance["rollover_cap"] and previous is not None and (sub_id, rollover_key) not in existing:
-                _, granted, used = previous
-                carried = min(allowance["rollover_cap"], max((granted or 0) - used, 0))
+            if allowance["rollover_cap"] and (sub_id, rollover_key) not in existing:
+                previous = existing.get((sub_id, f"plan:{_previous_period(period)}:{service}:{zone}"))
+                left = previous[1] - previous[2] if previous is not None and previous[1] is not None else 0
+                # No bucket of the last period: the line used nothing of it, unless this batch makes it now.
+                if previous is None and (sub_id, _previous_period(period)) not in line_periods:
+                    left = untouched.left(sub_id, period, service, zone)
+                carried = min(allowance["rollover_cap"], max(left, 0))
                 if carried > 0:
                     # Consumed before the period's own allowance: it would be lost at the same time.
                     values.append(
@@ -737,6 +741,30 @@ def ensure_plan_buckets(
                         }
                     )
     _insert_buckets(session, values)
+
+
+class _UntouchedPeriods:
+    """What a line left of a period in which it used nothing (so no plan bucket was made): the whole allowance of
+    the terms then in force, when the line was active before that period ended; nothing otherwise."""
+
+    def __init__(self, session: Session, timezone: str, terms: Mapping[str, TermsTimeline]) -> None:
+        self.session, self.timezone, self.terms = session, timezone, terms
+        self.activated: dict[str, dt.datetime | None] | None = None
+
+    def left(self, sub_id: str, period: str, service: str, zone: str) -> int:
+        if self.activated is None:  # read once, and only when some line has a period without buckets
+            rows = self.session.execute(
+                select(Subscription.id, Subscription.activated_at).where(
+                    one_of(self.session, Subscription.id, sorted(self.terms))
+                )
+            )
+            self.activated = {row.id: row.activated_at for row in rows}
+        since = self.activated.get(sub_id)
+        start, end = _period_window(_previous_period(period), self.timezone)
+        if since is None or since >= end:
+            return 0
+        allowance = _plan_allowances(plan_terms(self.terms[sub_id], max(start, since))).get((service, zone))
+        return allowance["granted"] if allowance is not None and allowance["granted"] is not None else 0
 
 
 def _insert_buckets(session: Session, values: list[dict[str, Any]]) -> None:

@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from mvne.catalog.terms import AllowanceTerm, LineTerms, TermsTimeline
 from mvne.charging.models import BalanceBucket, UsageAdjustment
 from mvne.charging.rerating import execute_rerating_run
 from mvne.charging.usage import ensure_plan_buckets
 from mvne.infra.runtime import Runtime
+from mvne.provisioning.models import Subscription
 from mvne.tenants.models import Event, Tenant
 from tests.support.api import (
     ApiCaller,
@@ -494,4 +496,53 @@ def test_a_periods_plan_buckets_are_made_once_with_a_rollover_of_what_the_last_o
         "plan:2026-10:voice:home": (None, 6000, 100, "ofv_rollover"),
         # 100 MB left in September (under the 300 MB cap), consumed before October's own.
         "rollover:2026-10:data:home": (100 * MB, None, 99, "ofv_rollover"),
+    }
+
+
+def test_a_period_the_line_used_nothing_of_rolls_over_its_whole_allowance_up_to_the_cap(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    data_with_rollover = AllowanceTerm(service="data", zone="home", quantity=1000 * MB, rollover_cap=300 * MB)
+    terms = LineTerms(
+        subscription_id=line["id"],
+        offer_id=line["offer"],
+        offer_version_id="ofv_idle",
+        version_number=1,
+        currency="EUR",
+        price=Decimal(20),
+        tax_category="standard",
+        allowances=(data_with_rollover,),
+        usage_prices={"home": {"data": Decimal("0.01")}},
+        rate_card_id=None,
+        valid_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    with runtime.db.transaction(tenant_id=tenant.id) as session:
+        owner = session.get(Tenant, tenant.id)
+        assert owner is not None
+        # Active since 20 October, nothing used then: no bucket of October was ever made.
+        session.execute(update(Subscription).where(Subscription.id == line["id"]).values(
+            activated_at=dt.datetime(2026, 10, 20, tzinfo=dt.UTC)))  # fmt: skip
+        timeline = {line["id"]: TermsTimeline([terms])}
+        ensure_plan_buckets(session, owner, {(line["id"], "2026-11")}, timeline)
+        idle = buckets_of(session, line["id"])
+        session.execute(delete(BalanceBucket).where(BalanceBucket.subscription_id == line["id"]))
+        # A batch with records of October and November makes October's bucket now: its use will decide.
+        ensure_plan_buckets(session, owner, {(line["id"], "2026-10"), (line["id"], "2026-11")}, timeline)
+        both = buckets_of(session, line["id"])
+        session.execute(update(BalanceBucket).where(BalanceBucket.origin_key == "plan:2026-10:data:home").values(
+            used=900 * MB))  # fmt: skip
+        session.execute(delete(BalanceBucket).where(BalanceBucket.origin_key == "plan:2026-11:data:home"))
+        ensure_plan_buckets(session, owner, {(line["id"], "2026-11")}, timeline)
+        used = buckets_of(session, line["id"])
+
+    # October rolls over its whole 1000 MB, up to the 300 MB cap; September, before the line, nothing.
+    assert idle == {"plan:2026-11:data:home": 1000 * MB, "rollover:2026-11:data:home": 300 * MB}
+    assert both == {"plan:2026-10:data:home": 1000 * MB, "plan:2026-11:data:home": 1000 * MB}
+    assert used["rollover:2026-11:data:home"] == 100 * MB
+
+
+def buckets_of(session: Session, sub_id: str) -> dict[str, int | None]:
+    return {
+        b.origin_key: b.granted
+        for b in session.scalars(select(BalanceBucket).where(BalanceBucket.subscription_id == sub_id))
     }
