@@ -14,6 +14,7 @@ from mvne.charging.models import UsageRecord
 from mvne.charging.usage_writer import USAGE_COLUMNS, Method, write_usage_rows
 from mvne.infra.ids import new_id
 from mvne.infra.runtime import Runtime
+from mvne.infra.settings import Settings
 from tests.support.api import TenantHandle, active_subscription, customer, published_offer
 
 
@@ -95,10 +96,12 @@ def test_a_platform_session_copies_straight_in_and_a_duplicate_is_still_skipped(
 
 
 def test_a_tenant_session_cannot_write_another_tenants_rows(
-    runtime: Runtime, tenant: TenantHandle, other_tenant: TenantHandle, line: dict[str, Any]
+    runtime: Runtime,
+    tenant: TenantHandle,
+    other_tenant: TenantHandle,
+    line: dict[str, Any],
+    postgres_settings: Settings,  # row-level security is PostgreSQL's
 ) -> None:
-    if not runtime.settings.is_postgres:
-        pytest.skip("row-level security is PostgreSQL's")
     with pytest.raises(Exception, match="row-level security"), runtime.db.transaction(tenant_id=other_tenant.id) as s:
         write_usage_rows(s, [row(tenant.id, line, "theirs")])
     with runtime.db.transaction(tenant_id=tenant.id) as session:
