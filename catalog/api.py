@@ -38,8 +38,8 @@ from mvne.catalog.schemas import (
     OfferVersionUpdateSchema,
     PromotionCreateSchema,
     PromotionSchema,
-    as_date,
 )
+from mvne.infra.fields import as_date
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate

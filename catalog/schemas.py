@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from mvne.infra.fields import DateTime, DecimalString, Integer, Text
+from mvne.infra.fields import DateTime, DecimalString, Integer, LocalDate, Text
 
-DATE_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 ID_PATTERN = r"^[a-z]{2,8}_[0-9A-Za-z]{1,34}$"
 # Integers in allowances are bounded loosely here (so the service can say precisely what is wrong, with a
 # stable code) but never beyond what a JSON number and a database bigint hold.
 LOOSE = validate.Range(-(2**53), 2**53)
-
-
-def _calendar_day(text: str) -> None:
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError("Not a day of the calendar.") from None
-
-
-class LocalDate(Text):
-    """A calendar date, YYYY-MM-DD, read in the tenant's time zone; loaded as text (`as_date` reads it)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        metadata = {"example": "2027-01-01", "format": "date"}
-        metadata.update(kwargs.pop("metadata", {}))
-        super().__init__(
-            min_length=10,
-            max_length=10,
-            pattern=DATE_PATTERN,
-            pattern_error="Must be a date YYYY-MM-DD in the years 2000 to 2100.",
-            validate=_calendar_day,
-            metadata=metadata,
-            **kwargs,
-        )
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else value.isoformat()
-
-
-def as_date(text: str | None) -> dt.date | None:
-    return None if text is None else dt.date.fromisoformat(text)
 
 
 class AllowancesSchema(Schema):

@@ -32,9 +32,9 @@ from mvne.charging.ratecard_schemas import (
     RateCardVersionCreateSchema,
     RateCardVersionSchema,
     RateLineSchema,
-    as_date,
     priced_view,
 )
+from mvne.infra.fields import as_date
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate

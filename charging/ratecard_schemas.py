@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from mvne.charging import ratecards
-from mvne.infra.fields import DateTime, DecimalString, Integer, Text
+from mvne.infra.fields import DateTime, DecimalString, Integer, LocalDate, Text
 
-DATE_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 # What a line's fields hold; the values are checked by the rate card service, which reports each bad line.
 PREFIX_DESCRIPTION = "E.164 destination prefix without + (1 to 15 digits; a leading + is accepted), or * as default."
 INCREMENT_DESCRIPTION = "Seconds (voice), KB of 1000 bytes (data), 1 (sms); at least 1."
-
-
-def _calendar_day(text: str) -> None:
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError("Not a day of the calendar.") from None
-
-
-class LocalDate(Text):
-    """A calendar date, YYYY-MM-DD, read in the tenant's time zone; loaded as text (`as_date` reads it)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        metadata = {"example": "2026-04-01", "format": "date"}
-        metadata.update(kwargs.pop("metadata", {}))
-        super().__init__(
-            min_length=10,
-            max_length=10,
-            pattern=DATE_PATTERN,
-            pattern_error="Must be a date YYYY-MM-DD in the years 2000 to 2100.",
-            validate=_calendar_day,
-            metadata=metadata,
-            **kwargs,
-        )
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else value.isoformat()
-
-
-def as_date(text: str | None) -> dt.date | None:
-    """A LocalDate's text as a date (already checked to be a day of the calendar)."""
-    return None if text is None else dt.date.fromisoformat(text)
 
 
 class RatedAmount(DecimalString):
