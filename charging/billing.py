@@ -11,10 +11,12 @@ import datetime as dt
 import logging
 import re
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Result, case, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -336,16 +338,7 @@ def _unbilled_usage(
         UsageRecord.overage_quantity,
         UsageRecord.amount,
     )
-    if claim_for is None:
-        rows = session.execute(select(*columns).where(*where))
-    else:
-        rows = session.execute(
-            update(UsageRecord)
-            .where(*where)
-            .values(invoice_id=claim_for)
-            .returning(*columns)
-            .execution_options(synchronize_session=False)
-        )
+    rows = _unbilled(session, UsageRecord, where, columns, claim_for)
     return [(sub, service, usage_period, int(qty), Decimal(amount)) for sub, service, usage_period, qty, amount in rows]
 
 
@@ -520,18 +513,7 @@ def _purchase_charges(
         OfferPurchase.discount,
         OfferPurchase.tax_category,
     )
-    if claim_for is None:
-        rows = list(session.execute(select(*columns).where(*where)))
-    else:
-        rows = list(
-            session.execute(
-                update(OfferPurchase)
-                .where(*where)
-                .values(invoice_id=claim_for)
-                .returning(*columns)
-                .execution_options(synchronize_session=False)
-            )
-        )
+    rows = list(_unbilled(session, OfferPurchase, where, columns, claim_for))
     charges: list[Charge] = []
     for _, sub_id, name, price, discount, category in sorted(rows):
         msisdn = lines[sub_id].msisdn
@@ -577,16 +559,7 @@ def rerating_adjustment_charges(
         UsageAdjustment.period <= period,
     )
     columns = (UsageAdjustment.subscription_id, UsageAdjustment.period, UsageAdjustment.amount)
-    if claim_for is None:
-        rows = session.execute(select(*columns).where(*where))
-    else:
-        rows = session.execute(
-            update(UsageAdjustment)
-            .where(*where)
-            .values(invoice_id=claim_for)
-            .returning(*columns)
-            .execution_options(synchronize_session=False)
-        )
+    rows = _unbilled(session, UsageAdjustment, where, columns, claim_for)
     totals: dict[tuple[str, str], Decimal] = {}
     for sub_id, usage_period, amount in rows:
         totals[(sub_id, usage_period)] = totals.get((sub_id, usage_period), Decimal(0)) + Decimal(amount)
@@ -861,3 +834,23 @@ def invoice_pdf(db: Database, storage: Storage, *, tenant_id: str, invoice_id: s
         return number, storage.get(key)
     except ObjectNotFound:
         raise InvoiceNotFound(f"The PDF of invoice {invoice_id} is missing.") from None
+
+
+def _unbilled(
+    session: Session,
+    model: type[Any],
+    where: Sequence[ColumnElement[bool]],
+    columns: Sequence[Any],
+    claim_for: str | None,
+) -> Result[*tuple[Any, ...]]:
+    """The columns of rows not on an invoice yet: read, or claimed for invoice `claim_for` in one UPDATE ...
+    RETURNING, so that each row is billed on exactly one invoice however many runs race for it."""
+    if claim_for is None:
+        return session.execute(select(*columns).where(*where))
+    return session.execute(
+        update(model)
+        .where(*where)
+        .values(invoice_id=claim_for)
+        .returning(*columns)
+        .execution_options(synchronize_session=False)
+    )
