@@ -447,10 +447,9 @@ def get_version(session: Session, offer_id: str, version_id: str) -> OfferVersio
     return version
 
 
-def current_version(session: Session, offer_id: str, at: dt.datetime | None = None) -> OfferVersion | None:
-    """The published version in force at `at` (now), else the first published, else the latest draft."""
-    at = at or utcnow()
-    found = session.scalar(
+def _published_in_force(session: Session, offer_id: str, at: dt.datetime) -> OfferVersion | None:
+    """The published version of the offer in force at `at` (the latest to have taken effect), if any."""
+    return session.scalar(
         select(OfferVersion)
         .where(
             OfferVersion.offer_id == offer_id,
@@ -460,6 +459,11 @@ def current_version(session: Session, offer_id: str, at: dt.datetime | None = No
         .order_by(OfferVersion.effective_from_at.desc())
         .limit(1)
     )
+
+
+def current_version(session: Session, offer_id: str, at: dt.datetime | None = None) -> OfferVersion | None:
+    """The published version in force at `at` (now), else the first published, else the latest draft."""
+    found = _published_in_force(session, offer_id, at or utcnow())
     if found is not None:
         return found
     return session.scalar(
@@ -684,16 +688,7 @@ def _move_lines(session: Session, offer_id: str, version_id: str, at: dt.datetim
 
 def version_for_sale(session: Session, offer_id: str, at: dt.datetime) -> OfferVersion:
     """The published version new sales get at `at`: the last in force, else the first to come."""
-    found = session.scalar(
-        select(OfferVersion)
-        .where(
-            OfferVersion.offer_id == offer_id,
-            OfferVersion.status == "published",
-            OfferVersion.effective_from_at <= at,
-        )
-        .order_by(OfferVersion.effective_from_at.desc())
-        .limit(1)
-    ) or session.scalar(
+    found = _published_in_force(session, offer_id, at) or session.scalar(
         select(OfferVersion)
         .where(OfferVersion.offer_id == offer_id, OfferVersion.status == "published")
         .order_by(OfferVersion.effective_from_at)
