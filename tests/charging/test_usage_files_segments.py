@@ -85,6 +85,24 @@ def _segment_payloads(runtime: Runtime, file_id: str) -> list[dict[str, Any]]:
         return [p for p in payloads if p["usage_file_id"] == file_id]
 
 
+def _running_file(runtime: Runtime, key: str, *, segments_total: int) -> str:
+    """A usage file already cut into `segments_total` segments, none of them run yet; its id."""
+    file_id = new_id("ufl")
+    with runtime.db.transaction(platform=True) as session:
+        session.add(
+            UsageFile(
+                id=file_id,
+                key=key,
+                status="running",
+                errors=[],
+                segments_total=segments_total,
+                segment_results={},
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    return file_id
+
+
 def test_segments_run_out_of_order_and_twice_count_every_record_once(
     runtime: Runtime, tenant: TenantHandle, line: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,19 +152,7 @@ def test_a_segment_whose_counts_were_lost_runs_again_and_charges_nothing_twice(
     key = f"usage/incoming/lostnet/{tag}.csv"
     runtime.storage.put(key, "\n".join(body).encode())
     header, (segment,) = plan_segments(runtime.storage, key)
-    file_id = new_id("ufl")
-    with runtime.db.transaction(platform=True) as session:
-        session.add(
-            UsageFile(
-                id=file_id,
-                key=key,
-                status="running",
-                errors=[],
-                segments_total=2,  # a second segment still to come keeps the file open
-                segment_results={},
-                created_at=dt.datetime.now(dt.UTC),
-            )
-        )
+    file_id = _running_file(runtime, key, segments_total=2)  # a second segment still to come keeps the file open
     where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
 
     first = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
@@ -180,19 +186,7 @@ def test_a_file_whose_segment_failed_for_good_shows_it_and_completes_once_the_se
     key = f"usage/incoming/failnet/{tag}.csv"
     runtime.storage.put(key, "\n".join(body).encode())
     header, segments = plan_segments(runtime.storage, key, 150)
-    file_id = new_id("ufl")
-    with runtime.db.transaction(platform=True) as session:
-        session.add(
-            UsageFile(
-                id=file_id,
-                key=key,
-                status="running",
-                errors=[],
-                segments_total=len(segments),
-                segment_results={},
-                created_at=dt.datetime.now(dt.UTC),
-            )
-        )
+    file_id = _running_file(runtime, key, segments_total=len(segments))
 
     def run(number: int) -> None:
         s = segments[number]
@@ -238,19 +232,7 @@ def test_lines_another_worker_holds_are_rated_after_the_others_and_each_record_o
     key = f"usage/incoming/heldnet/{tag}.csv"
     runtime.storage.put(key, "\n".join(body).encode())
     header, (segment,) = plan_segments(runtime.storage, key)
-    file_id = new_id("ufl")
-    with runtime.db.transaction(platform=True) as session:
-        session.add(
-            UsageFile(
-                id=file_id,
-                key=key,
-                status="running",
-                errors=[],
-                segments_total=1,
-                segment_results={},
-                created_at=dt.datetime.now(dt.UTC),
-            )
-        )
+    file_id = _running_file(runtime, key, segments_total=1)
     where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
 
     def rated_on(sub_id: str) -> int:
