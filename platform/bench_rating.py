@@ -82,23 +82,6 @@ TARGET_API_RECORDS_PER_S = 20_000
 TARGET_PEAK_BYTES = 1 << 30
 MIX = (("data", 0.60), ("voice", 0.30), ("sms", 0.10))
 ROAMING_SHARE = 0.05
-# The columns the rated path writes (ingest_usage's insert): the ceiling copies exactly these.
-RATED_COLUMNS = (
-    "id",
-    "tenant_id",
-    "record_id",
-    "subscription_id",
-    "msisdn",
-    "service",
-    "started_at",
-    "quantity",
-    "period",
-    "allowance_used",
-    "overage_quantity",
-    "amount",
-    "source",
-    "received_at",
-)
 BENCH_APP_ROLE = "mvne_bench_app"
 BENCH_PLATFORM_ROLE = "mvne_bench_platform"
 # Visited networks (MCC+MNC) of the roaming share: half in the EU (Germany, Spain, Italy, the Netherlands),
@@ -877,7 +860,7 @@ def _measure_writers(
 
 def _measure_ceiling(figures: Figures, owner: str, tenant_id: str) -> None:
     """COPY the rows the current path wrote back into the emptied table, as the owner, committed."""
-    columns = ", ".join(RATED_COLUMNS)
+    columns = ", ".join(USAGE_COLUMNS)  # every column the rating path writes
     with tempfile.TemporaryFile() as dump, psycopg.connect(_libpq(owner)) as conn:
         forced = conn.execute(
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'usage_records'"
