@@ -29,7 +29,7 @@ from mvne.charging.ratecard_service import compiled_card
 from mvne.charging.ratecards import PricingError
 from mvne.charging.rating import Service
 from mvne.charging.zones import HOME, valid_plmn, zone_of
-from mvne.infra.db import for_each_key, insert_from_arrays, one_of, utcnow
+from mvne.infra.db import for_each_key, insert_from_arrays, one_of, pg_array, utcnow
 from mvne.infra.ids import new_id
 from mvne.infra.metrics import USAGE_RECORDS
 from mvne.provisioning.models import NetworkAgreement, Subscription
@@ -871,10 +871,10 @@ def write_buckets(session: Session, buckets: list[engine.Bucket]) -> None:
                 "CAST(:notified AS INTEGER[])) AS v(id, used, eu_used, notified) WHERE balance_buckets.id = v.id"
             ),
             {
-                "ids": [b.id for b in buckets],
-                "used": [b.used for b in buckets],
-                "eu_used": [b.eu_used for b in buckets],
-                "notified": [b.notified_percent for b in buckets],
+                "ids": pg_array([b.id for b in buckets]),
+                "used": pg_array([b.used for b in buckets]),
+                "eu_used": pg_array([b.eu_used for b in buckets]),
+                "notified": pg_array([b.notified_percent for b in buckets]),
             },
         )
     else:

@@ -36,6 +36,9 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy import (
+    cast as cast_,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
@@ -161,6 +164,46 @@ def _array_of(column: Keyed) -> ARRAY[Any]:
     return ARRAY(element_type)
 
 
+def _array_element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC one is required")
+        return '"' + value.isoformat() + '"'
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"no array text for {type(value).__name__}")
+
+
+def pg_array(values: Collection[Any]) -> str:
+    """PostgreSQL's text form of a one-dimensional array (str, int, Decimal, bool, dates and datetimes, None).
+
+    The driver's own dumper tests every string with a regular expression; ids and numbers, the usual
+    keys, are joined here in one call instead, so a batch's arrays cost next to nothing to send.
+    """
+    items = list(values)
+    kinds = set(map(type, items))
+    if kinds == {str}:
+        joined = "".join(items)
+        if '"' not in joined and "\\" not in joined:
+            return '{"' + '","'.join(items) + '"}'
+    elif kinds == {int}:
+        return "{" + ",".join(map(str, items)) + "}"
+    return "{" + ",".join(map(_array_element, items)) + "}"
+
+
+def array_param(values: Collection[Any], array_type: ARRAY[Any]) -> ColumnElement[Any]:
+    """An array parameter of `array_type`, sent as one text value (`pg_array`) and cast by the server."""
+    return cast_(bindparam(None, pg_array(values), type_=String()), array_type)
+
+
 def one_of(session: Session, column: Keyed, values: Collection[Any]) -> ColumnElement[bool]:
     """`column IN values`; on PostgreSQL as `column = ANY(:array)`, one parameter however many values.
 
@@ -168,7 +211,7 @@ def one_of(session: Session, column: Keyed, values: Collection[Any]) -> ColumnEl
     keeps the statement the same whatever the count, so it is prepared once.
     """
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=_array_of(column)))
+        return column == any_(array_param(values, _array_of(column)))
     return column.in_(list(values))
 
 
@@ -192,9 +235,7 @@ def for_each_key(
         return inner.where(tuple_(*matched).in_(ordered))
     values = [ordered] if len(matched) == 1 else [[key[n] for key in ordered] for n in range(len(matched))]
     names = [f"key{n}" for n in range(len(matched))]
-    arrays = [
-        bindparam(None, column_values, type_=_array_of(c)) for c, column_values in zip(matched, values, strict=True)
-    ]
+    arrays = [array_param(column_values, _array_of(c)) for c, column_values in zip(matched, values, strict=True)]
     wanted = func.unnest(*arrays).table_valued(*names).render_derived()
     # OFFSET 0 keeps the subquery whole: flattened, it is a join again, for the planner to order.
     per_key = inner.where(*(c == wanted.c[name] for c, name in zip(matched, names, strict=True))).offset(0).lateral()
@@ -215,7 +256,7 @@ def insert_from_arrays(
     for n, name in enumerate(names):
         column_type = table.c[name].type.compile(dialect=dialect)
         arrays.append(f"CAST(:a{n} AS {column_type}[])")
-        params[f"a{n}"] = [row[name] for row in rows]
+        params[f"a{n}"] = pg_array([row[name] for row in rows])
     session.execute(
         text(
             f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({', '.join(arrays)}) "  # noqa: S608

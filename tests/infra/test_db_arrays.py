@@ -1,0 +1,67 @@
+"""Array parameters sent as one text value come back from PostgreSQL exactly as they were given."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import BigInteger, Boolean, Engine, Numeric, String, create_engine, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.pool import NullPool
+
+from mvne.infra.db import UTCDateTime, array_param, pg_array
+from mvne.infra.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def engine(postgres_settings: Settings) -> Iterator[Engine]:
+    engine = create_engine(postgres_settings.database_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def _round_trip(engine: Engine, values: list[Any], element: Any) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.scalar(select(array_param(values, ARRAY(element)))))
+
+
+# Text PostgreSQL can hold: anything but NUL.
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.one_of(TEXT, st.none()), max_size=8))
+def test_strings_with_quotes_braces_commas_and_nulls_come_back_unchanged(engine: Engine, values: list[Any]) -> None:
+    assert _round_trip(engine, values, String()) == values
+
+
+def test_the_word_null_and_empty_strings_stay_strings(engine: Engine) -> None:
+    values = ["NULL", "", "null", " ", "{}", 'a"b', "c\\d", "e,f"]
+    assert _round_trip(engine, values, String()) == values
+    assert pg_array(["usg_01", "usg_02"]) == '{"usg_01","usg_02"}'
+
+
+def test_numbers_booleans_and_instants(engine: Engine) -> None:
+    assert _round_trip(engine, [1, -2, 10**15, None], BigInteger()) == [1, -2, 10**15, None]
+    assert _round_trip(engine, [Decimal("0.000001"), Decimal("-12.5"), None], Numeric(20, 6)) == [
+        Decimal("0.000001"),
+        Decimal("-12.500000"),
+        None,
+    ]
+    assert _round_trip(engine, [True, False, None], Boolean()) == [True, False, None]
+    paris = dt.timezone(dt.timedelta(hours=1))
+    instants = [dt.datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, tzinfo=paris)]
+    assert _round_trip(engine, instants, UTCDateTime()) == [i.astimezone(dt.UTC) for i in instants]
+    assert _round_trip(engine, [], String()) == []
+
+
+def test_a_naive_instant_or_an_unknown_type_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        pg_array([dt.datetime(2026, 1, 1)])  # noqa: DTZ001 (the point of the test)
+    with pytest.raises(TypeError):
+        pg_array([object()])
