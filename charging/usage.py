@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, delete, select, text
+from sqlalchemy import Table, bindparam, delete, event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -651,10 +651,50 @@ def plan_terms(timeline: TermsTimeline, start: dt.datetime) -> LineTerms:
     return timeline.at(start) or timeline.terms[0]
 
 
+class _StoredPlanBuckets:
+    """The (line, period) pairs whose plan buckets this process knows are stored, with any rollover they carry.
+
+    Plan buckets are never deleted, so once seen committed a pair needs no look-up again: a worker's later
+    batches of the same lines skip it. A transaction's pairs count only once it commits (a rolled-back
+    transaction's buckets are gone). A pair whose rollover came to nothing is not kept: a later batch
+    works it out again, as it always did.
+    """
+
+    LIMIT = 2_000_000
+    PENDING = "mvne.plan_buckets_stored"
+
+    def __init__(self) -> None:
+        self.known: set[tuple[str, str]] = set()
+
+    def missing(self, line_periods: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {pair for pair in line_periods if pair not in self.known}
+
+    def stored(self, session: Session, pairs: Collection[tuple[str, str]]) -> None:
+        session.info.setdefault(self.PENDING, set()).update(pairs)
+
+    def committed(self, session: Session) -> None:
+        pairs = session.info.pop(self.PENDING, None)
+        if pairs:
+            if len(self.known) + len(pairs) > self.LIMIT:
+                self.known.clear()
+            self.known.update(pairs)
+
+    def rolled_back(self, session: Session, *_: Any) -> None:
+        session.info.pop(self.PENDING, None)
+
+
+_STORED_PLAN_BUCKETS = _StoredPlanBuckets()
+event.listen(Session, "after_commit", _STORED_PLAN_BUCKETS.committed)
+event.listen(Session, "after_rollback", _STORED_PLAN_BUCKETS.rolled_back)
+event.listen(Session, "after_soft_rollback", _STORED_PLAN_BUCKETS.rolled_back)
+
+
 def ensure_plan_buckets(
     session: Session, tenant: Tenant, line_periods: set[tuple[str, str]], terms: Mapping[str, TermsTimeline]
 ) -> None:
     """Create the plan (and rollover) buckets of each (line, period) that lacks them; made once whatever races."""
+    asked = line_periods
+    line_periods = _STORED_PLAN_BUCKETS.missing(asked)
     if not line_periods:
         return
     sub_ids = sorted({sub_id for sub_id, _ in line_periods if sub_id in terms})
@@ -679,9 +719,11 @@ def ensure_plan_buckets(
     windows = {period: _period_window(period, tenant.timezone) for _, period in line_periods}
     untouched = _UntouchedPeriods(session, tenant.timezone, terms)
     allowances_of: dict[str, list[tuple[tuple[str, str], dict[str, Any]]]] = {}
+    settled: list[tuple[str, str]] = []
     for sub_id, period in sorted(line_periods):
         if sub_id not in terms:
             continue
+        settled.append((sub_id, period))
         start, end = windows[period]
         line = plan_terms(terms[sub_id], start)
         allowances = allowances_of.get(line.offer_version_id)
@@ -722,7 +764,7 @@ def ensure_plan_buckets(
                 previous = existing.get((sub_id, f"plan:{_previous_period(period)}:{service}:{zone}"))
                 left = previous[1] - previous[2] if previous is not None and previous[1] is not None else 0
                 # No bucket of the last period: the line used nothing of it, unless this batch makes it now.
-                if previous is None and (sub_id, _previous_period(period)) not in line_periods:
+                if previous is None and (sub_id, _previous_period(period)) not in asked:
                     left = untouched.left(sub_id, period, service, zone)
                 carried = min(allowance["rollover_cap"], max(left, 0))
                 if carried > 0:
@@ -740,7 +782,10 @@ def ensure_plan_buckets(
                             "priority": allowance["priority"] - 1,
                         }
                     )
+                elif settled and settled[-1] == (sub_id, period):
+                    settled.pop()  # nothing to carry yet: worked out again by the next batch
     _insert_buckets(session, values)
+    _STORED_PLAN_BUCKETS.stored(session, settled)
 
 
 class _UntouchedPeriods:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from mvne.catalog.terms import AllowanceTerm, LineTerms, TermsTimeline
@@ -539,6 +539,52 @@ def test_a_period_the_line_used_nothing_of_rolls_over_its_whole_allowance_up_to_
     assert idle == {"plan:2026-11:data:home": 1000 * MB, "rollover:2026-11:data:home": 300 * MB}
     assert both == {"plan:2026-10:data:home": 1000 * MB, "plan:2026-11:data:home": 1000 * MB}
     assert used["rollover:2026-11:data:home"] == 100 * MB
+
+
+def test_plan_buckets_are_looked_up_once_committed_and_made_again_after_a_rollback(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    terms = LineTerms(
+        subscription_id=line["id"],
+        offer_id=line["offer"],
+        offer_version_id="ofv_once",
+        version_number=1,
+        currency="EUR",
+        price=Decimal(20),
+        tax_category="standard",
+        allowances=(AllowanceTerm(service="data", zone="home", quantity=1000 * MB),),
+        usage_prices={"home": {"data": Decimal("0.01")}},
+        rate_card_id=None,
+        valid_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    timeline = {line["id"]: TermsTimeline([terms])}
+    asked = {(line["id"], "2026-08")}
+
+    def fail_after_making_them() -> None:
+        with runtime.db.transaction(tenant_id=tenant.id) as session:
+            ensure_plan_buckets(session, session.get(Tenant, tenant.id), asked, timeline)  # type: ignore[arg-type]
+            raise RuntimeError("the batch failed after making its buckets")
+
+    with pytest.raises(RuntimeError):
+        fail_after_making_them()
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(2):
+            with runtime.db.transaction(tenant_id=tenant.id) as session:
+                statements.clear()
+                ensure_plan_buckets(session, session.get(Tenant, tenant.id), asked, timeline)  # type: ignore[arg-type]
+                touching = [s for s in statements if "balance_buckets" in s]
+                made = buckets_of(session, line["id"])
+            # Made again after the rollback; once committed, known without asking the database.
+            assert made == {"plan:2026-08:data:home": 1000 * MB}
+        assert touching == []
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", seen)
 
 
 def buckets_of(session: Session, sub_id: str) -> dict[str, int | None]:
