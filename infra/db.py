@@ -201,7 +201,9 @@ def pg_array(values: Collection[Any]) -> str:
 
 def array_param(values: Collection[Any], array_type: ARRAY[Any]) -> ColumnElement[Any]:
     """An array parameter of `array_type`, sent as one text value (`pg_array`) and cast by the server."""
-    return cast_(bindparam(None, pg_array(values), type_=String()), array_type)
+    # Untyped (no bind cast): the server takes the text as the array type itself when it parses the statement,
+    # not as a string converted row after row (which also keeps it out of index conditions).
+    return cast_(bindparam(None, pg_array(values), type_=NullType()), array_type)
 
 
 def one_of(session: Session, column: Keyed, values: Collection[Any]) -> ColumnElement[bool]:
