@@ -30,7 +30,7 @@ from mvne.charging.ratecards import PricingError
 from mvne.charging.rating import Service
 from mvne.charging.zones import HOME, valid_plmn, zone_of
 from mvne.infra.db import for_each_key, insert_from_arrays, one_of, pg_array, utcnow
-from mvne.infra.ids import new_id
+from mvne.infra.ids import new_id, new_ids
 from mvne.infra.metrics import USAGE_RECORDS
 from mvne.provisioning.models import NetworkAgreement, Subscription
 from mvne.tenants.models import Tenant, TenantSettings
@@ -202,19 +202,34 @@ def _line_refusal(record: UsageInput, sub: LineRef | None) -> tuple[str, str] | 
 
 
 def refusal_of(
-    record: UsageInput, sub: LineRef | None, window: UsageWindow, now: dt.datetime
+    record: UsageInput,
+    sub: LineRef | None,
+    window: UsageWindow,
+    now: dt.datetime,
+    *,
+    details: RecordDetails | None = None,
 ) -> tuple[str, str] | None:
-    """Why a record cannot be rated (reason code, detail), or None when it can."""
+    """Why a record cannot be rated (reason code, detail), or None when it can (`details`: read already)."""
     if record.refusal is not None:
         return record.refusal
     if record.service not in SERVICE_NAMES:
         return ("unknown_service", f"Service {str(record.service)[:40]!r} is not one of data, voice, sms.")
     return (
         _quantity_refusal(Service(record.service), record.quantity)
-        or _details_refusal(record)
+        or _details_refusal(details or record_details(record))
         or window.refusal(record.started_at, now)
         or _line_refusal(record, sub)
     )
+
+
+class _Candidate(NamedTuple):
+    """A record to rate: its index in the batch, its line, its period and the details read from it."""
+
+    index: int
+    record: UsageInput
+    line: LineRef
+    period: str
+    details: RecordDetails
 
 
 @dataclass
@@ -222,7 +237,7 @@ class _Sorted:
     """A batch sorted before rating: what to rate, what is refused, what repeats an earlier record."""
 
     outcomes: list[RecordOutcome | None]
-    candidates: list[tuple[int, UsageInput, LineRef, str]] = field(default_factory=list)
+    candidates: list[_Candidate] = field(default_factory=list)
     refused: list[tuple[int, UsageInput, str, str]] = field(default_factory=list)
     first_of: dict[str, int] = field(default_factory=dict)
     repeated: list[int] = field(default_factory=list)
@@ -265,14 +280,16 @@ def _sort_batch(
             batch.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", existing[record.record_id])
             continue
         sub = line_of(record)
-        refusal = refusal_of(record, sub, window, now)
+        details = record_details(record)
+        refusal = refusal_of(record, sub, window, now, details=details)
         if refusal is not None:
             batch.refused.append((index, record, *refusal))
         elif record.record_id in batch.first_of:
             batch.repeated.append(index)
         elif sub is not None:
             batch.first_of[record.record_id] = index
-            batch.candidates.append((index, record, sub, period_of(record.started_at, tenant.timezone)))
+            period = period_of(record.started_at, tenant.timezone)
+            batch.candidates.append(_Candidate(index, record, sub, period, details))
     return batch
 
 
@@ -367,12 +384,12 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
     Rows go in with ON CONFLICT DO NOTHING on (tenant, record id): a record a racing batch accepted first
     is not inserted, and then the batch is rated again without it, so no bucket counts it twice.
     """
-    sub_ids = sorted({sub.id for _, _, sub, _ in batch.candidates})
+    sub_ids = sorted({c.line.id for c in batch.candidates})
     terms = line_terms(session, sub_ids)
     context = rating_context(session, tenant, terms)
-    ensure_plan_buckets(session, tenant, {(sub.id, period) for _, _, sub, period in batch.candidates}, terms)
-    starts = [record.started_at for _, record, _, _ in batch.candidates]
-    line_services = {(sub.id, str(record.service)) for _, record, sub, _ in batch.candidates}
+    ensure_plan_buckets(session, tenant, {(c.line.id, c.period) for c in batch.candidates}, terms)
+    starts = [c.record.started_at for c in batch.candidates]
+    line_services = {(c.line.id, str(c.record.service)) for c in batch.candidates}
     buckets = locked_buckets(session, tenant.id, line_services, min(starts), max(starts))
     by_line: dict[str, list[engine.Bucket]] = defaultdict(list)
     for bucket in buckets:
@@ -442,11 +459,11 @@ def _rate_candidates(
     """The hot loop: no database, no ORM object; rows ready for one multi-row insert."""
     attempt = _Attempt()
     received = utcnow()
-    for index, record, sub, period in batch.candidates:
+    usage_ids = iter(new_ids("usg", len(batch.candidates)))
+    for index, record, sub, period, details in batch.candidates:
         if record.record_id in known:
             attempt.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", known[record.record_id])
             continue
-        details = record_details(record)
         line = terms[sub.id].at(record.started_at) or terms[sub.id].terms[-1]
         usage_event = engine.Usage(
             service=str(record.service),
@@ -461,7 +478,7 @@ def _rate_candidates(
             attempt.refused.append((index, record, "no_rate", exc.detail[:480]))
             continue
         attempt.fair_use_reached.extend(rating.fair_use_reached)
-        usage_id = new_id("usg")
+        usage_id = next(usage_ids)
         attempt.rated[record.record_id] = usage_id
         attempt.outcomes[index] = RecordOutcome(index, record.record_id, "rated", usage_record=usage_id)
         attempt.rows.append(
@@ -559,8 +576,7 @@ def record_details(record: UsageInput) -> RecordDetails:
     )
 
 
-def _details_refusal(record: UsageInput) -> tuple[str, str] | None:
-    details = record_details(record)
+def _details_refusal(details: RecordDetails) -> tuple[str, str] | None:
     if details.visited_plmn is not None and (
         not isinstance(details.visited_plmn, str) or not valid_plmn(details.visited_plmn)
     ):
