@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -153,11 +154,18 @@ class SegmentReport:
     rate_s: float = 0.0
 
     def error(self, entry: dict[str, Any]) -> None:
+        """Count a rejected line; the report keeps the first ones in file order, whatever order they were met in."""
         self.rejected += 1
-        if len(self.errors) < FILE_REPORT_ERRORS:
-            self.errors.append(entry)
+        self.errors.append(entry)
+        if len(self.errors) >= 2 * FILE_REPORT_ERRORS:
+            self._keep_first()
+
+    def _keep_first(self) -> None:
+        self.errors.sort(key=lambda entry: entry.get("line") or 0)
+        del self.errors[FILE_REPORT_ERRORS:]
 
     def as_json(self) -> dict[str, Any]:
+        self._keep_first()
         return asdict(self)
 
 
@@ -245,15 +253,17 @@ def ingest_usage_segment(
         key = usage_file.key
     report = SegmentReport()
     started = time.perf_counter()
-    items = [
-        item
-        for _, item in iter_usage_file(
+    items = list(
+        iter_usage_file(
             storage.lines(key, start, end), json_lines=key.endswith(".jsonl"), header=header, first_line=first_line
         )
-    ]
+    )
     report.read_s = time.perf_counter() - started
     started = time.perf_counter()
-    owners = _file_owners(db, {i.msisdn for i in items if i.msisdn}, {i.imsi for i in items if i.imsi and not i.msisdn})
+    items.sort(key=_line_order(segment))
+    owners = _file_owners(
+        db, {i.msisdn for _, i in items if i.msisdn}, {i.imsi for _, i in items if i.imsi and not i.msisdn}
+    )
     waiting: dict[str, list[UsageInput]] = {}
     for chunk in _chunks(items, FILE_CHUNK):
         report.records += len(chunk)
@@ -265,6 +275,24 @@ def ingest_usage_segment(
     report.rate_s = time.perf_counter() - started
     _finish_segment(db, storage, usage_file_id, segment, report)
     return report
+
+
+def _line_order(segment: int) -> Callable[[tuple[int, UsageFileRecord | UsageFileError]], int]:
+    """The order a segment rates its records in: a line's records together (in file order, the sort being
+    stable), so a chunk's locks, balances and terms serve several records of each line; lines in a hashed
+    order that each segment enters at its own point, so that workers rating segments side by side are on
+    different lines rather than waiting on each other's."""
+    entry = (segment * _GOLDEN_STRIDE) & 0xFFFFFFFF
+
+    def order(numbered: tuple[int, UsageFileRecord | UsageFileError]) -> int:
+        item = numbered[1]
+        return (zlib.crc32((item.msisdn or item.imsi).encode()) - entry) & 0xFFFFFFFF
+
+    return order
+
+
+# 2^32 over the golden ratio: segment after segment, entry points spread evenly around the line order.
+_GOLDEN_STRIDE = 0x9E3779B9
 
 
 def fail_usage_file(session: Session, usage_file_id: str, reason: str) -> None:
@@ -367,7 +395,7 @@ def _file_owners(db: Database, msisdns: set[str], imsis: set[str]) -> _Owners:
 def _ingest_file_chunk(
     db: Database,
     key: str,
-    chunk: list[UsageFileRecord | UsageFileError],
+    chunk: list[tuple[int, UsageFileRecord | UsageFileError]],
     report: SegmentReport,
     *,
     window: UsageWindow | None,
@@ -382,7 +410,7 @@ def _ingest_file_chunk(
         grouped[waiting_tenant].extend(held_back)
     waiting.clear()
     services = {s.value: s for s in Service}
-    for item in chunk:
+    for line, item in chunk:
         tenant_id: str | None = by_msisdn.get(item.msisdn) if item.msisdn else None
         sub_id: str | None = None
         if not item.msisdn and item.imsi in by_imsi:
@@ -408,7 +436,7 @@ def _ingest_file_chunk(
             continue
         if tenant_id is None:
             named = f"MSISDN {item.msisdn}" if item.msisdn else f"IMSI {item.imsi}"
-            report.error({"record_id": item.record_id, "reason": f"unknown {named}"})
+            report.error({"line": line, "record_id": item.record_id, "reason": f"unknown {named}"})
             continue
         extra: dict[str, Any] = {"imsi": item.imsi, "unit": item.unit}
         if item.called_number:
@@ -425,6 +453,7 @@ def _ingest_file_chunk(
                 quantity=item.quantity,
                 subscription_id=sub_id,
                 msisdn=item.msisdn or None,
+                position=line,
                 extra=extra,
             )
         )
@@ -452,8 +481,18 @@ def _ingest_group(
         outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window, lock_lines=lock_lines)
     report.accepted += outcome.accepted
     report.duplicates += outcome.duplicates
-    for rejected in outcome.rejected:
-        report.error({"record_id": rejected["record_id"], "reason": rejected["reason"], "code": rejected["code"]})
+    if outcome.rejected:
+        lines = {record.record_id: record.position for record in records}
+        for rejected in outcome.rejected:
+            record_id = rejected["record_id"]
+            report.error(
+                {
+                    "line": lines.get(record_id),
+                    "record_id": record_id,
+                    "reason": rejected["reason"],
+                    "code": rejected["code"],
+                }
+            )
     return outcome.deferred
 
 

@@ -266,3 +266,38 @@ def test_lines_another_worker_holds_are_rated_after_the_others_and_each_record_o
     assert (report.records, report.accepted, report.duplicates, report.rejected) == (8, 8, 0, 0)
     assert (rated_on(line["id"]), rated_on(other["id"])) == (4, 4)
     assert stored(runtime, tenant.id) == (8, 0, 8 * MB)
+
+
+def test_a_segment_rated_line_by_line_reports_its_first_errors_in_file_order_with_their_lines(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_files_module, "FILE_REPORT_ERRORS", 3)
+    other = active_subscription(tenant.api, customer(tenant.api)["id"], line["offer"])
+    tag = secrets.token_hex(3)
+    started = at(line)
+    records = []
+    for n in range(8):  # file line n + 2: the two lines' records and unknown numbers, interleaved
+        owner = (line, other, None)[n % 3]
+        msisdn = owner["msisdn"] if owner else f"+3378{n:07d}"
+        records.append(f"o-{tag}-{n},,{msisdn},sms,{started},,,,,")
+    records.append(f"o-{tag}-early,,{other['msisdn']},sms,2020-01-01T00:00:00Z,,,,,")  # line 10: too old to rate
+    key = f"usage/incoming/ordernet/{tag}.csv"
+    runtime.storage.put(key, "\n".join([CDR_HEADER, *records]).encode())
+    header, (segment,) = plan_segments(runtime.storage, key)
+    file_id = _running_file(runtime, key, segments_total=2)
+    where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
+
+    report = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+
+    assert isinstance(report, SegmentReport)
+    assert (report.records, report.accepted, report.rejected) == (9, 6, 3)
+    kept = report.as_json()["errors"]
+    assert [(e["line"], e["record_id"]) for e in kept] == [
+        (4, f"o-{tag}-2"),
+        (7, f"o-{tag}-5"),
+        (10, f"o-{tag}-early"),
+    ]
+    rejections = tenant.api.get("/v1/usage-rejections", source=f"file:{key}").json["data"]
+    assert [(r["record_id"], r["position"], r["reason_code"]) for r in rejections] == [
+        (f"o-{tag}-early", 10, "too_old")
+    ]
