@@ -157,7 +157,8 @@ def consumable(usage: Usage, buckets: Sequence[Bucket]) -> list[tuple[Bucket, bo
         room = bucket.room(roaming=roaming)
         if room is None or room > 0:
             found.append((bucket, roaming))
-    found.sort(key=lambda item: item[0].sort_key())
+    if len(found) > 1:
+        found.sort(key=lambda item: item[0].sort_key())
     return found
 
 

@@ -391,16 +391,17 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
     starts = [c.record.started_at for c in batch.candidates]
     line_services = {(c.line.id, str(c.record.service)) for c in batch.candidates}
     buckets = locked_buckets(session, tenant.id, line_services, min(starts), max(starts))
-    by_line: dict[str, list[engine.Bucket]] = defaultdict(list)
+    # A record draws only on buckets of its service: each line's are looked at service by service.
+    by_line: dict[tuple[str, str], list[engine.Bucket]] = defaultdict(list)
     for bucket in buckets:
-        by_line[bucket.subscription_id].append(bucket)
+        by_line[(bucket.subscription_id, bucket.service)].append(bucket)
     known: dict[str, str] = {}
     while True:
         attempt = _rate_candidates(tenant, batch, terms, context, by_line=by_line, known=known, source=source)
         inserted = write_usage_rows(session, attempt.rows)
         if len(inserted) == len(attempt.rows):
             break
-        lost = sorted({row["record_id"] for row in attempt.rows} - inserted)
+        lost = sorted({row[_RECORD_ID_AT] for row in attempt.rows} - inserted)
         session.execute(
             delete(UsageRecord).where(
                 UsageRecord.tenant_id == tenant.id,
@@ -439,7 +440,7 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
 
 @dataclass
 class _Attempt:
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
     rated: dict[str, str] = field(default_factory=dict)
     outcomes: dict[int, RecordOutcome] = field(default_factory=dict)
     refused: list[tuple[int, UsageInput, str, str]] = field(default_factory=list)
@@ -452,13 +453,14 @@ def _rate_candidates(
     terms: dict[str, TermsTimeline],
     context: RatingContext,
     *,
-    by_line: dict[str, list[engine.Bucket]],
+    by_line: dict[tuple[str, str], list[engine.Bucket]],
     known: dict[str, str],
     source: str,
 ) -> _Attempt:
     """The hot loop: no database, no ORM object; rows ready for one multi-row insert."""
     attempt = _Attempt()
     received = utcnow()
+    source = source[:300]
     usage_ids = iter(new_ids("usg", len(batch.candidates)))
     for index, record, sub, period, details in batch.candidates:
         if record.record_id in known:
@@ -473,7 +475,7 @@ def _rate_candidates(
             called_number=details.called_number,
         )
         try:
-            rating = engine.rate(usage_event, line, by_line[sub.id], context.pricing)
+            rating = engine.rate(usage_event, line, by_line[(sub.id, usage_event.service)], context.pricing)
         except PricingError as exc:
             attempt.refused.append((index, record, "no_rate", exc.detail[:480]))
             continue
@@ -482,63 +484,111 @@ def _rate_candidates(
         attempt.rated[record.record_id] = usage_id
         attempt.outcomes[index] = RecordOutcome(index, record.record_id, "rated", usage_record=usage_id)
         attempt.rows.append(
-            {
-                "id": usage_id,
-                "tenant_id": tenant.id,
-                "record_id": record.record_id,
-                "subscription_id": sub.id,
-                "msisdn": sub.msisdn or "",
-                "service": usage_event.service,
-                "started_at": record.started_at,
-                "quantity": record.quantity,
-                "period": period,
-                "source": source[:300],
-                "received_at": received,
-                "visited_plmn": details.visited_plmn,
-                "called_number": details.called_number,
-                "rating_group": details.rating_group,
-                "rerated_count": 0,
-                **rated_columns(usage_event, line, rating),
-            }
+            (
+                usage_id,
+                tenant.id,
+                record.record_id,
+                sub.id,
+                sub.msisdn or "",
+                usage_event.service,
+                record.started_at,
+                record.quantity,
+                period,
+                source,
+                received,
+                details.visited_plmn,
+                details.called_number,
+                details.rating_group,
+                0,
+                *_rated_values(usage_event, line, rating),
+            )
         )
     return attempt
 
 
+# The columns of a rated row, in the order `_rate_candidates` builds them: the record's, then rating's.
+_RECORD_COLUMNS = (
+    "id",
+    "tenant_id",
+    "record_id",
+    "subscription_id",
+    "msisdn",
+    "service",
+    "started_at",
+    "quantity",
+    "period",
+    "source",
+    "received_at",
+    "visited_plmn",
+    "called_number",
+    "rating_group",
+    "rerated_count",
+)
+RATED_COLUMNS = (
+    "zone",
+    "offer_id",
+    "offer_version_id",
+    "allowance_used",
+    "overage_quantity",
+    "allowance_before",
+    "bucket_parts",
+    "throttled",
+    "amount",
+    "amount_exact",
+    "overage_unit_price",
+    "billed_quantity",
+    "rate_card_version_id",
+    "rate_prefix",
+    "time_band",
+    "wholesale_amount",
+    "wholesale_exact",
+    "wholesale_rate_version_id",
+    "wholesale_prefix",
+)
+USAGE_ROW_COLUMNS = _RECORD_COLUMNS + RATED_COLUMNS
+_RECORD_ID_AT = USAGE_ROW_COLUMNS.index("record_id")
+
+
+def _rated_values(usage_event: engine.Usage, line: LineTerms, rating: engine.Rating) -> tuple[Any, ...]:
+    retail, wholesale = rating.retail, rating.wholesale
+    return (
+        usage_event.zone,
+        line.offer_id,
+        line.offer_version_id,
+        rating.allowance_used,
+        rating.overage_quantity,
+        rating.allowance_before,
+        [list(part) for part in rating.parts] if rating.parts else None,
+        rating.throttled,
+        retail.amount,
+        retail.exact,
+        retail.unit_price,
+        retail.billed_quantity,
+        retail.version_id,
+        retail.prefix,
+        retail.time_band,
+        wholesale.amount if wholesale else None,
+        wholesale.exact if wholesale else None,
+        wholesale.version_id if wholesale else None,
+        wholesale.prefix if wholesale else None,
+    )
+
+
 def rated_columns(usage_event: engine.Usage, line: LineTerms, rating: engine.Rating) -> dict[str, Any]:
     """The columns of a usage record that rating decides (written on insert, and again by a re-rating)."""
-    retail, wholesale = rating.retail, rating.wholesale
-    return {
-        "zone": usage_event.zone,
-        "offer_id": line.offer_id,
-        "offer_version_id": line.offer_version_id,
-        "allowance_used": rating.allowance_used,
-        "overage_quantity": rating.overage_quantity,
-        "allowance_before": rating.allowance_before,
-        "bucket_parts": [list(part) for part in rating.parts] if rating.parts else None,
-        "throttled": rating.throttled,
-        "amount": retail.amount,
-        "amount_exact": retail.exact,
-        "overage_unit_price": retail.unit_price,
-        "billed_quantity": retail.billed_quantity,
-        "rate_card_version_id": retail.version_id,
-        "rate_prefix": retail.prefix,
-        "time_band": retail.time_band,
-        "wholesale_amount": wholesale.amount if wholesale else None,
-        "wholesale_exact": wholesale.exact if wholesale else None,
-        "wholesale_rate_version_id": wholesale.version_id if wholesale else None,
-        "wholesale_prefix": wholesale.prefix if wholesale else None,
-    }
+    return dict(zip(RATED_COLUMNS, _rated_values(usage_event, line, rating), strict=True))
 
 
-def write_usage_rows(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert rated usage rows; the record ids inserted (the others were accepted before).
+def write_usage_rows(session: Session, rows: list[tuple[Any, ...]]) -> set[str]:
+    """Insert rated usage rows (tuples in `USAGE_ROW_COLUMNS` order); the record ids inserted (the others were
+    accepted before).
 
     On PostgreSQL by COPY (`mvne.charging.usage_writer`); elsewhere one cached INSERT ... ON CONFLICT DO
     NOTHING RETURNING in multi-row statements, records that consumed no bucket in a second call without
     `bucket_parts` (SQL NULL rather than JSON null).
     """
     if session.get_bind().dialect.name == "postgresql":
-        return usage_writer.write_usage_rows(session, rows)
+        return usage_writer.write_usage_rows(session, rows, USAGE_ROW_COLUMNS)
     inserted: set[str] = set()
     table = cast(Table, UsageRecord.__table__)
     stmt = (
@@ -546,8 +596,9 @@ def write_usage_rows(session: Session, rows: list[dict[str, Any]]) -> set[str]:
         .on_conflict_do_nothing(index_elements=["tenant_id", "record_id"])
         .returning(table.c.record_id)
     )
-    with_parts = [row for row in rows if row["bucket_parts"] is not None]
-    without = [{k: v for k, v in row.items() if k != "bucket_parts"} for row in rows if row["bucket_parts"] is None]
+    mapped = [dict(zip(USAGE_ROW_COLUMNS, row, strict=True)) for row in rows]
+    with_parts = [row for row in mapped if row["bucket_parts"] is not None]
+    without = [{k: v for k, v in row.items() if k != "bucket_parts"} for row in mapped if row["bucket_parts"] is None]
     for group in (with_parts, without):
         if group:
             inserted.update(session.scalars(stmt, group))

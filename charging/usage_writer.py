@@ -106,22 +106,20 @@ def _as_tuples(
         if len(names) == 1:
             return [(pick(row),) for row in cast(Sequence[Mapping[str, Any]], rows)]
         return [pick(row) for row in cast(Sequence[Mapping[str, Any]], rows)]
+    if isinstance(rows[0], tuple):
+        return list(cast(Sequence[tuple[Any, ...]], rows))
     return [tuple(row) for row in cast(Sequence[Sequence[Any]], rows)]
 
 
 def _json_wrapped(tuples: list[tuple[Any, ...]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """The rows with their JSON values marked as such for COPY (None stays SQL NULL)."""
     at = [position for position, name in enumerate(names) if name in _JSON_COLUMNS]
-    if not at:
-        return tuples
-    wrapped = []
-    for row in tuples:
-        values = list(row)
-        for position in at:
-            if values[position] is not None:
-                values[position] = Jsonb(values[position])
-        wrapped.append(tuple(values))
-    return wrapped
+    for position in at:
+        after = position + 1
+        tuples = [
+            row if row[position] is None else (*row[:position], Jsonb(row[position]), *row[after:]) for row in tuples
+        ]
+    return tuples
 
 
 def _driver_connection(session: Session) -> psycopg.Connection[Any]:
