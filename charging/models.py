@@ -36,6 +36,8 @@ class UsageRecord(TenantOwned, Base):
     overage_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
     amount: Mapped[Decimal] = mapped_column()
     source: Mapped[str] = mapped_column(String(300))
+    # The record's line in its usage file (NULL for the API's records): with `source`, which record of which file.
+    position: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # What explains the amount, as rated: the offer, the allowance left before, the unit price and the
     # amount before rounding. NULL on records rated before they were kept.

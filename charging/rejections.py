@@ -324,6 +324,7 @@ def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any
         "margin": record.amount - record.wholesale_amount if record.wholesale_amount is not None else None,
         "rerated_count": record.rerated_count,
         "source": record.source,
+        "position": record.position,
         "received_at": record.received_at,
         "invoice": invoice.id if invoice else None,
     }

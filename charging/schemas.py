@@ -290,7 +290,8 @@ class UsageRecordSchema(Schema):
     wholesale_note = fields.String(allow_none=True)
     margin = DecimalString(allow_none=True, metadata={"description": "Retail minus wholesale."})
     rerated_count = fields.Integer(metadata={"description": "How many re-ratings changed it."})
-    source = fields.String()
+    source = fields.String(metadata={"description": "api, or file: and the usage file's storage key."})
+    position = fields.Integer(allow_none=True, metadata={"description": "Its line in its usage file (file records)."})
     received_at = fields.AwareDateTime()
     invoice = fields.String(allow_none=True, metadata={"description": "The invoice that billed it, once billed."})
 

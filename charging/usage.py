@@ -40,6 +40,8 @@ log = logging.getLogger("mvne.usage")
 T = TypeVar("T")
 
 RATEABLE_STATUSES = ("active", "suspended")
+# How the records of a usage file name their source: "file:" and the file's storage key.
+FILE_SOURCE = "file:"
 # Keys (lines, record ids) looked up per statement: a batch's worth, as one array parameter on PostgreSQL.
 KEYS_PER_STATEMENT = 5000
 
@@ -149,6 +151,9 @@ class RecordOutcome:
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
+    # Records of a usage file found rated already from the same line of the same file: an earlier run of its
+    # segment committed them before its worker stopped. Rated once, and counted as such (not as duplicates).
+    resumed: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     records: list[RecordOutcome] = field(default_factory=list)
     # Records of lines another transaction held (`defer_busy_lines`): not looked at, to send again.
@@ -241,6 +246,7 @@ class _Sorted:
     refused: list[tuple[int, UsageInput, str, str]] = field(default_factory=list)
     first_of: dict[str, int] = field(default_factory=dict)
     repeated: list[int] = field(default_factory=list)
+    resumed: int = 0
 
 
 LineOf = Callable[[UsageInput], LineRef | None]
@@ -270,14 +276,21 @@ def _lines_of(session: Session, tenant: Tenant, records: list[UsageInput]) -> Li
 
 
 def _sort_batch(
-    session: Session, tenant: Tenant, records: list[UsageInput], window: UsageWindow, line_of: LineOf
+    session: Session, tenant: Tenant, records: list[UsageInput], window: UsageWindow, line_of: LineOf, *, source: str
 ) -> _Sorted:
     batch = _Sorted(outcomes=[None] * len(records))
-    existing = _accepted_ids(session, tenant.id, [r.record_id for r in records])
+    from_file = source.startswith(FILE_SOURCE)
+    existing = _accepted_origins(session, tenant.id, [r.record_id for r in records])
     now = utcnow()
     for index, record in enumerate(records):
         if record.record_id in existing:
-            batch.outcomes[index] = RecordOutcome(index, record.record_id, "duplicate", existing[record.record_id])
+            usage_id, origin = existing[record.record_id]
+            resumed = from_file and origin == (source[:300], record.position) and record.record_id not in batch.first_of
+            if resumed:
+                batch.first_of[record.record_id] = index
+                batch.resumed += 1
+            outcome = "rated" if resumed else "duplicate"
+            batch.outcomes[index] = RecordOutcome(index, record.record_id, outcome, usage_id)
             continue
         sub = line_of(record)
         details = record_details(record)
@@ -319,9 +332,10 @@ def ingest_usage(
     line_of = _lines_of(session, tenant, records)
     if lock_lines is not None and session.get_bind().dialect.name == "postgresql":
         records, result.deferred = _lock_lines(session, records, line_of, skip_busy=lock_lines == "skip_busy")
-    batch = _sort_batch(session, tenant, records, window or UsageWindow(), line_of)
+    batch = _sort_batch(session, tenant, records, window or UsageWindow(), line_of, source=source)
     rated = _rate(session, tenant, batch, source) if batch.candidates else {}
     result.accepted = len(rated)
+    result.resumed = batch.resumed
     for index in batch.repeated:
         first = batch.outcomes[batch.first_of[records[index].record_id]]
         batch.outcomes[index] = RecordOutcome(
@@ -460,6 +474,7 @@ def _rate_candidates(
     """The hot loop: no database, no ORM object; rows ready for one multi-row insert."""
     attempt = _Attempt()
     received = utcnow()
+    from_file = source.startswith(FILE_SOURCE)
     source = source[:300]
     usage_ids = iter(new_ids("usg", len(batch.candidates)))
     for index, record, sub, period, details in batch.candidates:
@@ -495,6 +510,7 @@ def _rate_candidates(
                 record.quantity,
                 period,
                 source,
+                record.position if from_file else None,
                 received,
                 details.visited_plmn,
                 details.called_number,
@@ -518,6 +534,7 @@ _RECORD_COLUMNS = (
     "quantity",
     "period",
     "source",
+    "position",
     "received_at",
     "visited_plmn",
     "called_number",
@@ -1019,11 +1036,22 @@ def write_buckets(session: Session, buckets: list[engine.Bucket]) -> None:
 
 def _accepted_ids(session: Session, tenant_id: str, record_ids: list[str]) -> dict[str, str]:
     """The usage record ids of the sender's record ids the tenant has already accepted."""
-    found: dict[str, str] = {}
+    origins = _accepted_origins(session, tenant_id, record_ids)
+    return {record_id: usage_id for record_id, (usage_id, _) in origins.items()}
+
+
+def _accepted_origins(
+    session: Session, tenant_id: str, record_ids: list[str]
+) -> dict[str, tuple[str, tuple[str, int | None]]]:
+    """The sender's record ids the tenant has already accepted: each one's usage record id and where it came from
+    (source, and position in a file)."""
+    found: dict[str, tuple[str, tuple[str, int | None]]] = {}
     for id_chunk in _chunks(sorted(set(record_ids)), KEYS_PER_STATEMENT):
-        accepted = select(UsageRecord.record_id, UsageRecord.id).where(UsageRecord.tenant_id == tenant_id)
+        accepted = select(UsageRecord.record_id, UsageRecord.id, UsageRecord.source, UsageRecord.position).where(
+            UsageRecord.tenant_id == tenant_id
+        )
         rows = session.execute(for_each_key(session, UsageRecord.record_id, id_chunk, accepted))
-        found.update((record_id, usage_id) for record_id, usage_id in rows)
+        found.update((record_id, (usage_id, (source, position))) for record_id, usage_id, source, position in rows)
     return found
 
 

@@ -7,8 +7,9 @@ so the workers share a large file. A segment reads its lines with a ranged read,
 chunk of a tenant in its own transaction. Its counts and first errors are kept on the file's row under
 its number; the segment that finds every number there completes the file with a conditional UPDATE,
 once. A segment delivered again after its counts were kept does nothing; one that ran part way before
-finds its committed records already accepted (each record counts once per tenant and record id) and
-counts them as duplicates.
+finds its committed records already accepted (each record counts once per tenant and record id): those
+of the same line of the same file are counted as accepted, as the dead run would have, other lines with
+their record id as duplicates.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from mvne.charging.models import UsageFile
 from mvne.charging.rating import Service
-from mvne.charging.usage import UsageInput, UsageWindow, ingest_usage
+from mvne.charging.usage import FILE_SOURCE, UsageInput, UsageWindow, ingest_usage
 from mvne.esim.models import Sim
 from mvne.infra.db import Database, one_of, utcnow
 from mvne.infra.ids import new_id
@@ -478,8 +479,10 @@ def _ingest_group(
         tenant = session.get(Tenant, tenant_id)
         assert tenant is not None
         lock_lines: Literal["skip_busy", "wait"] = "skip_busy" if defer else "wait"
-        outcome = ingest_usage(session, tenant, records, source=f"file:{key}", window=window, lock_lines=lock_lines)
-    report.accepted += outcome.accepted
+        outcome = ingest_usage(
+            session, tenant, records, source=f"{FILE_SOURCE}{key}", window=window, lock_lines=lock_lines
+        )
+    report.accepted += outcome.accepted + outcome.resumed
     report.duplicates += outcome.duplicates
     if outcome.rejected:
         lines = {record.record_id: record.position for record in records}

@@ -149,6 +149,7 @@ def test_a_segment_whose_counts_were_lost_runs_again_and_charges_nothing_twice(
     tag = secrets.token_hex(3)
     started = at(line)
     body = [CDR_HEADER, *(f"l-{tag}-{n},,{line['msisdn']},data,{started},,{MB},,," for n in range(4))]
+    body.append(f"l-{tag}-0,,{line['msisdn']},data,{started},,{MB},,,")  # line 6 repeats line 2's record
     key = f"usage/incoming/lostnet/{tag}.csv"
     runtime.storage.put(key, "\n".join(body).encode())
     header, (segment,) = plan_segments(runtime.storage, key)
@@ -165,8 +166,9 @@ def test_a_segment_whose_counts_were_lost_runs_again_and_charges_nothing_twice(
 
     assert isinstance(first, SegmentReport)
     assert isinstance(again, SegmentReport)
-    assert (first.accepted, first.duplicates) == (4, 0)
-    assert (again.accepted, again.duplicates) == (0, 4)
+    assert (first.accepted, first.duplicates) == (4, 1)
+    # The same lines of the same file are the records rated before: counted as rated, as the first run did.
+    assert (again.accepted, again.duplicates) == (4, 1)
     assert third is None  # its counts are kept now: delivered again, it does nothing
     assert stored(runtime, tenant.id) == (4, 0, 4 * MB)
     with runtime.db.transaction(platform=True) as session:
@@ -174,7 +176,7 @@ def test_a_segment_whose_counts_were_lost_runs_again_and_charges_nothing_twice(
         assert usage_file is not None
         assert usage_file.status == "running"
         assert usage_file.segment_results is not None
-        assert usage_file.segment_results["0"]["duplicates"] == 4
+        assert (usage_file.segment_results["0"]["accepted"], usage_file.segment_results["0"]["duplicates"]) == (4, 1)
 
 
 def test_a_file_whose_segment_failed_for_good_shows_it_and_completes_once_the_segment_is_replayed(
@@ -300,4 +302,9 @@ def test_a_segment_rated_line_by_line_reports_its_first_errors_in_file_order_wit
     rejections = tenant.api.get("/v1/usage-rejections", source=f"file:{key}").json["data"]
     assert [(r["record_id"], r["position"], r["reason_code"]) for r in rejections] == [
         (f"o-{tag}-early", 10, "too_old")
+    ]
+    rated = tenant.api.get("/v1/usage-records", subscription=line["id"]).json["data"]
+    explained = [tenant.api.get(f"/v1/usage-records/{r['id']}").json for r in rated]
+    assert sorted((r["record_id"], r["position"], r["source"]) for r in explained) == [
+        (f"o-{tag}-{n}", n + 2, f"file:{key}") for n in (0, 3, 6)
     ]
