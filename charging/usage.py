@@ -165,6 +165,24 @@ def period_of(moment: dt.datetime, timezone: str) -> str:
     return moment.astimezone(zoneinfo.ZoneInfo(timezone)).strftime("%Y-%m")
 
 
+class _PeriodOf:
+    """`period_of` for many moments of one time zone: the last period's bounds kept, a month computed once."""
+
+    def __init__(self, timezone: str) -> None:
+        self.timezone = timezone
+        self.label, self.start, self.end = (
+            "",
+            dt.datetime.max.replace(tzinfo=dt.UTC),
+            dt.datetime.min.replace(tzinfo=dt.UTC),
+        )
+
+    def __call__(self, moment: dt.datetime) -> str:
+        if not self.start <= moment < self.end:
+            self.label = period_of(moment, self.timezone)
+            self.start, self.end = _period_window(self.label, self.timezone)
+        return self.label
+
+
 def _quantity_refusal(service: Service, quantity: int) -> tuple[str, str] | None:
     low, high = QUANTITY_MINIMUMS[service], QUANTITY_LIMITS[service]
     if isinstance(quantity, bool) or not isinstance(quantity, int):
@@ -282,6 +300,7 @@ def _sort_batch(
     from_file = source.startswith(FILE_SOURCE)
     existing = _accepted_origins(session, tenant.id, [r.record_id for r in records])
     now = utcnow()
+    period_at = _PeriodOf(tenant.timezone)
     for index, record in enumerate(records):
         if record.record_id in existing:
             usage_id, origin = existing[record.record_id]
@@ -301,7 +320,7 @@ def _sort_batch(
             batch.repeated.append(index)
         elif sub is not None:
             batch.first_of[record.record_id] = index
-            period = period_of(record.started_at, tenant.timezone)
+            period = period_at(record.started_at)
             batch.candidates.append(_Candidate(index, record, sub, period, details))
     return batch
 

@@ -10,12 +10,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from mvne.charging.billing import invoice_customer, period_bounds
 from mvne.charging.errors import InvalidPeriod
 from mvne.charging.models import UsageRecord
-from mvne.charging.usage import UsageWindow
+from mvne.charging.usage import UsageWindow, _PeriodOf, period_of
 from mvne.infra.runtime import Runtime
 from tests.support.api import (
     ApiCaller,
@@ -202,3 +204,23 @@ def test_an_invoice_is_due_after_the_payment_terms_of_the_tenants_legal_profile(
     [invoice] = tenant.api.get("/v1/invoices", customer=sub["customer"]).json["data"]
     issued = dt.datetime.fromisoformat(invoice["issued_at"]).date()
     assert dt.date.fromisoformat(invoice["due_date"]) - issued == dt.timedelta(days=30)
+
+
+# hypothesis takes naive bounds and puts the time zone on what it draws
+FIRST, LAST = dt.datetime(2025, 12, 30), dt.datetime(2027, 1, 2)  # noqa: DTZ001
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moments=st.lists(
+        st.datetimes(min_value=FIRST, max_value=LAST, timezones=st.just(dt.UTC)),
+        min_size=1,
+        max_size=40,
+    ),
+    timezone=st.sampled_from(["Europe/Paris", "Pacific/Auckland", "America/St_Johns", "UTC"]),
+)
+def test_a_batch_finds_each_moments_period_as_one_moment_at_a_time_would(
+    moments: list[dt.datetime], timezone: str
+) -> None:
+    period_at = _PeriodOf(timezone)
+    assert [period_at(moment) for moment in moments] == [period_of(moment, timezone) for moment in moments]
