@@ -248,7 +248,7 @@ def refusal_of(
 class _Candidate(NamedTuple):
     """A record to rate: its index in the batch, its line, its period and the details read from it."""
 
-    index: int
+    at: int
     record: UsageInput
     line: LineRef
     period: str
