@@ -19,8 +19,7 @@ from operator import itemgetter
 from typing import Any, Literal, cast
 
 import psycopg
-from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Table
+from sqlalchemy import Table
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -53,8 +52,6 @@ STAGING_TABLE = "usage_records_staging"
 INSERT_CHUNK = 500
 _TABLE = cast(Table, UsageRecord.__table__)
 _KNOWN_COLUMNS = frozenset(_TABLE.c.keys())
-# Columns COPY must be told are JSON (a list would otherwise go as an array).
-_JSON_COLUMNS = frozenset(c.name for c in _TABLE.c if isinstance(c.type, JSON))
 
 
 def write_usage_rows(
@@ -81,13 +78,13 @@ def write_usage_rows(
         return _insert_rows(session, tuples, names)
     if method == "insert":
         return _insert_rows(session, tuples, names)
-    tuples = _json_wrapped(tuples, names)
     driver = _driver_connection(session)
+    types = _column_types(session, driver, names)
     # COPY straight in is refused where row-level security binds: "copy" then stages as "auto" does.
     if method == "staging" or _rls_binds(session, driver):
-        return _staged(driver, tuples, names)
-    written = _copied(driver, tuples, names)
-    return written if written is not None else _staged(driver, tuples, names)
+        return _staged(driver, tuples, names, types)
+    written = _copied(driver, tuples, names, types)
+    return written if written is not None else _staged(driver, tuples, names, types)
 
 
 def _columns_of(first: Mapping[str, Any] | Sequence[Any]) -> tuple[str, ...]:
@@ -109,17 +106,6 @@ def _as_tuples(
     if isinstance(rows[0], tuple):
         return list(cast(Sequence[tuple[Any, ...]], rows))
     return [tuple(row) for row in cast(Sequence[Sequence[Any]], rows)]
-
-
-def _json_wrapped(tuples: list[tuple[Any, ...]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """The rows with their JSON values marked as such for COPY (None stays SQL NULL)."""
-    at = [position for position, name in enumerate(names) if name in _JSON_COLUMNS]
-    for position in at:
-        after = position + 1
-        tuples = [
-            row if row[position] is None else (*row[:position], Jsonb(row[position]), *row[after:]) for row in tuples
-        ]
-    return tuples
 
 
 def _driver_connection(session: Session) -> psycopg.Connection[Any]:
@@ -149,19 +135,38 @@ def _unique(tuples: list[tuple[Any, ...]], names: tuple[str, ...]) -> list[tuple
     return kept
 
 
-def _copy(driver: psycopg.Connection[Any], table: str, tuples: list[tuple[Any, ...]], names: tuple[str, ...]) -> None:
+def _column_types(session: Session, driver: psycopg.Connection[Any], names: tuple[str, ...]) -> list[int]:
+    """The type oids of usage_records' columns `names` (read once per connection): COPY then dumps each value as
+    its column's type (a list as JSON for `bucket_parts`) rather than guessing from the Python value."""
+    info = session.connection().info
+    if "usage_column_types" not in info:
+        rows = driver.execute(
+            "SELECT attname, atttypid::int FROM pg_attribute "
+            "WHERE attrelid = 'usage_records'::regclass AND attnum > 0 AND NOT attisdropped"
+        ).fetchall()
+        info["usage_column_types"] = {str(name): int(oid) for name, oid in rows}
+    known: dict[str, int] = info["usage_column_types"]
+    return [known[name] for name in names]
+
+
+def _copy(
+    driver: psycopg.Connection[Any], table: str, tuples: list[tuple[Any, ...]], names: tuple[str, ...], types: list[int]
+) -> None:
     with driver.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+        copy.set_types(types)
         write = copy.write_row
         for row in tuples:
             write(row)
 
 
-def _copied(driver: psycopg.Connection[Any], tuples: list[tuple[Any, ...]], names: tuple[str, ...]) -> set[str] | None:
+def _copied(
+    driver: psycopg.Connection[Any], tuples: list[tuple[Any, ...]], names: tuple[str, ...], types: list[int]
+) -> set[str] | None:
     """COPY straight into the table under a savepoint; None (and nothing written) when a record is there already."""
     rows = _unique(tuples, names)
     driver.execute("SAVEPOINT mvne_usage_copy")
     try:
-        _copy(driver, "usage_records", rows, names)
+        _copy(driver, "usage_records", rows, names, types)
     except psycopg.errors.UniqueViolation:
         driver.execute("ROLLBACK TO SAVEPOINT mvne_usage_copy")
         return None
@@ -170,7 +175,9 @@ def _copied(driver: psycopg.Connection[Any], tuples: list[tuple[Any, ...]], name
     return {row[record_at] for row in rows}
 
 
-def _staged(driver: psycopg.Connection[Any], tuples: list[tuple[Any, ...]], names: tuple[str, ...]) -> set[str]:
+def _staged(
+    driver: psycopg.Connection[Any], tuples: list[tuple[Any, ...]], names: tuple[str, ...], types: list[int]
+) -> set[str]:
     """COPY into a temporary table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING into usage_records."""
     listed = ", ".join(names)
     # Kept for the connection's life and emptied at each commit: made once, not per batch.
@@ -178,7 +185,7 @@ def _staged(driver: psycopg.Connection[Any], tuples: list[tuple[Any, ...]], name
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} "
         "(LIKE usage_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    _copy(driver, STAGING_TABLE, _unique(tuples, names), names)
+    _copy(driver, STAGING_TABLE, _unique(tuples, names), names, types)
     inserted = driver.execute(
         f"INSERT INTO usage_records ({listed}) SELECT {listed} FROM {STAGING_TABLE} "  # noqa: S608 (the table's own column names)
         "ON CONFLICT (tenant_id, record_id) DO NOTHING RETURNING record_id"
