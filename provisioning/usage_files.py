@@ -199,7 +199,13 @@ def iter_usage_file(
         except UnicodeDecodeError as exc:
             yield number, UsageFileError(number, f"not UTF-8: {exc}")
             continue
-        yield number, read(number, line, columns)
+        yield number, read(number, _without_nul(line), columns)
+
+
+def _without_nul(text: str) -> str:
+    """The text with any NUL character shown as U+FFFD: PostgreSQL's text and JSON cannot hold NUL, and a line
+    carrying one must still end as an error or a rejection that says where, not fail its whole chunk."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def read_header(first: bytes) -> str:
@@ -374,6 +380,7 @@ def _json_line(number: int, raw: bytes) -> UsageFileRecord | UsageFileError:
         return UsageFileError(number, f"not a JSON object: {exc}")
     if not isinstance(value, dict):
         return UsageFileError(number, "not a JSON object")
+    value = {_without_nul(str(k)): _without_nul(v) if isinstance(v, str) else v for k, v in value.items()}
     unknown = sorted(set(value) - set(CDR_FIELDS))
     fields = {str(k): "" if v is None else str(v) for k, v in value.items() if k in CDR_FIELDS}
     if unknown:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import secrets
 import threading
 import time
@@ -308,3 +309,50 @@ def test_a_segment_rated_line_by_line_reports_its_first_errors_in_file_order_wit
     assert sorted((r["record_id"], r["position"], r["source"]) for r in explained) == [
         (f"o-{tag}-{n}", n + 2, f"file:{key}") for n in (0, 3, 6)
     ]
+
+
+def test_nul_characters_in_a_file_end_as_rejections_that_say_where_and_the_other_records_are_rated(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    tag = secrets.token_hex(3)
+    started = at(line)
+    msisdn = line["msisdn"]
+    csv_rows = [
+        CDR_HEADER,
+        f"n-{tag}-1,,{msisdn},voice,{started},60,,+3361\x002345678,,",  # line 2
+        f"n-{tag}-2,,{msisdn},data,{started},,100,,208\x0001,",
+        f"n-{tag}-3,,{msisdn},data,{started},,100,,,1\x002",
+        f"n-{tag}-4,,{msisdn},da\x00ta,{started},,100,,,",
+        f"n-{tag}\x00-5,,{msisdn},data,{started},,100,,,",  # line 6: kept under its id as read
+        f"n-{tag}-6,,{msisdn},data,{started},,{MB},,,",  # the good one
+    ]
+    common = {"msisdn": msisdn, "started_at": started, "duration_s": 60}
+    json_rows = [  # json.dumps writes a NUL character as the escape \u0000
+        json.dumps({"record_id": f"j-{tag}-1", "service": "voice", "called_number": "+3361\x00234", **common}),
+        json.dumps({"record_id": f"j-{tag}-2", "service": "sms", "x\x00": "1", **common}),
+    ]
+    reports = {}
+    for suffix, rows in (("csv", csv_rows), ("jsonl", json_rows)):
+        key = f"usage/incoming/nulnet/{tag}.{suffix}"
+        runtime.storage.put(key, "\n".join(rows).encode())
+        header, (segment,) = plan_segments(runtime.storage, key)
+        file_id = _running_file(runtime, key, segments_total=2)
+        where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
+        reports[suffix] = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+
+    csv, jsonl = reports["csv"], reports["jsonl"]
+    assert isinstance(csv, SegmentReport)
+    assert isinstance(jsonl, SegmentReport)
+    assert (csv.records, csv.accepted, csv.rejected) == (6, 1, 5)
+    assert (jsonl.records, jsonl.accepted, jsonl.rejected) == (2, 0, 2)
+    assert all("\x00" not in str(error) for error in [*csv.errors, *jsonl.errors])
+    kept = tenant.api.get("/v1/usage-rejections", source=f"file:usage/incoming/nulnet/{tag}.csv").json["data"]
+    assert sorted((r["position"], r["reason_code"]) for r in kept) == [
+        (2, "malformed"),
+        (3, "malformed"),
+        (4, "malformed"),
+        (5, "unknown_service"),
+        (6, "malformed"),
+    ]
+    called = next(r for r in kept if r["position"] == 2)
+    assert called["raw"]["called_number"] == "+3361\ufffd2345678"
