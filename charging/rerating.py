@@ -39,7 +39,7 @@ from mvne.charging.usage import (
     plan_terms,
     rated_columns,
     rating_context,
-    write_buckets,
+    settle_buckets,
 )
 from mvne.charging.zones import EU, HOME, zone_of
 from mvne.infra.db import Database, get_or_raise, utcnow
@@ -355,7 +355,8 @@ def rerate_lines(session: Session, tenant: Tenant, run: ReratingRun, sub_ids: li
             )
     _update_records(session, in_place, parts_only)
     done.adjustments = _write_adjustments(session, adjustments)
-    write_buckets(session, [b for b in buckets if b.changed])
+    # Used again as re-rated, and the 50/80/100 % events of what that crosses (each sent once per bucket).
+    settle_buckets(session, tenant.id, buckets)
     return done
 
 

@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
+from mvne.catalog.models import OfferVersion
 from mvne.catalog.terms import AllowanceTerm, LineTerms, TermsTimeline
 from mvne.charging.models import BalanceBucket, UsageAdjustment
 from mvne.charging.rerating import execute_rerating_run
@@ -455,6 +456,30 @@ def test_re_rating_updates_a_record_not_invoiced_yet_in_place(tenant: TenantHand
     assert (before["amount"], before["rerated_count"]) == ("0.30", 0)
     assert (after["amount"], after["priced_by"], after["rerated_count"]) == ("1.00", "rate_card", 1)
     assert (run["records_changed"], run["adjustments"]) == (1, 0)
+
+
+def test_a_re_rating_that_leaves_less_allowance_sends_the_threshold_it_crosses(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    rated(tenant.api, data("t1", line, 600 * MB))  # 60 % of 1000 MB: the 50 % event
+    with runtime.db.transaction(tenant_id=tenant.id) as session:
+        bucket = session.scalars(
+            select(BalanceBucket).where(BalanceBucket.subscription_id == line["id"], BalanceBucket.service == "data")
+        ).one()
+        version = session.get(OfferVersion, bucket.offer_version_id)
+        assert version is not None
+        # The period's allowance corrected to 700 MB, as a correction applies to the whole period.
+        version.allowances = [{**a, "amount": 700} if a["service"] == "data" else a for a in version.allowances]
+
+    _rerating_run(tenant.api, dt.datetime.now(PARIS).strftime("%Y-%m"))
+
+    sent = [
+        (e["percent"], e["granted"], e["used"])
+        for e in events(runtime, tenant.id, "balance.threshold_reached")
+        if e["subscription"] == line["id"]
+    ]
+    # 600 of 700 MB is 86 %: the 80 % event, once.
+    assert sent == [(50, 1000 * MB, 600 * MB), (80, 700 * MB, 600 * MB)]
 
 
 def test_a_periods_plan_buckets_are_made_once_with_a_rollover_of_what_the_last_one_left(
