@@ -1029,6 +1029,14 @@ def render(figures: Figures) -> str:
             f"rate {c['rate_s']:.2f} s, write {c['write_s']:.2f} s in {c['statements']:,} statements; "
             f"rows in usage_records: {c['rows_in_usage_records']:,}"
         )
+        records = c["records"] or 1
+        if c["rate_s"] + c["write_s"] > 0:  # a file of one segment is rated by its cut job, unsplit
+            out.append(
+                f"  per record (worker time): parse {c['parse_s'] / records * 1e6:.1f} us, "
+                f"rate {c['rate_s'] / records * 1e6:.1f} us, write {c['write_s'] / records * 1e6:.1f} us; "
+                f"100,000 records/s on {figures.params['cpus']} CPUs leaves "
+                f"{figures.params['cpus'] / 100_000 * 1e6:.0f} us of CPU a record, the database's included"
+            )
         spent = ", ".join(f"{s['statement']} {s['seconds']:.2f} s ({s['count']:,})" for s in c["slowest_statements"])
         out.append(f"  SQL time by statement: {spent}")
     ceiling = figures.phases.get("ceiling_copy")
