@@ -61,11 +61,19 @@ FILE_REPORT_ERRORS = 200
 SEGMENTS_RUN = ("running", "failed")
 # Values per lookup of the lines of a segment's MSISDNs and IMSIs.
 OWNER_LOOKUP_CHUNK = 10_000
+# The longest storage key a usage file's row holds.
+KEY_LENGTH: int = UsageFile.__table__.c.key.type.length  # type: ignore[attr-defined]
+_TOO_LONG_SEEN: set[str] = set()
 
 
 def discover_usage_files(db: Database, storage: Storage) -> int:
     """Register new files (CSV or JSON lines) in the incoming folder and queue their ingestion; returns how many."""
     keys = [k for k in storage.list(INCOMING_PREFIX) if k.endswith(USAGE_FILE_SUFFIXES)]
+    # A key too long to be kept is left where it is, and said so: taken in, it would fail every file's discovery.
+    for key in (k for k in keys if len(k) > KEY_LENGTH and k not in _TOO_LONG_SEEN):
+        _TOO_LONG_SEEN.add(key)  # said once per process, not at every look
+        log.warning("usage file key too long to be taken in", extra={"key": key[:200], "length": len(key)})
+    keys = [k for k in keys if len(k) <= KEY_LENGTH]
     if not keys:
         return 0
     found = 0

@@ -356,3 +356,23 @@ def test_nul_characters_in_a_file_end_as_rejections_that_say_where_and_the_other
     ]
     called = next(r for r in kept if r["position"] == 2)
     assert called["raw"]["called_number"] == "+3361\ufffd2345678"
+
+
+def test_a_file_whose_key_is_too_long_to_keep_is_left_alone_and_the_others_are_taken_in(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    tag = secrets.token_hex(3)
+    body = "\n".join([CDR_HEADER, f"k-{tag}-1,,{line['msisdn']},sms,{at(line)},,,,,"]).encode()
+    long_key = f"usage/incoming/longnet/{'d' * 240}/{'e' * 240}/{tag}.csv"
+    key = f"usage/incoming/longnet/{tag}.csv"
+    runtime.storage.put(long_key, body)
+    runtime.storage.put(key, body)
+
+    found = usage_files_module.discover_usage_files(runtime.db, runtime.storage)
+
+    assert len(long_key) > usage_files_module.KEY_LENGTH
+    assert found >= 1
+    with runtime.db.transaction(platform=True) as session:
+        known = set(session.scalars(select(UsageFile.key).where(UsageFile.key.like("usage/incoming/longnet/%"))))
+    assert known == {key}
+    assert runtime.storage.exists(long_key)  # left in place for an operator to rename
