@@ -11,6 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from mvne.infra.db import Base, ExactAmount, JSONValue, TenantOwned, utcnow
 
+# "api", or "file:" and a usage file's storage key (at most 500 characters): whole, so no two files share one.
+SOURCE_LENGTH = 512
+
 
 class UsageRecord(TenantOwned, Base):
     """One rated usage event; `record_id` is the sender's id, so a record sent twice counts once."""
@@ -35,7 +38,7 @@ class UsageRecord(TenantOwned, Base):
     allowance_used: Mapped[int] = mapped_column(BigInteger, default=0)
     overage_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
     amount: Mapped[Decimal] = mapped_column()
-    source: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(SOURCE_LENGTH))
     # The record's line in its usage file (NULL for the API's records): with `source`, which record of which file.
     position: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -90,7 +93,7 @@ class UsageRejection(TenantOwned, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     record_id: Mapped[str] = mapped_column(String(128))
     # "api", or "file:<storage key>" for a usage file
-    source: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(SOURCE_LENGTH))
     # The record's index in its batch, or its line number in its file.
     position: Mapped[int | None] = mapped_column(Integer)
     # The record as received (line, service, start, quantity), and the fields changed since to fix it.

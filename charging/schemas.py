@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from mvne.charging.models import SOURCE_LENGTH
 from mvne.charging.rating import Service
 from mvne.infra.fields import DateTime, DecimalString, Integer, Period, Text
 from mvne.infra.web.pagination import PageArgs
@@ -157,7 +158,7 @@ class UsageRejectionListArgs(PageArgs):
         metadata={"description": "open (the default), fixed, duplicate, discarded, or all."},
     )
     reason = Text(load_default=None, allow_none=False, min_length=1, max_length=40)
-    source = Text(load_default=None, allow_none=False, min_length=1, max_length=300)
+    source = Text(load_default=None, allow_none=False, min_length=1, max_length=SOURCE_LENGTH)
 
 
 class UsageRejectionFixSchema(Schema):

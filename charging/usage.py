@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from mvne.catalog.terms import LineTerms, TermsTimeline, line_terms
 from mvne.charging import engine, ratecards, usage_writer
-from mvne.charging.models import BalanceBucket, UsageRecord, UsageRejection
+from mvne.charging.models import SOURCE_LENGTH, BalanceBucket, UsageRecord, UsageRejection
 from mvne.charging.ratecard_models import RateCard, RateCardVersion
 from mvne.charging.ratecard_service import compiled_card
 from mvne.charging.ratecards import PricingError
@@ -304,7 +304,11 @@ def _sort_batch(
     for index, record in enumerate(records):
         if record.record_id in existing:
             usage_id, origin = existing[record.record_id]
-            resumed = from_file and origin == (source[:300], record.position) and record.record_id not in batch.first_of
+            resumed = (
+                from_file
+                and origin == (source[:SOURCE_LENGTH], record.position)
+                and record.record_id not in batch.first_of
+            )
             if resumed:
                 batch.first_of[record.record_id] = index
                 batch.resumed += 1
@@ -378,7 +382,7 @@ def ingest_usage(
             session,
             "usage.rejected",
             kept[batch.refused[0][1].record_id],
-            {"count": len(batch.refused), "source": source[:300], "reasons": dict(reasons)},
+            {"count": len(batch.refused), "source": source[:SOURCE_LENGTH], "reasons": dict(reasons)},
             tenant_id=tenant.id,
         )
     result.records = [o for o in batch.outcomes if o is not None]
@@ -494,7 +498,7 @@ def _rate_candidates(
     attempt = _Attempt()
     received = utcnow()
     from_file = source.startswith(FILE_SOURCE)
-    source = source[:300]
+    source = source[:SOURCE_LENGTH]
     usage_ids = iter(new_ids("usg", len(batch.candidates)))
     for index, record, sub, period, details in batch.candidates:
         if record.record_id in known:
@@ -1085,7 +1089,7 @@ def _keep_rejections(
             "id": new_id("urj"),
             "tenant_id": tenant_id,
             "record_id": record.record_id,
-            "source": source[:300],
+            "source": source[:SOURCE_LENGTH],
             "position": record.position,
             "raw": record.as_json(),
             "fixes": {},

@@ -376,3 +376,26 @@ def test_a_file_whose_key_is_too_long_to_keep_is_left_alone_and_the_others_are_t
         known = set(session.scalars(select(UsageFile.key).where(UsageFile.key.like("usage/incoming/longnet/%"))))
     assert known == {key}
     assert runtime.storage.exists(long_key)  # left in place for an operator to rename
+
+
+def test_two_files_whose_long_keys_differ_only_at_the_end_do_not_pass_for_each_other(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
+) -> None:
+    tag = secrets.token_hex(3)
+    body = "\n".join([CDR_HEADER, f"s-{tag}-1,,{line['msisdn']},sms,{at(line)},,,,,"]).encode()
+    folder = f"usage/incoming/samenet/{'f' * 200}/{'g' * 200}"
+    reports = []
+    for name in ("first", "second"):  # the same record at the same line of two files
+        key = f"{folder}/{tag}-{name}.csv"
+        runtime.storage.put(key, body)
+        header, (segment,) = plan_segments(runtime.storage, key)
+        file_id = _running_file(runtime, key, segments_total=2)
+        where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
+        reports.append(ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where))
+
+    first, second = reports
+    assert len(f"file:{folder}/{tag}-first.csv") > 300
+    assert isinstance(first, SegmentReport)
+    assert isinstance(second, SegmentReport)
+    assert (first.accepted, first.duplicates) == (1, 0)
+    assert (second.accepted, second.duplicates) == (0, 1)  # another file's record: a duplicate, not its own
