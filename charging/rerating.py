@@ -30,6 +30,7 @@ from mvne.charging.models import BalanceBucket, ReratingRun, UsageAdjustment, Us
 from mvne.charging.ratecards import PricingError
 from mvne.charging.rating import Service
 from mvne.charging.usage import (
+    RATED_COLUMNS,
     _chunks,
     _period_window,
     _plan_allowances,
@@ -52,27 +53,9 @@ from mvne.tenants.service import get_tenant, record_event
 LINES_PER_CHUNK = 200
 OPEN = ("pending", "running")
 ZERO = Decimal(0)
-# What a re-rating compares to decide whether a record changed.
-_COMPARED = (
-    "zone",
-    "offer_version_id",
-    "allowance_used",
-    "overage_quantity",
-    "allowance_before",
-    "bucket_parts",
-    "throttled",
-    "amount",
-    "amount_exact",
-    "overage_unit_price",
-    "billed_quantity",
-    "rate_card_version_id",
-    "rate_prefix",
-    "time_band",
-    "wholesale_amount",
-    "wholesale_exact",
-    "wholesale_rate_version_id",
-    "wholesale_prefix",
-)
+# What a re-rating compares to decide whether a record changed: what rating decides, but the offer (its version
+# says it).
+_COMPARED = tuple(name for name in RATED_COLUMNS if name != "offer_id")
 
 
 def start_rerating_run(
