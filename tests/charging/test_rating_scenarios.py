@@ -482,24 +482,29 @@ def test_a_re_rating_that_leaves_less_allowance_sends_the_threshold_it_crosses(
     assert sent == [(50, 1000 * MB, 600 * MB), (80, 700 * MB, 600 * MB)]
 
 
+def plan_version(line: dict[str, Any], version_id: str, *allowances: AllowanceTerm, number: int = 1) -> LineTerms:
+    """A 20 EUR plan's terms for the line since 2026, with these allowances and 0.01 a MB beyond."""
+    return LineTerms(
+        subscription_id=line["id"],
+        offer_id=line["offer"],
+        offer_version_id=version_id,
+        version_number=number,
+        currency="EUR",
+        price=Decimal(20),
+        tax_category="standard",
+        allowances=allowances,
+        usage_prices={"home": {"data": Decimal("0.01")}},
+        rate_card_id=None,
+        valid_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+
+
 def test_a_periods_plan_buckets_are_made_once_with_a_rollover_of_what_the_last_one_left(
     runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
 ) -> None:
     data_with_rollover = AllowanceTerm(service="data", zone="home", quantity=1000 * MB, rollover_cap=300 * MB)
     unlimited_voice = AllowanceTerm(service="voice", zone="home", quantity=None, fair_use=6000)
-    terms = LineTerms(
-        subscription_id=line["id"],
-        offer_id=line["offer"],
-        offer_version_id="ofv_rollover",
-        version_number=2,
-        currency="EUR",
-        price=Decimal(20),
-        tax_category="standard",
-        allowances=(data_with_rollover, unlimited_voice),
-        usage_prices={"home": {"data": Decimal("0.01")}},
-        rate_card_id=None,
-        valid_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    )
+    terms = plan_version(line, "ofv_rollover", data_with_rollover, unlimited_voice, number=2)
     with runtime.db.transaction(tenant_id=tenant.id) as session:
         owner = session.get(Tenant, tenant.id)
         assert owner is not None
@@ -528,19 +533,7 @@ def test_a_period_the_line_used_nothing_of_rolls_over_its_whole_allowance_up_to_
     runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
 ) -> None:
     data_with_rollover = AllowanceTerm(service="data", zone="home", quantity=1000 * MB, rollover_cap=300 * MB)
-    terms = LineTerms(
-        subscription_id=line["id"],
-        offer_id=line["offer"],
-        offer_version_id="ofv_idle",
-        version_number=1,
-        currency="EUR",
-        price=Decimal(20),
-        tax_category="standard",
-        allowances=(data_with_rollover,),
-        usage_prices={"home": {"data": Decimal("0.01")}},
-        rate_card_id=None,
-        valid_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    )
+    terms = plan_version(line, "ofv_idle", data_with_rollover)
     with runtime.db.transaction(tenant_id=tenant.id) as session:
         owner = session.get(Tenant, tenant.id)
         assert owner is not None
@@ -569,19 +562,7 @@ def test_a_period_the_line_used_nothing_of_rolls_over_its_whole_allowance_up_to_
 def test_plan_buckets_are_looked_up_once_committed_and_made_again_after_a_rollback(
     runtime: Runtime, tenant: TenantHandle, line: dict[str, Any]
 ) -> None:
-    terms = LineTerms(
-        subscription_id=line["id"],
-        offer_id=line["offer"],
-        offer_version_id="ofv_once",
-        version_number=1,
-        currency="EUR",
-        price=Decimal(20),
-        tax_category="standard",
-        allowances=(AllowanceTerm(service="data", zone="home", quantity=1000 * MB),),
-        usage_prices={"home": {"data": Decimal("0.01")}},
-        rate_card_id=None,
-        valid_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    )
+    terms = plan_version(line, "ofv_once", AllowanceTerm(service="data", zone="home", quantity=1000 * MB))
     timeline = {line["id"]: TermsTimeline([terms])}
     asked = {(line["id"], "2026-08")}
 

@@ -104,6 +104,17 @@ def _running_file(runtime: Runtime, key: str, *, segments_total: int) -> str:
     return file_id
 
 
+def _rate_first_segment(runtime: Runtime, key: str, data: bytes) -> SegmentReport:
+    """Put a one-segment file in storage and run its segment, the file kept open (a second segment to come)."""
+    runtime.storage.put(key, data)
+    header, (segment,) = plan_segments(runtime.storage, key)
+    file_id = _running_file(runtime, key, segments_total=2)
+    where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
+    report = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+    assert isinstance(report, SegmentReport)
+    return report
+
+
 def test_segments_run_out_of_order_and_twice_count_every_record_once(
     runtime: Runtime, tenant: TenantHandle, line: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,14 +296,9 @@ def test_a_segment_rated_line_by_line_reports_its_first_errors_in_file_order_wit
         records.append(f"o-{tag}-{n},,{msisdn},sms,{started},,,,,")
     records.append(f"o-{tag}-early,,{other['msisdn']},sms,2020-01-01T00:00:00Z,,,,,")  # line 10: too old to rate
     key = f"usage/incoming/ordernet/{tag}.csv"
-    runtime.storage.put(key, "\n".join([CDR_HEADER, *records]).encode())
-    header, (segment,) = plan_segments(runtime.storage, key)
-    file_id = _running_file(runtime, key, segments_total=2)
-    where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
 
-    report = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+    report = _rate_first_segment(runtime, key, "\n".join([CDR_HEADER, *records]).encode())
 
-    assert isinstance(report, SegmentReport)
     assert (report.records, report.accepted, report.rejected) == (9, 6, 3)
     kept = report.as_json()["errors"]
     assert [(e["line"], e["record_id"]) for e in kept] == [
@@ -334,15 +340,9 @@ def test_nul_characters_in_a_file_end_as_rejections_that_say_where_and_the_other
     reports = {}
     for suffix, rows in (("csv", csv_rows), ("jsonl", json_rows)):
         key = f"usage/incoming/nulnet/{tag}.{suffix}"
-        runtime.storage.put(key, "\n".join(rows).encode())
-        header, (segment,) = plan_segments(runtime.storage, key)
-        file_id = _running_file(runtime, key, segments_total=2)
-        where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
-        reports[suffix] = ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where)
+        reports[suffix] = _rate_first_segment(runtime, key, "\n".join(rows).encode())
 
     csv, jsonl = reports["csv"], reports["jsonl"]
-    assert isinstance(csv, SegmentReport)
-    assert isinstance(jsonl, SegmentReport)
     assert (csv.records, csv.accepted, csv.rejected) == (6, 1, 5)
     assert (jsonl.records, jsonl.accepted, jsonl.rejected) == (2, 0, 2)
     assert all("\x00" not in str(error) for error in [*csv.errors, *jsonl.errors])
@@ -386,16 +386,9 @@ def test_two_files_whose_long_keys_differ_only_at_the_end_do_not_pass_for_each_o
     folder = f"usage/incoming/samenet/{'f' * 200}/{'g' * 200}"
     reports = []
     for name in ("first", "second"):  # the same record at the same line of two files
-        key = f"{folder}/{tag}-{name}.csv"
-        runtime.storage.put(key, body)
-        header, (segment,) = plan_segments(runtime.storage, key)
-        file_id = _running_file(runtime, key, segments_total=2)
-        where = {"segment": 0, "start": segment.start, "end": segment.end, "first_line": segment.first_line}
-        reports.append(ingest_usage_segment(runtime.db, runtime.storage, file_id, header=header, **where))
+        reports.append(_rate_first_segment(runtime, f"{folder}/{tag}-{name}.csv", body))
 
     first, second = reports
     assert len(f"file:{folder}/{tag}-first.csv") > 300
-    assert isinstance(first, SegmentReport)
-    assert isinstance(second, SegmentReport)
     assert (first.accepted, first.duplicates) == (1, 0)
     assert (second.accepted, second.duplicates) == (0, 1)  # another file's record: a duplicate, not its own
