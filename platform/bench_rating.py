@@ -57,7 +57,7 @@ from mvne.charging import ratecard_service, ratecards
 from mvne.charging import usage_files as usage_file_segments
 from mvne.charging.models import UsageFile, UsageRecord
 from mvne.charging.rating import Service, rate_usage
-from mvne.charging.usage import UsageWindow, period_of
+from mvne.charging.usage import USAGE_ROW_COLUMNS, UsageWindow, period_of
 from mvne.charging.usage_files import discover_usage_files, ingest_usage_file, ingest_usage_segment
 from mvne.charging.usage_writer import USAGE_COLUMNS, Method, write_usage_rows
 from mvne.infra.db import Database
@@ -860,7 +860,7 @@ def _measure_writers(
 
 def _measure_ceiling(figures: Figures, owner: str, tenant_id: str) -> None:
     """COPY the rows the current path wrote back into the emptied table, as the owner, committed."""
-    columns = ", ".join(USAGE_COLUMNS)  # every column the rating path writes
+    columns = ", ".join(USAGE_ROW_COLUMNS)  # every column the rating path writes
     with tempfile.TemporaryFile() as dump, psycopg.connect(_libpq(owner)) as conn:
         forced = conn.execute(
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'usage_records'"
