@@ -10,7 +10,8 @@ How a record is rated (docs/rating.md says the same for tenants):
    the offer's usage price of that zone. On a card the overage is priced as an event of its own
    (first and next increments on the overage quantity); the connect fee only when no bucket covered
    any of the record. Rounded once per record, as the card states (the usage price: half-up, 6 decimals).
-3. Wholesale: the record's whole quantity on the host network's wholesale card, when there is one.
+3. Wholesale: the record's whole quantity on the host network's wholesale card, when there is one; a record
+   made while roaming on the card's lines for its zone (eu, world), else on its home lines.
 """
 
 from __future__ import annotations
@@ -178,7 +179,12 @@ def price_on_card(
 ) -> Priced:
     """`quantity` of the record priced as one event on a card; without the connect fee when `connect_fee` is False."""
     event = ratecards.price(
-        card, service=usage.service, called=usage.called_number, started_at=usage.started_at, quantity=quantity
+        card,
+        service=usage.service,
+        called=usage.called_number,
+        started_at=usage.started_at,
+        quantity=quantity,
+        roaming=None if usage.zone == HOME else usage.zone,
     )
     numerator, line = event.numerator, event.line
     charged_fee = connect_fee and numerator > 0 and line.connect_fee > 0

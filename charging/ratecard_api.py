@@ -49,12 +49,14 @@ rate_cards = Blueprint(
 )
 
 CSV_EXAMPLE = (
-    "prefix,zone,service,connect_fee,price,first_increment,next_increment,time_band,zero_rated,premium,premium_cap\n"
-    "33,France,voice,0.00,0.10,60,60,,false,false,\n"
-    "336,France mobile,voice,0.02,0.12,30,6,peak,false,false,\n"
-    "112,Emergency,voice,0,0,1,1,,true,false,\n"
-    "3389,Premium,voice,0.50,1.20,1,1,,false,true,5.00\n"
-    "*,Anywhere,data,0,0.010,100,100,,false,false,\n"
+    "prefix,zone,service,connect_fee,price,first_increment,next_increment,time_band,zero_rated,premium,premium_cap,"
+    "roaming\n"
+    "33,France,voice,0.00,0.10,60,60,,false,false,,\n"
+    "336,France mobile,voice,0.02,0.12,30,6,peak,false,false,,\n"
+    "112,Emergency,voice,0,0,1,1,,true,false,,\n"
+    "3389,Premium,voice,0.50,1.20,1,1,,false,true,5.00,\n"
+    "*,Anywhere,data,0,0.010,100,100,,false,false,,\n"
+    "*,Anywhere,data,0,0.002,1,1,,false,false,,eu\n"
 )
 
 
@@ -209,7 +211,8 @@ def list_lines(args: dict[str, Any], rate_card_id: str, version_id: str) -> dict
     requestBody={
         "required": True,
         "description": "CSV (RFC 4180, UTF-8), the first line naming the columns: prefix, zone, service, price, "
-        "first_increment, next_increment, and optionally connect_fee, time_band, zero_rated, premium, premium_cap.",
+        "first_increment, next_increment, and optionally connect_fee, time_band, zero_rated, premium, premium_cap, "
+        "roaming (eu or world: the line prices events made while roaming there; empty: at home).",
         "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE}},
     }
 )
@@ -262,5 +265,6 @@ def quote(body: dict[str, Any], rate_card_id: str) -> dict[str, Any]:
         called=body["called"],
         started_at=body["started_at"],
         quantity=body["quantity"],
+        roaming=body["roaming"],
     )
     return priced_view(event)

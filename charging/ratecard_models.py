@@ -56,7 +56,7 @@ class RateCardLine(TenantOwned, Base):
     """One prefix's rate for a service in a band ("" for any time); written in bulk, one multi-row insert."""
 
     __tablename__ = "rate_card_lines"
-    __table_args__ = (UniqueConstraint("version_id", "service", "prefix", "time_band"),)
+    __table_args__ = (UniqueConstraint("version_id", "service", "prefix", "time_band", "roaming"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     version_id: Mapped[str] = mapped_column(ForeignKey("rate_card_versions.id"))
@@ -71,3 +71,5 @@ class RateCardLine(TenantOwned, Base):
     zero_rated: Mapped[bool] = mapped_column(Boolean, default=False)
     premium: Mapped[bool] = mapped_column(Boolean, default=False)
     premium_cap: Mapped[Decimal | None] = mapped_column()
+    # Where the subscriber roams when the line applies: "eu", "world"; "" for home.
+    roaming: Mapped[str] = mapped_column(String(10), default="", server_default="")

@@ -13,6 +13,9 @@ TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 # What a line's fields hold; the values are checked by the rate card service, which reports each bad line.
 PREFIX_DESCRIPTION = "E.164 destination prefix without + (1 to 15 digits; a leading + is accepted), or * as default."
 INCREMENT_DESCRIPTION = "Seconds (voice), KB of 1000 bytes (data), 1 (sms); at least 1."
+ROAMING_DESCRIPTION = (
+    "eu or world: the line prices events made while roaming there (before the home lines); null: at home."
+)
 
 
 class RatedAmount(DecimalString):
@@ -112,6 +115,12 @@ class RateLineInSchema(Schema):
         max_length=24,
         metadata={"description": "A premium line's largest amount per event."},
     )
+    roaming = Text(
+        load_default=None,
+        allow_none=True,
+        max_length=10,
+        metadata={"description": ROAMING_DESCRIPTION, "enum": [*ratecards.ROAMING_ZONES, None]},
+    )
 
 
 class RateCardVersionCreateSchema(Schema):
@@ -144,6 +153,7 @@ class RateLineSchema(Schema):
     zero_rated = fields.Boolean()
     premium = fields.Boolean()
     premium_cap = DecimalString(allow_none=True)
+    roaming = fields.Function(lambda line: line.roaming or None, metadata={"type": ["string", "null"]})
 
 
 class RateCardVersionSchema(RateCardVersionSummarySchema):
@@ -172,6 +182,12 @@ class QuoteSchema(Schema):
         validate=validate.Range(0, 10**13),
         metadata={"description": "Seconds (voice), messages (sms) or bytes (data)."},
     )
+    roaming = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(ratecards.ROAMING_ZONES),
+        metadata={"description": "eu or world when the subscriber roams there; null at home."},
+    )
 
 
 class QuotedLineSchema(Schema):
@@ -185,6 +201,7 @@ class QuotedLineSchema(Schema):
     zero_rated = fields.Boolean()
     premium = fields.Boolean()
     premium_cap = DecimalString(allow_none=True)
+    roaming = fields.String(allow_none=True)
 
 
 class PricedEventSchema(Schema):
@@ -195,6 +212,7 @@ class PricedEventSchema(Schema):
     started_at = fields.AwareDateTime()
     local_start = fields.String(metadata={"description": "The start in the version's time zone, with its offset."})
     time_band = fields.String(allow_none=True, metadata={"description": "The band of the local start time."})
+    roaming = fields.String(allow_none=True, metadata={"description": "Where the subscriber roamed; null at home."})
     line = fields.Nested(QuotedLineSchema)
     quantity = fields.Integer()
     billed_quantity = fields.Integer(metadata={"description": "The quantity after increments, in the same unit."})
@@ -219,6 +237,7 @@ def priced_view(event: ratecards.PricedEvent) -> dict[str, Any]:
         "started_at": event.started_at,
         "local_start": event.local_start.isoformat(),
         "time_band": event.time_band,
+        "roaming": event.roaming,
         "line": event.line,
         "quantity": event.quantity,
         "billed_quantity": event.billed_quantity,

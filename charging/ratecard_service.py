@@ -161,20 +161,20 @@ def _dates(
 _INSERT_UNNEST = text(
     """
     INSERT INTO rate_card_lines (tenant_id, version_id, id, prefix, zone, service, connect_fee, price,
-        first_increment, next_increment, time_band, zero_rated, premium, premium_cap)
+        first_increment, next_increment, time_band, zero_rated, premium, premium_cap, roaming)
     SELECT :tenant_id, :version_id, u.* FROM unnest(
         CAST(:id AS varchar[]), CAST(:prefix AS varchar[]), CAST(:zone AS varchar[]), CAST(:service AS varchar[]),
         CAST(:connect_fee AS numeric[]), CAST(:price AS numeric[]), CAST(:first_increment AS integer[]),
         CAST(:next_increment AS integer[]), CAST(:time_band AS varchar[]), CAST(:zero_rated AS boolean[]),
-        CAST(:premium AS boolean[]), CAST(:premium_cap AS numeric[])
+        CAST(:premium AS boolean[]), CAST(:premium_cap AS numeric[]), CAST(:roaming AS varchar[])
     ) AS u
     """
 )
 
 
 def _write_lines(session: Session, version: RateCardVersion, lines: list[ratecards.RateLine]) -> None:
-    # In (service, prefix, band) order, so that the time-ordered line ids page through them in that order.
-    ordered = sorted(lines, key=lambda line: (line.service, line.prefix, line.time_band or ""))
+    # In (service, roaming, prefix, band) order, so that the time-ordered line ids page through them in that order.
+    ordered = sorted(lines, key=lambda line: (line.service, line.roaming or "", line.prefix, line.time_band or ""))
     columns: dict[str, list[Any]] = {
         "id": [new_id("rcl") for _ in ordered],
         "prefix": [line.prefix for line in ordered],
@@ -188,6 +188,7 @@ def _write_lines(session: Session, version: RateCardVersion, lines: list[ratecar
         "zero_rated": [line.zero_rated for line in ordered],
         "premium": [line.premium for line in ordered],
         "premium_cap": [line.premium_cap for line in ordered],
+        "roaming": [line.roaming or "" for line in ordered],
     }
     version.line_count = len(ordered)
     if not ordered:
@@ -224,7 +225,7 @@ def create_version(
     card = get_rate_card(session, card_id, lock=True)
     start, end = _dates(tenant, effective_from, effective_to)
     _, bands = _checked_bands(time_bands)
-    report = ratecards.check_lines(enumerate(lines, start=1), bands)
+    report = ratecards.check_lines(enumerate(lines, start=1), bands, roaming_allowed=card.purpose != "retail")
     if report.error_count:
         raise _reject(report.errors, report.error_count, "lines (numbered from 1)")
     number = (
@@ -325,13 +326,13 @@ def csv_rows(stream: IO[bytes], report: ratecards.LineReport) -> Iterator[tuple[
 
 _HEADER_HINT = (
     "The first line names the columns: prefix, zone, service, price, first_increment, next_increment, and optionally "
-    "connect_fee, time_band, zero_rated, premium, premium_cap."
+    "connect_fee, time_band, zero_rated, premium, premium_cap, roaming."
 )
 
 
 def import_csv(session: Session, card_id: str, version_id: str, stream: IO[bytes]) -> RateCardVersion:
     """Replace a draft version's lines with a CSV's, whole: one bad line and the version keeps its lines."""
-    get_rate_card(session, card_id, lock=True)
+    card = get_rate_card(session, card_id, lock=True)
     version = get_version(session, card_id, version_id)
     if version.status != DRAFT:
         raise RateCardVersionPublished(
@@ -339,7 +340,7 @@ def import_csv(session: Session, card_id: str, version_id: str, stream: IO[bytes
         )
     _, bands = _checked_bands(version.time_bands)
     report = ratecards.LineReport()
-    ratecards.check_lines(csv_rows(stream, report), bands, report=report)
+    ratecards.check_lines(csv_rows(stream, report), bands, report=report, roaming_allowed=card.purpose != "retail")
     if report.error_count:
         raise _reject(report.errors, report.error_count, "CSV (line 1 is the header)")
     session.execute(delete(RateCardLine).where(RateCardLine.version_id == version.id))
@@ -419,20 +420,23 @@ def _rate_lines(session: Session, version_id: str) -> Iterable[ratecards.RateLin
         RateCardLine.zero_rated,
         RateCardLine.premium,
         RateCardLine.premium_cap,
+        RateCardLine.roaming,
     )
-    for row in session.execute(select(*columns).where(RateCardLine.version_id == version_id)):
+    rows = session.execute(select(*columns).where(RateCardLine.version_id == version_id))
+    for prefix, zone, service, connect_fee, price, first, next_, band, zero_rated, premium, cap, roaming in rows:
         yield ratecards.RateLine(
-            prefix=row.prefix,
-            zone=row.zone,
-            service=row.service,
-            connect_fee=row.connect_fee,
-            price=row.price,
-            first_increment=row.first_increment,
-            next_increment=row.next_increment,
-            time_band=row.time_band or None,
-            zero_rated=row.zero_rated,
-            premium=row.premium,
-            premium_cap=row.premium_cap,
+            prefix=prefix,
+            zone=zone,
+            service=service,
+            connect_fee=connect_fee,
+            price=price,
+            first_increment=first,
+            next_increment=next_,
+            time_band=band or None,
+            zero_rated=zero_rated,
+            premium=premium,
+            premium_cap=cap,
+            roaming=roaming or None,
         )
 
 
@@ -476,11 +480,20 @@ def compiled_card(session: Session, card_id: str) -> ratecards.CompiledCard:
 
 
 def quote(
-    session: Session, card_id: str, *, service: str, called: str | None, started_at: dt.datetime, quantity: int
+    session: Session,
+    card_id: str,
+    *,
+    service: str,
+    called: str | None,
+    started_at: dt.datetime,
+    quantity: int,
+    roaming: str | None = None,
 ) -> ratecards.PricedEvent:
     """Price a hypothetical event with the card's published versions, and say how."""
     card = compiled_card(session, card_id)
     try:
-        return ratecards.price(card, service=service, called=called, started_at=started_at, quantity=quantity)
+        return ratecards.price(
+            card, service=service, called=called, started_at=started_at, quantity=quantity, roaming=roaming
+        )
     except ratecards.PricingError as exc:
         raise EventNotPriced(exc.detail, errors={"reason": [exc.code]}) from None

@@ -11,7 +11,9 @@ How an event is priced (the explanation a quote returns says each step):
 2. the time band of the event's *local start time*: a call that starts at 07:59 off-peak is rated
    off-peak to its end (bands are never split inside one event);
 3. the line of the longest prefix of the called number that has a line for the service in that band,
-   or one without a band; `*` is the default line;
+   or one without a band; `*` is the default line. An event made while roaming (in the `eu` or `world`
+   zone) looks first among the lines for that roaming zone (`roaming`), then among the home lines, so a
+   card without roaming lines prices roaming as at home;
 4. the billed quantity: nothing for an event of quantity 0; else the first increment, then whole next
    increments, always rounded up (61 s at 60/60 bills 120 s, at 30/6 66 s, at 1/1 61 s; data in blocks
    of KB, 1 KB = 1000 bytes);
@@ -31,7 +33,11 @@ from decimal import Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mvne.charging.zones import EU, WORLD
+
 SERVICES = ("voice", "sms", "data")
+# Where the subscriber is when a line applies (none: at home, and roaming events no roaming line prices).
+ROAMING_ZONES = (EU, WORLD)
 ROUNDING_MODES = ("half_up", "half_even", "up", "down")
 MAX_PRECISION = 6
 DEFAULT_PREFIX = "*"
@@ -70,6 +76,7 @@ LINE_FIELDS = (
     "zero_rated",
     "premium",
     "premium_cap",
+    "roaming",
 )
 REQUIRED_LINE_FIELDS = ("prefix", "zone", "service", "price", "first_increment", "next_increment")
 
@@ -111,6 +118,7 @@ class RateLine:
     zero_rated: bool = False
     premium: bool = False
     premium_cap: Decimal | None = None
+    roaming: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,9 @@ def parse_line(number: int, raw: Mapping[str, Any], bands: set[str]) -> tuple[Ra
     if band is not None and band not in bands:
         known = ", ".join(sorted(bands)) or "none"
         fields.wrong("time_band", "unknown_time_band", f"Not a band of this version's time bands (bands: {known}).")
+    roaming = (_text(raw.get("roaming")) or "").lower() or None
+    if roaming is not None and roaming not in ROAMING_ZONES:
+        fields.wrong("roaming", "invalid_roaming", "eu or world (where the subscriber roams), or empty for home.")
     zero_rated, premium = fields.flag("zero_rated"), fields.flag("premium")
     cap = fields.money("premium_cap", default=None)
     if cap is not None and not premium:
@@ -297,8 +308,15 @@ def parse_line(number: int, raw: Mapping[str, Any], bands: set[str]) -> tuple[Ra
         zero_rated=zero_rated,
         premium=premium,
         premium_cap=cap,
+        roaming=roaming,
     )
     return line, []
+
+
+_RETAIL_ROAMING = (
+    "Roaming lines belong on a wholesale card: a retail card prices usage at home, and roaming beyond the "
+    "allowances is priced by the offer's usage prices."
+)
 
 
 @dataclass
@@ -317,20 +335,28 @@ class LineReport:
 
 
 def check_lines(
-    rows: Iterable[tuple[int, Mapping[str, Any]]], bands: set[str], *, report: LineReport | None = None
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    bands: set[str],
+    *,
+    report: LineReport | None = None,
+    roaming_allowed: bool = True,
 ) -> LineReport:
-    """Every line checked, then the version as a whole: one line per prefix, service and band."""
+    """Every line checked, then the version as a whole: one line per prefix, service, band and roaming zone."""
     report = report if report is not None else LineReport()
-    seen: dict[tuple[str, str, str | None], int] = {}
+    seen: dict[tuple[str, str, str | None, str | None], int] = {}
     for number, raw in rows:
         line, errors = parse_line(number, raw, bands)
         report.add(errors)
         if line is None:
             continue
-        key = (line.service, line.prefix, line.time_band)
+        if line.roaming and not roaming_allowed:
+            report.add([LineError(number, "roaming", "roaming_on_retail_card", _RETAIL_ROAMING)])
+            continue
+        key = (line.service, line.prefix, line.time_band, line.roaming)
         first_seen = seen.get(key)
         if first_seen is not None:
             band = f" in band {line.time_band}" if line.time_band else ""
+            band += f" roaming in {line.roaming}" if line.roaming else ""
             report.add(
                 [
                     LineError(
@@ -372,10 +398,10 @@ class CompiledVersion:
     effective_to: dt.datetime | None
     timezone: ZoneInfo
     windows: list[BandWindow]
-    # service -> prefix ("" for the default) -> band (None for any time) -> line
-    index: dict[str, dict[str, dict[str | None, CompiledLine]]]
-    # service -> the prefix lengths present, longest first
-    lengths: dict[str, list[int]]
+    # (service, roaming zone or None) -> prefix ("" for the default) -> band (None for any time) -> line
+    index: dict[tuple[str, str | None], dict[str, dict[str | None, CompiledLine]]]
+    # (service, roaming zone or None) -> the prefix lengths present, longest first
+    lengths: dict[tuple[str, str | None], list[int]]
 
     def band_at(self, local: dt.datetime) -> str | None:
         minute = local.hour * 60 + local.minute
@@ -385,11 +411,19 @@ class CompiledVersion:
                 return window.band
         return None
 
-    def match(self, service: str, digits: str, band: str | None) -> CompiledLine | None:
-        by_prefix = self.index.get(service)
+    def match(self, service: str, digits: str, band: str | None, roaming: str | None = None) -> CompiledLine | None:
+        """The line for the event: its roaming zone's lines first (when roaming), then the home lines."""
+        if roaming is not None:
+            found = self._match((service, roaming), digits, band)
+            if found is not None:
+                return found
+        return self._match((service, None), digits, band)
+
+    def _match(self, key: tuple[str, str | None], digits: str, band: str | None) -> CompiledLine | None:
+        by_prefix = self.index.get(key)
         if not by_prefix:
             return None
-        for length in self.lengths[service]:
+        for length in self.lengths[key]:
             if length > len(digits):
                 continue
             lines = by_prefix.get(digits[:length])
@@ -418,7 +452,7 @@ def compile_version(
     effective_to: dt.datetime | None = None,
 ) -> CompiledVersion:
     """Index a version's checked lines by service and prefix; done once per published version."""
-    index: dict[str, dict[str, dict[str | None, CompiledLine]]] = {}
+    index: dict[tuple[str, str | None], dict[str, dict[str | None, CompiledLine]]] = {}
     for line in lines:
         compiled = CompiledLine(
             line=line,
@@ -429,8 +463,8 @@ def compile_version(
             next_units=line.next_increment * UNITS_PER_INCREMENT[line.service],
         )
         key = "" if line.prefix == DEFAULT_PREFIX else line.prefix
-        index.setdefault(line.service, {}).setdefault(key, {})[line.time_band] = compiled
-    lengths = {service: sorted({len(p) for p in by_prefix}, reverse=True) for service, by_prefix in index.items()}
+        index.setdefault((line.service, line.roaming), {}).setdefault(key, {})[line.time_band] = compiled
+    lengths = {found: sorted({len(p) for p in by_prefix}, reverse=True) for found, by_prefix in index.items()}
     return CompiledVersion(
         version_id=version_id,
         number=number,
@@ -498,6 +532,8 @@ class PricedEvent:
     denominator: int
     capped: bool
     amount: Decimal
+    # The zone the event was made in while roaming (eu, world), None at home.
+    roaming: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -524,15 +560,28 @@ class PricedEvent:
             return "premium_capped"
         return "rated"
 
+    @property
+    def _roaming(self) -> str:
+        return f", roaming in {self.line.roaming}," if self.line.roaming else ""
+
+    @property
+    def roaming_note(self) -> str:
+        """Which lines priced an event made while roaming: its zone's roaming lines, or the home lines."""
+        if self.roaming is None:
+            return ""
+        if self.line.roaming:
+            return f"Roaming in {self.roaming}: the {self.roaming} roaming rate. "
+        return f"Roaming in {self.roaming}: no {self.roaming} roaming rate on the card, the home rate. "
+
     def explanation(self) -> str:
         """The calculation in words, as a person checks it."""
         line, service = self.line, self.service
         if line.zero_rated:
-            return f"Prefix {line.prefix} ({line.zone}) is zero-rated: nothing to pay."
+            return f"Prefix {line.prefix} ({line.zone}){self._roaming} is zero-rated: nothing to pay."
         if self.quantity == 0:
             return "Quantity 0 (an unanswered call, an empty session): nothing to pay, not even the connect fee."
         text = (
-            f"{self.quantity} {METERED_UNIT[service]}(s) billed as {self.billed_quantity} "
+            f"{self.roaming_note}{self.quantity} {METERED_UNIT[service]}(s) billed as {self.billed_quantity} "
             f"({line.first_increment}/{line.next_increment} {INCREMENT_UNIT[service]} increments); "
             f"{line.connect_fee} connect fee + {line.price} per {PRICED_UNIT[service]} x {self.billed_quantity} / "
             f"{UNITS_PER_PRICED_UNIT[service]} = {self.unrounded_amount}"
@@ -578,24 +627,34 @@ def called_digits(called: str | None) -> str:
 
 
 def price(
-    card: CompiledCard, *, service: str, called: str | None, started_at: dt.datetime, quantity: int
+    card: CompiledCard,
+    *,
+    service: str,
+    called: str | None,
+    started_at: dt.datetime,
+    quantity: int,
+    roaming: str | None = None,
 ) -> PricedEvent:
-    """Price one event: `quantity` in seconds (voice), messages (sms) or bytes (data)."""
+    """Price one event: `quantity` in seconds (voice), messages (sms) or bytes (data); `roaming`: the zone the
+    subscriber roams in (eu, world), None at home."""
     if started_at.tzinfo is None:
         raise ValueError("started_at must be timezone-aware")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
         raise ValueError(f"quantity must be a whole number of at least 0, not {quantity!r}")
     if service not in UNITS_PER_PRICED_UNIT:
         raise ValueError(f"unknown service {service!r}")
+    if roaming is not None and roaming not in ROAMING_ZONES:
+        raise ValueError(f"unknown roaming zone {roaming!r}")
     digits = called_digits(called)
     version = card.version_at(started_at)
     local = started_at.astimezone(version.timezone)
     band = version.band_at(local) if version.windows else None
-    compiled = version.match(service, digits, band)
+    compiled = version.match(service, digits, band, roaming)
     if compiled is None:
+        where = f" roaming in {roaming} or at home" if roaming else ""
         raise PricingError(
             "no_matching_rate",
-            f"Version {version.number} has no {service} rate for {called or 'this event'} "
+            f"Version {version.number} has no {service} rate{where} for {called or 'this event'} "
             f"(no prefix of it and no default * line{f' in band {band}' if band else ''}).",
         )
     line = compiled.line
@@ -628,6 +687,7 @@ def price(
         denominator=denominator,
         capped=capped,
         amount=amount,
+        roaming=roaming,
     )
 
 

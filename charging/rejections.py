@@ -169,15 +169,22 @@ def get_usage_record(session: Session, usage_record_id: str) -> UsageRecord:
     return get_or_raise(session, UsageRecord, usage_record_id, UsageRecordNotFound, "usage record")
 
 
-def _card_line(session: Session, version_id: str | None, service: str, prefix: str | None, band: str | None) -> Any:
-    """The stored version and the line that priced a record (published versions are compiled once per process)."""
+def _card_line(
+    session: Session, version_id: str | None, service: str, prefix: str | None, band: str | None, *, roaming: str | None
+) -> Any:
+    """The stored version and the line that priced a record (published versions are compiled once per process):
+    for a roaming record, its zone's roaming line of that prefix when there is one, else the home line."""
     version = session.get(RateCardVersion, version_id) if version_id else None
     if version is None:
         return None, None
     compiled = compile_stored_version(session, version)
-    by_band = compiled.index.get(service, {}).get("" if prefix in (None, ratecards.DEFAULT_PREFIX) else prefix, {})
-    found = by_band.get(band) or by_band.get(None)
-    return version, found.line if found is not None else None
+    key = "" if prefix in (None, ratecards.DEFAULT_PREFIX) else prefix
+    for where in (roaming, None) if roaming else (None,):
+        by_band = compiled.index.get((service, where), {}).get(key, {})
+        found = by_band.get(band) or by_band.get(None)
+        if found is not None:
+            return version, found.line
+    return version, None
 
 
 def _priced_view(
@@ -191,7 +198,8 @@ def _priced_view(
     exact: Decimal | None,
     amount: Decimal | None,
 ) -> dict[str, Any] | None:
-    version, line = _card_line(session, version_id, record.service, prefix, record.time_band)
+    roaming = record.zone if record.zone in ratecards.ROAMING_ZONES else None
+    version, line = _card_line(session, version_id, record.service, prefix, record.time_band, roaming=roaming)
     if version is None:
         return None
     card = session.get(RateCard, version.rate_card_id)
@@ -202,6 +210,7 @@ def _priced_view(
         "version_number": version.number,
         "prefix": prefix,
         "destination_zone": line.zone if line else None,
+        "roaming_rate": line.roaming if line else None,
         "time_band": record.time_band,
         "first_increment": line.first_increment if line else None,
         "next_increment": line.next_increment if line else None,

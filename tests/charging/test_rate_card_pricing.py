@@ -365,3 +365,61 @@ def test_billed_quantity_covers_the_usage_on_increment_boundaries_and_amounts_ne
     assert event.amount.as_tuple().exponent == -precision
     exact = Decimal(event.numerator) / Decimal(event.denominator)
     assert abs(event.amount - exact) <= Decimal(1).scaleb(-precision)
+
+
+# Roaming ---------------------------------------------------------------------------------------------------
+
+
+def test_a_roaming_event_takes_its_zones_roaming_lines_first_then_the_home_lines() -> None:
+    compiled = card(
+        [
+            line("*", zone="Anywhere", price=Decimal("0.05")),
+            line("336", zone="France mobile", price=Decimal("0.08")),
+            line("*", zone="Anywhere", price=Decimal("0.30"), roaming="eu"),
+            line("*", service="data", zone="Anywhere", price=Decimal("0.01"), first_increment=1, next_increment=1),
+        ]
+    )
+
+    def priced(called: str, roaming: str | None, service: str = "voice") -> tuple[str, str | None, Decimal]:
+        event = price(compiled, service=service, called=called, started_at=NOON, quantity=60, roaming=roaming)
+        return event.zone, event.line.roaming, event.amount
+
+    # In the EU, the eu roaming line, whatever longer prefix the home lines have.
+    assert priced("+33612345678", "eu") == ("Anywhere", "eu", Decimal("0.300000"))
+    # At home the roaming line never applies; roaming where the card has no line, the home lines price it.
+    assert priced("+33612345678", None) == ("France mobile", None, Decimal("0.080000"))
+    assert priced("+33612345678", "world") == ("France mobile", None, Decimal("0.080000"))
+    assert priced("", "eu", service="data") == ("Anywhere", None, Decimal("0.000010"))  # 1 KB at 0.01 per MB
+    explained = price(compiled, service="voice", called="+4930123", started_at=NOON, quantity=60, roaming="world")
+    assert explained.explanation().startswith("Roaming in world: no world roaming rate on the card, the home rate.")
+    with pytest.raises(ValueError, match="roaming"):
+        price(compiled, service="voice", called="+33612345678", started_at=NOON, quantity=60, roaming="mars")
+
+
+def test_a_roaming_line_outside_its_band_leaves_the_event_to_the_home_lines() -> None:
+    compiled = card(
+        [line("*", zone="Home"), line("*", zone="EU peak", price=Decimal("0.50"), time_band="peak", roaming="eu")],
+        bands=PEAK_BANDS,
+    )
+    evening = NOON.replace(hour=21)
+
+    def zone(at: dt.datetime) -> str:
+        return price(compiled, service="voice", called="+33612345678", started_at=at, quantity=60, roaming="eu").zone
+
+    assert (zone(NOON), zone(evening)) == ("EU peak", "Home")
+
+
+def test_roaming_lines_are_checked_and_may_share_a_prefix_with_a_home_line() -> None:
+    raw = {"prefix": "33", "zone": "France", "service": "voice", "price": "0.10", "first_increment": "60",
+           "next_increment": "60"}  # fmt: skip
+    report = ratecards.check_lines(
+        enumerate([raw, {**raw, "roaming": "EU"}, {**raw, "roaming": "eu"}, {**raw, "roaming": "moon"}], start=1),
+        set(),
+    )
+    assert [line.roaming for line in report.lines] == [None, "eu"]
+    assert [(e.line, e.field, e.code) for e in report.errors] == [
+        (3, "prefix", "overlapping_prefix"),
+        (4, "roaming", "invalid_roaming"),
+    ]
+    retail = ratecards.check_lines(enumerate([raw, {**raw, "roaming": "world"}], start=1), set(), roaming_allowed=False)
+    assert [(e.line, e.code) for e in retail.errors] == [(2, "roaming_on_retail_card")]

@@ -407,6 +407,45 @@ def test_wholesale_and_margin_on_a_record(hosted: TenantHandle, bare_line: dict[
     assert call["wholesale_note"] is None
 
 
+def test_wholesale_of_a_record_made_while_roaming_takes_the_cards_roaming_rate(
+    hosted: TenantHandle, bare_line: dict[str, Any]
+) -> None:
+    card_id = rate_card(
+        hosted.api,
+        ("2026-01-01", [rate_line(price="0.03"), rate_line(price="0.15", roaming="eu")]),
+        purpose="wholesale",
+        agreement="nag_sim_fr",
+    )
+
+    at_home, in_germany, in_the_us = rated(
+        hosted.api,
+        voice("h1", bare_line, 60),
+        voice("e1", bare_line, 60, visited_plmn="26201"),
+        voice("w1", bare_line, 60, visited_plmn="310410"),
+    )
+
+    assert (at_home["wholesale"]["amount"], at_home["wholesale"]["roaming_rate"]) == ("0.03", None)
+    assert (in_germany["wholesale"]["amount"], in_germany["wholesale"]["roaming_rate"]) == ("0.15", "eu")
+    # No world line on the card: the home rate, as before roaming lines existed.
+    assert (in_the_us["wholesale"]["amount"], in_the_us["wholesale"]["roaming_rate"]) == ("0.03", None)
+    quoted = hosted.api.post(
+        f"/v1/rate-cards/{card_id}/quote",
+        {"service": "voice", "called": CALLED, "started_at": at(bare_line), "quantity": 60, "roaming": "eu"},
+    )
+    assert (quoted.json["amount"], quoted.json["line"]["roaming"], quoted.json["roaming"]) == ("0.150000", "eu", "eu")
+
+
+def test_a_retail_card_refuses_roaming_lines_line_by_line(tenant: TenantHandle) -> None:
+    card = tenant.api.post("/v1/rate-cards", {"name": "Retail", "purpose": "retail"})
+    version = tenant.api.post(
+        f"/v1/rate-cards/{card.json['id']}/versions",
+        {"effective_from": "2026-01-01", "lines": [rate_line(), rate_line(roaming="eu")]},
+    )
+
+    assert (version.status_code, version.json["code"]) == (422, "rate_card_rejected"), version.json
+    assert [(e["line"], e["code"]) for e in version.json["errors"]["lines"]] == [(2, "roaming_on_retail_card")]
+
+
 def test_without_a_wholesale_card_the_explanation_says_so(tenant: TenantHandle, bare_line: dict[str, Any]) -> None:
     (call,) = rated(tenant.api, voice("c1", bare_line, 60))
 
