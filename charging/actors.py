@@ -34,7 +34,9 @@ def _usage_file_replayed(session: Session, payload: dict[str, Any]) -> None:
 def ingest_usage_file(usage_file_id: str) -> None:
     """Cut a host-network usage file into segments, each rated by its own job."""
     rt = current_runtime()
-    usage_files.ingest_usage_file(rt.db, rt.storage, usage_file_id, window=_usage_window(rt))
+    usage_files.ingest_usage_file(
+        rt.db, rt.storage, usage_file_id, window=_usage_window(rt), segment_bytes=rt.settings.usage_segment_bytes
+    )
 
 
 @job(
@@ -44,19 +46,28 @@ def ingest_usage_file(usage_file_id: str) -> None:
     on_replay=_usage_file_replayed,
 )
 def ingest_usage_segment(
-    usage_file_id: str, *, segment: int, start: int, end: int, first_line: int, header: str | None
+    usage_file_id: str,
+    *,
+    segment: int,
+    header: str | None,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
+    partition: str | None = None,
 ) -> None:
-    """Rate the records of one segment of a usage file; the last segment completes the file."""
+    """Rate the records of one segment of a usage file (a partition by line, or a byte range); the last segment
+    completes the file."""
     rt = current_runtime()
     usage_files.ingest_usage_segment(
         rt.db,
         rt.storage,
         usage_file_id,
         segment=segment,
+        header=header,
         start=start,
         end=end,
         first_line=first_line,
-        header=header,
+        partition=partition,
         window=_usage_window(rt),
     )
 
@@ -133,3 +144,9 @@ def render_invoice_pdf(tenant_id: str, invoice_id: str) -> None:
 @periodic("charging.discover_usage_files", every_s=2)
 def discover_usage_files(rt: Runtime) -> None:
     usage_files.discover_usage_files(rt.db, rt.storage)
+
+
+@periodic("charging.sweep_usage_partitions", every_s=3600)
+def sweep_usage_partitions(rt: Runtime) -> None:
+    usage_files.sweep_partitions(rt.db, rt.storage)
+

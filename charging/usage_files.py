@@ -1,24 +1,31 @@
 """Usage files from host networks: found in storage, cut in segments, each segment rated by its own job.
 
-A file is cut into segments: byte ranges that start and end on line boundaries, with the line number
-each starts at, found in one pass over the file's bytes. Each segment is a job (`ingest_usage_segment`),
-so the workers share a large file. A segment reads its lines with a ranged read, looks up the lines
+A file is cut into segments of about `SEGMENT_BYTES`. A file of several (its size tells how many) is
+partitioned by line (a record's MSISDN, else its IMSI) in one pass over it: each partition is an object
+holding every record of its lines, each with its line number in the file, so each line's records are rated
+by one job, in file order, and workers rating partitions side by side never wait on each other's lines or
+balances. A file of one segment (or of too many) is cut in byte ranges on line boundaries instead, found in
+one pass over its bytes. Each segment is a job (`ingest_usage_segment`), so the workers share a large file. A
+segment reads its partition (or, for a file of one segment, its byte range), looks up the lines
 (MSISDN or IMSI to tenant and line) of all its records at once, and rates them chunk by chunk, each
 chunk of a tenant in its own transaction. Its counts and first errors are kept on the file's row under
 its number; the segment that finds every number there completes the file with a conditional UPDATE,
 once. A segment delivered again after its counts were kept does nothing; one that ran part way before
 finds its committed records already accepted (each record counts once per tenant and record id): those
 of the same line of the same file are counted as accepted, as the dead run would have, other lines with
-their record id as duplicates.
+their record id as duplicates. Partitions are deleted once the file is processed.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
+import tempfile
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -40,9 +47,9 @@ from mvne.provisioning.usage_files import (
     INCOMING_PREFIX,
     UsageFileError,
     UsageFileRecord,
-    iter_usage_file,
     parse_header,
     read_header,
+    read_numbered_lines,
 )
 from mvne.tenants.models import Tenant
 
@@ -50,11 +57,18 @@ log = logging.getLogger("mvne.usage")
 T = TypeVar("T")
 
 PROCESSED_PREFIX = "usage/processed/"
+# A file's partitions while its segments run: `usage/partitions/<file id>/<segment>`.
+PARTITION_PREFIX = "usage/partitions/"
+# Files of more segments are cut in byte ranges instead (as many temporary files would be open at once).
+MAX_PARTITIONS = 256
 USAGE_FILE_SUFFIXES = (".csv", ".jsonl")
 # Records rated per transaction of a tenant: a chunk's row locks are held only while it is rated.
 FILE_CHUNK = 5000
 # Bytes of a file per segment (about 40,000 records): a worker holds one segment's records at a time.
 SEGMENT_BYTES = 4 << 20
+# Records a segment reads, sorts by line and rates at a time: a partition that one busy line swells (a skewed
+# file) is rated in spans of this many, so a worker's memory stays bounded whatever the file.
+SPAN_RECORDS = 100_000
 FILE_REPORT_ERRORS = 200
 # pending -> running (cut; its segments run) -> processed; pending | running -> failed (a job failed for good)
 # -> pending | running (the job replayed).
@@ -104,6 +118,17 @@ class Segment:
     first_line: int
 
 
+def file_header(storage: Storage, key: str) -> str:
+    """A CSV usage file's header, read from its first line alone; ValueError when it is none of the formats."""
+    lines = storage.lines(key)
+    first = next(lines, b"")
+    if isinstance(lines, Generator):
+        lines.close()  # the rest of the object is not downloaded
+    header = read_header(first)
+    parse_header(header)
+    return header
+
+
 def plan_segments(storage: Storage, key: str, segment_bytes: int | None = None) -> tuple[str | None, list[Segment]]:
     """The header (None for JSON lines) and the segments of a file, in one pass over its bytes.
 
@@ -147,6 +172,101 @@ def plan_segments(storage: Storage, key: str, segment_bytes: int | None = None) 
     if start < pos:
         segments.append(Segment(len(segments), start, pos, first_line))
     return header, segments
+
+
+_JSON_LINE_KEYS = (re.compile(rb'"msisdn"\s*:\s*"([^"]+)"'), re.compile(rb'"imsi"\s*:\s*"([^"]+)"'))
+
+
+def _line_key(header: str | None, json_lines: bool) -> Callable[[bytes], bytes]:
+    """What names a record's line in a raw line of the file (its MSISDN, else its IMSI), read without parsing it
+    whole; a line where neither is found plainly is its own key (it lands in some partition all the same)."""
+    if json_lines:
+
+        def of_json(raw: bytes) -> bytes:
+            for pattern in _JSON_LINE_KEYS:
+                found = pattern.search(raw)
+                if found:
+                    return found[1]
+            return raw
+
+        return of_json
+    columns = [cell.strip() for cell in (header or "").split(",")]
+    at = [columns.index(name) for name in ("msisdn", "imsi") if name in columns]
+
+    def of_csv(raw: bytes) -> bytes:
+        cells = raw.split(b",")
+        for index in at:
+            if index < len(cells) and cells[index]:
+                return cells[index]
+        return raw
+
+    return of_csv
+
+
+def partition_file(storage: Storage, key: str, usage_file_id: str, header: str | None, parts: int) -> list[str]:
+    """Write the file's records in `parts` partitions by line, each line as `<line number>\t<line>`; their keys.
+
+    One pass over the file, each partition spooled to a temporary file then stored: memory does not grow with
+    the file. Run again, it writes the same partitions.
+    """
+    json_lines = key.endswith(".jsonl")
+    line_key = _line_key(header, json_lines)
+    spools = [tempfile.TemporaryFile() for _ in range(parts)]  # noqa: SIM115 (closed together below)
+    try:
+        numbered = enumerate(storage.lines(key), start=1)
+        if not json_lines:
+            next(numbered, None)  # the header, given to each segment apart
+        for number, raw in numbered:
+            if raw and not raw.isspace():
+                spools[zlib.crc32(line_key(raw)) % parts].write(b"%d\t%s\n" % (number, raw))
+        keys = [f"{PARTITION_PREFIX}{usage_file_id}/{n}" for n in range(parts)]
+        for part_key, spool in zip(keys, spools, strict=True):
+            spool.seek(0)
+            storage.put_file(part_key, spool)
+        return keys
+    finally:
+        for spool in spools:
+            spool.close()
+
+
+def _spooled_lines(storage: Storage, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The lines of the object's bytes `start` to `end`, fetched whole into a temporary file first: no download
+    stays open while a segment's spans are rated (a slow span would outlast the storage's read timeout)."""
+    with tempfile.TemporaryFile() as spool:
+        for block in storage.blocks(key, start, end):
+            spool.write(block)
+        spool.seek(0)
+        for raw in spool:
+            yield raw.rstrip(b"\r\n")
+
+
+def _partition_lines(storage: Storage, part_key: str) -> Iterator[tuple[int, bytes]]:
+    for raw in _spooled_lines(storage, part_key):
+        number, _, line = raw.partition(b"\t")
+        yield int(number), line
+
+
+def _drop_partitions(storage: Storage, usage_file_id: str) -> None:
+    for part_key in storage.list(f"{PARTITION_PREFIX}{usage_file_id}/"):
+        storage.delete(part_key)
+
+
+def sweep_partitions(db: Database, storage: Storage) -> int:
+    """Delete the partitions of files that no longer need them (processed, or gone), which a process that died
+    between a file's completion and their deletion left behind; how many files' partitions were deleted."""
+    keys = storage.list(PARTITION_PREFIX)
+    owners = {key: key.removeprefix(PARTITION_PREFIX).split("/", 1)[0] for key in keys}
+    file_ids = sorted(set(owners.values()))
+    if not file_ids:
+        return 0
+    with db.transaction(platform=True) as session:
+        status = dict(session.execute(select(UsageFile.id, UsageFile.status).where(UsageFile.id.in_(file_ids))).all())
+    # A file being cut (pending) or rated (running), or failed and waiting for a replay, keeps its partitions.
+    done = {file_id for file_id in file_ids if status.get(file_id, "processed") == "processed"}
+    for key, file_id in owners.items():
+        if file_id in done:
+            storage.delete(key)
+    return len(done)
 
 
 @dataclass
@@ -195,30 +315,39 @@ def ingest_usage_file(
         if usage_file is None or usage_file.status != "pending":
             return usage_file
         key = usage_file.key
-    header, segments = plan_segments(storage, key, segment_bytes)
+    size = segment_bytes or SEGMENT_BYTES
+    parts = -(-storage.size(key) // size)
+    jobs: list[dict[str, Any]]
+    partitioned = 1 < parts <= MAX_PARTITIONS
+    if partitioned:
+        # Partitioned in one pass over the file: a partition holds its lines' records from the whole file.
+        header = None if key.endswith(".jsonl") else file_header(storage, key)
+        partitions = partition_file(storage, key, usage_file_id, header, parts)
+        jobs = [{"segment": number, "partition": part_key} for number, part_key in enumerate(partitions)]
+        segments: list[Segment] = []
+    else:
+        header, segments = plan_segments(storage, key, size)
+        jobs = [{"segment": s.number, "start": s.start, "end": s.end, "first_line": s.first_line} for s in segments]
     with db.transaction(platform=True) as session:
         usage_file = session.get(UsageFile, usage_file_id, with_for_update=True)
         assert usage_file is not None
         if usage_file.status != "pending":
             return usage_file  # cut by another delivery meanwhile
         usage_file.status = "running"
-        usage_file.segments_total = len(segments)
+        usage_file.segments_total = len(jobs)
         usage_file.segment_results = {}
-        for segment in segments:
+        for where in jobs:
             enqueue(
                 session,
                 "charging.ingest_usage_segment",
-                key=f"ingest-{usage_file_id}-segment-{segment.number}",
+                key=f"ingest-{usage_file_id}-segment-{where['segment']}",
                 usage_file_id=usage_file_id,
-                segment=segment.number,
-                start=segment.start,
-                end=segment.end,
-                first_line=segment.first_line,
                 header=header,
+                **where,
             )
-        if not segments:
+        if not jobs:
             _complete(session, storage, usage_file)
-    log.info("usage file cut in segments", extra={"key": key, "segments": len(segments)})
+    log.info("usage file cut in segments", extra={"key": key, "segments": len(jobs), "partitioned": partitioned})
     if len(segments) == 1:
         # Its job, queued above, then finds it done: a small file does not wait for a second job.
         only = segments[0]
@@ -243,13 +372,15 @@ def ingest_usage_segment(
     usage_file_id: str,
     *,
     segment: int,
-    start: int,
-    end: int,
-    first_line: int,
     header: str | None,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
+    partition: str | None = None,
     window: UsageWindow | None = None,
 ) -> SegmentReport | None:
-    """Rate the records of one segment of a usage file and keep its counts; the last segment completes the file.
+    """Rate the records of one segment of a usage file (its `partition`, else its bytes `start` to `end`) and keep
+    its counts; the last segment completes the file.
 
     None when there was nothing to do: the file is gone or processed, or this segment's counts are kept already.
     """
@@ -261,27 +392,34 @@ def ingest_usage_segment(
             return None
         key = usage_file.key
     report = SegmentReport()
-    started = time.perf_counter()
-    items = list(
-        iter_usage_file(
-            storage.lines(key, start, end), json_lines=key.endswith(".jsonl"), header=header, first_line=first_line
-        )
+    json_lines = key.endswith(".jsonl")
+    numbered = (
+        _partition_lines(storage, partition)
+        if partition is not None
+        else enumerate(_spooled_lines(storage, key, start, end), start=first_line)
     )
-    report.read_s = time.perf_counter() - started
-    started = time.perf_counter()
-    items.sort(key=_line_order(segment))
-    owners = _file_owners(
-        db, {i.msisdn for _, i in items if i.msisdn}, {i.imsi for _, i in items if i.imsi and not i.msisdn}
-    )
+    read = read_numbered_lines(numbered, json_lines=json_lines, header=header)
     waiting: dict[str, list[UsageInput]] = {}
-    for chunk in _chunks(items, FILE_CHUNK):
-        report.records += len(chunk)
-        _ingest_file_chunk(db, key, chunk, report, window=window, owners=owners, waiting=waiting)
+    while True:
+        started = time.perf_counter()
+        items = list(itertools.islice(read, SPAN_RECORDS))
+        report.read_s += time.perf_counter() - started
+        if not items:
+            break
+        started = time.perf_counter()
+        items.sort(key=_line_order(segment))
+        owners = _file_owners(
+            db, {i.msisdn for _, i in items if i.msisdn}, {i.imsi for _, i in items if i.imsi and not i.msisdn}
+        )
+        for chunk in _chunks(items, FILE_CHUNK):
+            report.records += len(chunk)
+            _ingest_file_chunk(db, key, chunk, report, window=window, owners=owners, waiting=waiting)
+        report.rate_s += time.perf_counter() - started
+    started = time.perf_counter()
     # What another worker's lines held back to the end: rated now, waiting for those lines if need be.
     for tenant_id, records in waiting.items():
         _ingest_group(db, key, tenant_id, records, report, window=window, defer=False)
-    del items
-    report.rate_s = time.perf_counter() - started
+    report.rate_s += time.perf_counter() - started
     _finish_segment(db, storage, usage_file_id, segment, report)
     return report
 
@@ -323,7 +461,8 @@ def resume_usage_file(session: Session, usage_file_id: str) -> None:
 
 
 def _finish_segment(db: Database, storage: Storage, usage_file_id: str, segment: int, report: SegmentReport) -> None:
-    """Keep the segment's counts under its number (once), and complete the file when every segment has run."""
+    """Keep the segment's counts under its number (once), and complete the file when every segment has run; the
+    file's partitions are deleted once that is committed (until then a segment run again still needs its own)."""
     with db.transaction(platform=True) as session:
         usage_file = session.get(UsageFile, usage_file_id, with_for_update=True)
         if usage_file is None:
@@ -334,6 +473,9 @@ def _finish_segment(db: Database, storage: Storage, usage_file_id: str, segment:
             usage_file.segment_results = results
         if len(results) >= usage_file.segments_total and usage_file.status == "running":
             _complete(session, storage, usage_file)
+        processed = usage_file.status == "processed"
+    if processed:
+        _drop_partitions(storage, usage_file_id)
 
 
 def _complete(session: Session, storage: Storage, usage_file: UsageFile) -> None:

@@ -143,6 +143,8 @@ class Settings:
     usage_clock_skew_s: int = 900
     # Usage older than this is refused: its period is long closed and the customer long billed.
     usage_retention_days: int = 180
+    # A usage file is cut in segments of about this many bytes, each a job (a file of several is partitioned by line).
+    usage_segment_bytes: int = 4 << 20
     # Bounds on request bodies: larger bodies get 413, deeper JSON gets 422.
     max_body_bytes: int = 4 * 1024 * 1024
     max_json_depth: int = 32
@@ -288,6 +290,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "job_lease_s": lambda n, v: _int(n, v, 1, 7 * 86400),
     "usage_clock_skew_s": lambda n, v: _int(n, v, 0, 86400),
     "usage_retention_days": lambda n, v: _int(n, v, 1, 3650),
+    "usage_segment_bytes": lambda n, v: _int(n, v, 4096, 1 << 30),
     "max_body_bytes": lambda n, v: _int(n, v, 1024, 1024**3),
     "max_json_depth": lambda n, v: _int(n, v, 2, 1000),
     "rate_limit_default": _rates,

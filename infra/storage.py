@@ -44,6 +44,10 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def size(self, key: str) -> int:
+        """How many bytes are stored under `key`; ObjectNotFound if there are none."""
+        ...
+
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str) -> list[str]:
@@ -197,6 +201,13 @@ class FileStorage:
     def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
         return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        """How many bytes are stored under `key`; ObjectNotFound if there are none."""
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        return path.stat().st_size
 
     def delete(self, key: str) -> None:
         """Remove the object under `key`; deleting a missing key is not an error (as on S3)."""
@@ -395,6 +406,16 @@ class S3Storage:
                 return False
             raise
         return True
+
+    def size(self, key: str) -> int:
+        """How many bytes are stored under `key` (a HEAD request); ObjectNotFound if there are none."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                raise ObjectNotFound(key) from exc
+            raise
+        return int(response["ContentLength"])
 
     def delete(self, key: str) -> None:
         """Remove the object under `key`; deleting a missing key is not an error."""

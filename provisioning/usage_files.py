@@ -181,7 +181,13 @@ def iter_usage_file(
     A header that is neither raises ValueError, and so does a file that is not UTF-8 from its first line.
     A segment of a file (its lines from `first_line` on) is read with the file's `header` given apart.
     """
-    numbered = enumerate(lines, start=first_line)
+    return read_numbered_lines(enumerate(lines, start=first_line), json_lines=json_lines, header=header)
+
+
+def read_numbered_lines(
+    numbered: Iterator[tuple[int, bytes]], *, json_lines: bool = False, header: str | None = None
+) -> Iterator[tuple[int, UsageFileRecord | UsageFileError]]:
+    """As `iter_usage_file`, for lines that carry their own line numbers (a partition of a file)."""
     if json_lines:
         for number, raw in numbered:
             if raw.strip():

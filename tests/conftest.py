@@ -21,9 +21,11 @@ from sqlalchemy.engine import make_url
 from mvne.infra.migrate import upgrade
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings
+from mvne.infra.storage import FileStorage, S3Storage, Storage
 from mvne.platform.app import create_app
 from mvne.platform.wiring import build_runtime
 from tests.support.api import ApiCaller, Operator, TenantHandle, make_operator, make_tenant
+from tests.support.s3 import moto_s3_server, new_bucket
 from tests.support.servers import live_server
 
 APP_ROLE = "mvne_app"
@@ -168,3 +170,19 @@ def redis_server_url() -> str:
         skip_or_fail("needs Redis: set MVNE_TEST_REDIS_URL")
     assert url is not None
     return url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server over real HTTP, for the session."""
+    with moto_s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["file", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each storage backend in turn: a folder on disk, and a new bucket on moto's S3 server."""
+    if request.param == "file":
+        return FileStorage(tmp_path / "objects")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return S3Storage(new_bucket(endpoint), endpoint_url=endpoint)

@@ -28,7 +28,7 @@ from mvne.infra.ids import new_id
 from mvne.infra.jobs import OutboxMessage
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings
-from mvne.infra.storage import FileStorage
+from mvne.infra.storage import FileStorage, Storage
 from mvne.provisioning.models import Subscription
 from tests.charging.test_usage_outcomes import MB, at, stored
 from tests.support.api import TenantHandle, active_subscription, customer, published_offer, wait_for
@@ -76,6 +76,117 @@ def test_json_lines_have_no_header_and_a_bad_header_refuses_the_file_whole(tmp_p
     with pytest.raises(ValueError, match="header"):
         plan_segments(storage, "bad.csv")
     assert plan_segments(storage, "header-only.csv") == (CDR_HEADER, [])
+
+
+def test_json_lines_are_partitioned_by_msisdn_else_imsi_each_line_with_its_number(storage: Storage) -> None:
+    records = [
+        {"record_id": "a1", "msisdn": "+33600000001"},
+        {"record_id": "b1", "imsi": "208010000000002"},
+        {"record_id": "a2", "msisdn": "+33600000001", "imsi": "208010000000001"},
+        {"record_id": "b2", "imsi": "208010000000002"},
+        {"record_id": "a3", "msisdn": "+33600000001"},
+    ]
+    lines = [json.dumps(r).encode() for r in records]
+    storage.put("usage/incoming/j.jsonl", b"\n".join([lines[0], lines[1], b"", *lines[2:]]) + b"\n")
+
+    keys = usage_files_module.partition_file(storage, "usage/incoming/j.jsonl", "ufl_x", None, 3)
+
+    assert keys == [f"usage/partitions/ufl_x/{n}" for n in range(3)]
+    parts = [list(storage.lines(k)) for k in keys]
+    assert sorted(raw for part in parts for raw in part) == sorted(
+        b"%d\t%s" % (number, raw) for number, raw in zip([1, 2, 4, 5, 6], lines, strict=True)
+    )
+    # Each line's records in one partition, in file order (the blank line 3 is not a record).
+    by_record = {json.loads(raw.partition(b"\t")[2])["record_id"]: n for n, part in enumerate(parts) for raw in part}
+    assert by_record["a1"] == by_record["a2"] == by_record["a3"]
+    assert by_record["b1"] == by_record["b2"]
+    holding_a = [raw.partition(b"\t")[0] for raw in parts[by_record["a1"]] if b'"a' in raw]
+    assert holding_a == [b"1", b"4", b"6"]
+
+
+def test_a_file_of_several_segments_is_rated_partition_by_partition_each_line_by_one_job(
+    runtime: Runtime, tenant: TenantHandle, line: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_files_module, "SPAN_RECORDS", 7)  # a partition read and rated a few records at a time
+    offer = published_offer(tenant.api, code=f"PART-{secrets.token_hex(3)}")
+    others = [active_subscription(tenant.api, customer(tenant.api)["id"], offer["id"]) for _ in range(3)]
+    subs = [line, *others]
+    tag = secrets.token_hex(3)
+    body = [CDR_HEADER]
+    for n in range(40):
+        sub = subs[n % len(subs)]
+        body.append(f"p-{tag}-{n},,{sub['msisdn']},data,{at(sub)},,{MB},,,")
+    key = f"usage/incoming/partnet/{tag}.csv"
+    runtime.storage.put(key, "\n".join(body).encode())
+    file_id = _pending_file(runtime, key)
+
+    read: list[tuple[str, str]] = []  # the storage's reads, each (how, key), the storage itself answering
+    lines_of, blocks_of = runtime.storage.lines, runtime.storage.blocks
+    monkeypatch.setattr(runtime.storage, "lines", lambda k, *a: read.append(("lines", k)) or lines_of(k, *a))
+    monkeypatch.setattr(runtime.storage, "blocks", lambda k, *a: read.append(("blocks", k)) or blocks_of(k, *a))
+
+    ingest_usage_file(runtime.db, runtime.storage, file_id, segment_bytes=500)
+    # Its header line alone, then one pass for the partitions: the file is not also read to cut byte ranges.
+    assert [how for how, k in read if k == key] == ["lines", "lines"]
+    payloads = _segment_payloads(runtime, file_id)
+    assert len(payloads) > 3
+    assert all(p["partition"] == f"usage/partitions/{file_id}/{p['segment']}" for p in payloads)
+    holders = {}
+    for payload in payloads:
+        for raw in runtime.storage.lines(payload["partition"]):
+            holders.setdefault(raw.split(b",")[2], set()).add(payload["segment"])
+    assert len(holders) == 4
+    assert all(len(segments) == 1 for segments in holders.values())  # each line's records in one partition
+    for payload in payloads:
+        ingest_usage_segment(runtime.db, runtime.storage, **payload)
+
+    report = _processed(runtime, file_id)
+    assert (report.records, report.accepted, report.duplicates, report.rejected) == (40, 40, 0, 0)
+    with runtime.db.transaction(tenant_id=tenant.id) as session:
+        positions = dict(
+            session.execute(
+                select(UsageRecord.record_id, UsageRecord.position).where(UsageRecord.source == f"file:{key}")
+            ).all()
+        )
+    assert positions == {f"p-{tag}-{n}": n + 2 for n in range(40)}  # line 1 is the header
+    assert runtime.storage.list(f"usage/partitions/{file_id}/") == []
+
+
+def test_partitions_a_processed_or_forgotten_file_left_behind_are_swept_the_others_kept(runtime: Runtime) -> None:
+    tag = secrets.token_hex(3)
+    running = _running_file(runtime, f"usage/incoming/sweepnet/{tag}-a.csv", segments_total=2)
+    processed = _running_file(runtime, f"usage/incoming/sweepnet/{tag}-b.csv", segments_total=2)
+    with runtime.db.transaction(platform=True) as session:
+        session.get_one(UsageFile, processed).status = "processed"
+    forgotten = new_id("ufl")  # no row: nothing will ever read it
+    for file_id in (running, processed, forgotten):
+        for n in range(2):
+            runtime.storage.put(f"usage/partitions/{file_id}/{n}", b"2\tr1,,+33600000001,sms,2026-01-01T00:00:00Z")
+
+    assert usage_files_module.sweep_partitions(runtime.db, runtime.storage) >= 2
+
+    left = {key.split("/")[2] for key in runtime.storage.list("usage/partitions/")}
+    assert running in left
+    assert not left & {processed, forgotten}
+
+
+def _pending_file(runtime: Runtime, key: str) -> str:
+    """A usage file found in storage and not cut yet; its id."""
+    file_id = new_id("ufl")
+    with runtime.db.transaction(platform=True) as session:
+        session.add(UsageFile(id=file_id, key=key, status="pending", errors=[], created_at=dt.datetime.now(dt.UTC)))
+    return file_id
+
+
+def _processed(runtime: Runtime, file_id: str) -> UsageFile:
+    """The file once its last segment has completed it."""
+
+    def done() -> UsageFile | None:
+        with runtime.db.transaction(platform=True) as session:
+            found = session.get(UsageFile, file_id)
+            return found if found is not None and found.status == "processed" else None
+
+    return wait_for(done, what=f"usage file {file_id} to be processed")
 
 
 def _segment_payloads(runtime: Runtime, file_id: str) -> list[dict[str, Any]]:
@@ -126,9 +237,7 @@ def test_segments_run_out_of_order_and_twice_count_every_record_once(
     lines.append(f"s-{tag}-nobody,,+33780009997,data,{started},,{MB},,,")
     key = f"usage/incoming/segnet/{tag}.csv"
     runtime.storage.put(key, "\n".join([CDR_HEADER, *lines]).encode())
-    file_id = new_id("ufl")
-    with runtime.db.transaction(platform=True) as session:
-        session.add(UsageFile(id=file_id, key=key, status="pending", errors=[], created_at=dt.datetime.now(dt.UTC)))
+    file_id = _pending_file(runtime, key)
 
     # The cut queues a job per segment, which the worker runs; the test delivers every segment again, last first.
     ingest_usage_file(runtime.db, runtime.storage, file_id, segment_bytes=200)
@@ -137,12 +246,7 @@ def test_segments_run_out_of_order_and_twice_count_every_record_once(
     for payload in sorted(payloads, key=lambda p: -int(p["segment"])) * 2:
         ingest_usage_segment(runtime.db, runtime.storage, **payload)
 
-    def processed() -> UsageFile | None:
-        with runtime.db.transaction(platform=True) as session:
-            found = session.get(UsageFile, file_id)
-            return found if found is not None and found.status == "processed" else None
-
-    report = wait_for(processed, what=f"usage file {key}")
+    report = _processed(runtime, file_id)
     assert report.segments_total == len(payloads)
     assert sorted(report.segment_results or {}, key=int) == [str(n) for n in range(len(payloads))]
     assert (report.records, report.accepted + report.duplicates, report.rejected) == (14, 12, 2)
@@ -292,7 +396,7 @@ def test_a_segment_rated_line_by_line_reports_its_first_errors_in_file_order_wit
     records = []
     for n in range(8):  # file line n + 2: the two lines' records and unknown numbers, interleaved
         owner = (line, other, None)[n % 3]
-        msisdn = owner["msisdn"] if owner else f"+3378{n:07d}"
+        msisdn = owner["msisdn"] if owner else f"+3377{n:07d}"  # outside the numbers lines are given
         records.append(f"o-{tag}-{n},,{msisdn},sms,{started},,,,,")
     records.append(f"o-{tag}-early,,{other['msisdn']},sms,2020-01-01T00:00:00Z,,,,,")  # line 10: too old to rate
     key = f"usage/incoming/ordernet/{tag}.csv"

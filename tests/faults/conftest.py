@@ -120,6 +120,8 @@ def plant(
         "MVNE_JOB_LEASE_S": str(LEASE_S),
         "MVNE_JOB_MAX_RETRIES": str(MAX_RETRIES),
         "MVNE_RELAY_INTERVAL_MS": "100",
+        # Small segments: a usage file of a megabyte is partitioned by line, as a large one would be.
+        "MVNE_USAGE_SEGMENT_BYTES": "200000",
     }
     processes = Processes(env, folder)
     load_actor_modules()  # the test process asks for jobs by name

@@ -61,6 +61,10 @@ def test_a_usage_file_whose_worker_is_killed_mid_segment_is_rated_once_and_count
     assert killed is not None
     assert killed.status == "running", f"the kill landed after the file was processed: {killed.status}"
     assert at_kill < records, "the kill landed after every record was rated"
+    # Several segments (MVNE_USAGE_SEGMENT_BYTES): the file was partitioned by line, each line in one partition.
+    assert (killed.segments_total or 0) > 1
+    storage = Path(plant.env["MVNE_STORAGE_URL"].removeprefix("file://"))
+    assert len(list((storage / "usage/partitions" / killed.id).iterdir())) == killed.segments_total
 
     restarted = time.monotonic()
     plant.start_worker("worker-2", threads=1)
@@ -78,6 +82,9 @@ def test_a_usage_file_whose_worker_is_killed_mid_segment_is_rated_once_and_count
     # The records the dead worker committed are the same lines of the same file: rated, not duplicates.
     assert (done.records, done.accepted, done.duplicates, done.rejected) == (records, records, 0, 0), done.errors
     assert _rated(plant, tenant_id) == records
+    assert not (storage / "usage/partitions" / killed.id).exists() or not any(
+        (storage / "usage/partitions" / killed.id).iterdir()
+    )
     with plant.db.transaction(tenant_id=tenant_id) as session:
         used = session.scalar(select(func.sum(BalanceBucket.used)).where(BalanceBucket.service == "data"))
         once = session.scalar(

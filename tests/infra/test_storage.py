@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
 
@@ -22,33 +17,7 @@ from mvne.infra.storage import (
     StorageUnavailable,
     build_storage,
 )
-from tests.support.s3 import moto_s3_server
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as endpoint:
-        yield endpoint
-
-
-@functools.cache
-def _admin_client(endpoint: str) -> Any:
-    # Building a boto3 client costs about 0.1 s; one per server keeps the S3 half of the suite quick.
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-
-
-def _new_bucket(endpoint: str) -> str:
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    _admin_client(endpoint).create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture(params=["file", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "file":
-        return FileStorage(tmp_path / "objects")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    return S3Storage(_new_bucket(endpoint), endpoint_url=endpoint)
+from tests.support.s3 import admin_client, new_bucket
 
 
 def test_an_object_that_was_put_can_be_read_back(storage: Storage) -> None:
@@ -57,6 +26,16 @@ def test_an_object_that_was_put_can_be_read_back(storage: Storage) -> None:
     assert storage.get("tenants/ten_1/invoices/inv_1.pdf") == b"%PDF-1.7"
     assert storage.exists("tenants/ten_1/invoices/inv_1.pdf")
     assert not storage.exists("tenants/ten_1/invoices/inv_2.pdf")
+
+
+def test_an_objects_size_is_its_bytes_and_a_missing_one_has_none(storage: Storage) -> None:
+    storage.put("usage/incoming/net/a.csv", b"x" * 1234)
+
+    assert storage.size("usage/incoming/net/a.csv") == 1234
+    with pytest.raises(ObjectNotFound):
+        storage.size("usage/incoming/net/b.csv")
+    with pytest.raises(ObjectNotFound):
+        storage.size("usage/incoming/net")  # a folder of keys is no object
 
 
 def test_putting_again_replaces_the_object(storage: Storage) -> None:
@@ -271,7 +250,7 @@ def test_a_file_storage_key_cannot_also_be_a_folder_of_other_keys(tmp_path: Path
 
 
 def test_a_presigned_s3_url_downloads_the_bytes_over_plain_http(s3_endpoint: str) -> None:
-    storage = S3Storage(_new_bucket(s3_endpoint), prefix="tenants", endpoint_url=s3_endpoint)
+    storage = S3Storage(new_bucket(s3_endpoint), prefix="tenants", endpoint_url=s3_endpoint)
     storage.put("ten_1/invoice.pdf", b"%PDF bytes \x00\xff", content_type="application/pdf")
 
     url = storage.url("ten_1/invoice.pdf", expires_in=60)
@@ -285,7 +264,7 @@ def test_a_presigned_s3_url_downloads_the_bytes_over_plain_http(s3_endpoint: str
 
 
 def test_s3_list_reads_every_page_of_results(s3_endpoint: str) -> None:
-    storage = S3Storage(_new_bucket(s3_endpoint), endpoint_url=s3_endpoint, page_size=2)
+    storage = S3Storage(new_bucket(s3_endpoint), endpoint_url=s3_endpoint, page_size=2)
     keys = [f"k/{n:02d}" for n in range(7)]
     for key in reversed(keys):
         storage.put(key, b"v")
@@ -294,7 +273,7 @@ def test_s3_list_reads_every_page_of_results(s3_endpoint: str) -> None:
 
 
 def test_s3_prefix_keeps_two_stores_apart_in_one_bucket(s3_endpoint: str) -> None:
-    bucket = _new_bucket(s3_endpoint)
+    bucket = new_bucket(s3_endpoint)
     first = S3Storage(bucket, prefix="/one/", endpoint_url=s3_endpoint)
     second = S3Storage(bucket, prefix="two", endpoint_url=s3_endpoint)
 
@@ -304,7 +283,7 @@ def test_s3_prefix_keeps_two_stores_apart_in_one_bucket(s3_endpoint: str) -> Non
     assert first.get("same.txt") == b"first"
     assert second.get("same.txt") == b"second"
     assert first.list("") == ["same.txt"]
-    listed = _admin_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]
+    listed = admin_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]
     assert sorted(item["Key"] for item in listed) == ["one/same.txt", "two/same.txt"]
 
 
@@ -335,7 +314,7 @@ def test_build_storage_reads_an_absolute_file_url(tmp_path: Path) -> None:
 
 
 def test_build_storage_reads_an_s3_url_with_bucket_and_prefix(s3_endpoint: str) -> None:
-    bucket = _new_bucket(s3_endpoint)
+    bucket = new_bucket(s3_endpoint)
 
     storage = build_storage(f"s3://{bucket}/mvne/prod", s3_endpoint_url=s3_endpoint, s3_region="eu-west-1")
 

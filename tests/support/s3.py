@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import boto3
 from moto.server import ThreadedMotoServer
 
 # moto accepts any credentials; these keep boto3 from looking for real ones (files, instance metadata).
@@ -41,3 +45,16 @@ def moto_s3_server() -> Iterator[str]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@functools.cache
+def admin_client(endpoint: str) -> Any:
+    # Building a boto3 client costs about 0.1 s; one per server keeps the S3 tests quick.
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def new_bucket(endpoint: str) -> str:
+    """A new empty bucket on the server; its name."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    admin_client(endpoint).create_bucket(Bucket=name)
+    return name
