@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint, false, select, text
 from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from mvne.infra.db import Base, JSONValue, TenantOwned, utcnow
@@ -203,10 +203,18 @@ class PromotionRedemption(TenantOwned, Base):
 
 
 class OfferPurchase(TenantOwned, Base):
-    """An add-on, top-up or bundle bought on a line; billed on the next invoice (`invoice_id` claims it)."""
+    """An add-on, top-up or bundle bought on a line; billed on the next invoice (`invoice_id` claims it).
+
+    A bundle renews at the end of its term: the renewal is a purchase of its own, naming the one it renews;
+    `renews` is true on the latest term only, until the bundle is cancelled or its line ends.
+    """
 
     __tablename__ = "offer_purchases"
-    __table_args__ = (Index("ix_offer_purchases_unbilled", "subscription_id", "invoice_id"),)
+    __table_args__ = (
+        Index("ix_offer_purchases_unbilled", "subscription_id", "invoice_id"),
+        UniqueConstraint("renewed_from_id"),
+        Index("ix_offer_purchases_renewing", "valid_to", postgresql_where=text("renews"), sqlite_where=text("renews")),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
@@ -222,3 +230,8 @@ class OfferPurchase(TenantOwned, Base):
     valid_to: Mapped[dt.datetime] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     invoice_id: Mapped[str | None] = mapped_column(String(40))
+    renews: Mapped[bool] = mapped_column(default=False, server_default=false())
+    renewed_from_id: Mapped[str | None] = mapped_column(String(40))
+    # Why a bundle stopped renewing: "cancelled", or "line_ended" (its line was terminated).
+    renewal_stopped: Mapped[str | None] = mapped_column(String(20))
+    renewal_stopped_at: Mapped[dt.datetime | None] = mapped_column()

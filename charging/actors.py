@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mvne.charging import billing, rerating, usage, usage_files
+from mvne.charging import billing, purchases, rerating, usage, usage_files
 from mvne.infra.jobs import QUEUE_BILLING, QUEUE_CHARGING, job
 from mvne.infra.runtime import Runtime, current_runtime, periodic
 
@@ -150,3 +150,14 @@ def discover_usage_files(rt: Runtime) -> None:
 def sweep_usage_partitions(rt: Runtime) -> None:
     usage_files.sweep_partitions(rt.db, rt.storage)
 
+
+@job("charging.renew_purchase", queue=QUEUE_BILLING)
+def renew_purchase(tenant_id: str, purchase_id: str) -> None:
+    """Make the next term of a bundle whose term has ended (nothing when it was renewed or stopped meanwhile)."""
+    with current_runtime().db.transaction(tenant_id=tenant_id) as session:
+        purchases.renew_purchase(session, purchase_id)
+
+
+@periodic("charging.queue_due_renewals", every_s=30)
+def queue_due_renewals(rt: Runtime) -> None:
+    purchases.queue_due_renewals(rt.db)

@@ -76,6 +76,17 @@ class PurchaseSchema(Schema):
     invoice_id = fields.String(
         allow_none=True, metadata={"description": "The invoice that billed it; null until then."}
     )
+    renews = fields.Boolean(
+        metadata={"description": "True on a bundle's current term: at `valid_to` a new term is bought and billed."}
+    )
+    renewed_from_id = fields.String(
+        allow_none=True, metadata={"description": "The term this one renews; null on a first purchase."}
+    )
+    renewal_stopped = fields.String(
+        allow_none=True,
+        metadata={"description": "Why the bundle stopped renewing: cancelled, or line_ended; null otherwise."},
+    )
+    renewal_stopped_at = fields.AwareDateTime(allow_none=True)
 
 
 @line_purchases.post("/<subscription_id>/purchases")
@@ -111,6 +122,25 @@ def create_purchase(body: dict[str, Any], subscription_id: str) -> OfferPurchase
 def list_purchases(subscription_id: str) -> list[OfferPurchase]:
     """What was bought on a line, oldest first."""
     return purchase_service.line_purchases(db_session(), subscription_id)
+
+
+@line_purchases.get("/<subscription_id>/purchases/<purchase_id>")
+@require("subscriptions:read")
+@problems(SubscriptionNotFound, purchase_service.PurchaseNotFound)
+@line_purchases.response(200, PurchaseSchema)
+def get_purchase(subscription_id: str, purchase_id: str) -> OfferPurchase:
+    """One purchase of a line."""
+    return purchase_service.get_purchase(db_session(), subscription_id, purchase_id)
+
+
+@line_purchases.post("/<subscription_id>/purchases/<purchase_id>/cancel")
+@require("subscriptions:write")
+@problems(SubscriptionNotFound, purchase_service.PurchaseNotFound, purchase_service.PurchaseNotRenewing)
+@line_purchases.response(200, PurchaseSchema)
+def cancel_purchase(subscription_id: str, purchase_id: str) -> OfferPurchase:
+    """Stop a bundle renewing: the current term runs to its end and is not followed by another. Cancelling a
+    cancelled bundle again answers the same."""
+    return purchase_service.cancel_renewal(db_session(), subscription_id=subscription_id, purchase_id=purchase_id)
 
 
 def _catalog_tenant(args: dict[str, Any]) -> str:

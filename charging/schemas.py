@@ -232,6 +232,10 @@ class PricedLineSchema(Schema):
     version_number = fields.Integer()
     prefix = fields.String(allow_none=True, metadata={"description": "The longest prefix that matched, or *."})
     destination_zone = fields.String(allow_none=True, metadata={"description": "The rate card line's zone."})
+    roaming_rate = fields.String(
+        allow_none=True,
+        metadata={"description": "eu or world when a roaming line of the card priced it; null for a home line."},
+    )
     time_band = fields.String(allow_none=True, metadata={"description": "The band of the record's local start."})
     first_increment = fields.Integer(allow_none=True)
     next_increment = fields.Integer(allow_none=True)

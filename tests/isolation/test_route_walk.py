@@ -55,6 +55,7 @@ TENANT_OBJECT_PARAMS = {
     "offer_version_id": "offer_version",
     "promotion_id": "promotion",
     "rerating_run_id": "rerating_run",
+    "purchase_id": "purchase",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -90,6 +91,7 @@ ID_PREFIXES = {
     "offer_version": "ofv",
     "promotion": "prm",
     "rerating_run": "rrr",
+    "purchase": "pur",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
