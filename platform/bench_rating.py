@@ -6,10 +6,10 @@ called numbers drawn from the card's prefixes, a share of roaming records) to st
 prints, each with records/s and seconds:
 
 - parse: reading the file from storage and parsing it, streamed;
-- the file path end to end, as production runs it: the file found and cut into segments, each segment a
-  job run by worker processes (as many as `--workers`), the file completed by its last segment; its time
-  split into cut, parse, rate (Python) and write (SQL statements, lookups and locks included, and commits),
-  the last three summed over the workers;
+- the file path end to end, as production runs it: the file found and cut into segments (a file of several
+  partitioned by line, in the cut), each segment a job run by worker processes (as many as `--workers`), the
+  file completed by its last segment; its time split into cut, parse, rate (Python) and write (SQL
+  statements, lookups and locks included, and commits), the last three summed over the workers;
 - the ceiling: COPY of the same rows (the columns the rated path writes) into `usage_records`, as the
   tables' owner, and the ratio of the file path to it;
 - the ways of writing rated rows (`write_usage_rows`): COPY straight in (a platform session), COPY into a
@@ -768,6 +768,7 @@ def _measure_file_path(
         workers=workers,
         worker_processes=len(pids),
         segments=len(payloads),
+        partitioned_by_line=any("partition" in payload for payload in payloads),
         segments_run_by_workers=len(ran),
         processes_that_ran_segments=len({r["pid"] for r in ran}),
         cut_s=round(cut_s, 4),
@@ -1024,7 +1025,8 @@ def render(figures: Figures) -> str:
     c = figures.phases.get("current_path")
     if c:
         out.append(
-            f"  file path: {c['segments']} segments on {c['worker_processes']} worker processes, file "
+            f"  file path: {c['segments']} segments{' (partitioned by line)' if c['partitioned_by_line'] else ''} "
+            f"on {c['worker_processes']} worker processes, file "
             f"{c['file_status']}; split (worker-seconds): cut {c['cut_s']:.2f} s, parse {c['parse_s']:.2f} s, "
             f"rate {c['rate_s']:.2f} s, write {c['write_s']:.2f} s in {c['statements']:,} statements; "
             f"rows in usage_records: {c['rows_in_usage_records']:,}"
