@@ -106,7 +106,8 @@ class Amount(TypeDecorator[Decimal]):
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(str(value))
+        # PostgreSQL's driver gives a Decimal already; SQLite keeps the text.
+        return value if value is None or isinstance(value, Decimal) else Decimal(str(value))
 
 
 class ExactAmount(Amount):
@@ -196,7 +197,12 @@ def pg_array(values: Collection[Any]) -> str:
             return '{"' + '","'.join(items) + '"}'
     elif kinds == {int}:
         return "{" + ",".join(map(str, items)) + "}"
-    return "{" + ",".join(map(_array_element, items)) + "}"
+    if Decimal in kinds or (bool in kinds and int in kinds):
+        return "{" + ",".join(map(_array_element, items)) + "}"
+    # A column's values often repeat (a period's bounds, flags, NULLs): each distinct one is written once.
+    # Not for amounts (1.0 and 1.00 are one key to a dict, but not one text) nor where True meets 1.
+    texts = {value: _array_element(value) for value in set(items)}
+    return "{" + ",".join(map(texts.__getitem__, items)) + "}"
 
 
 def array_param(values: Collection[Any], array_type: ARRAY[Any]) -> ColumnElement[Any]:

@@ -73,6 +73,32 @@ def test_numbers_booleans_and_instants(engine: Engine) -> None:
     assert _round_trip(engine, [], String()) == []
 
 
+def test_repeated_values_are_written_each_in_its_place_and_equal_but_different_ones_apart() -> None:
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    assert pg_array([start, None, start, True]) == ('{"2026-03-01T00:00:00+00:00",NULL,"2026-03-01T00:00:00+00:00",t}')
+    # Equal to Python, not the same text: an amount keeps its scale, and True is not the number 1.
+    assert pg_array([Decimal("1.0"), Decimal("1.00"), Decimal("1.0")]) == "{1.0,1.00,1.0}"
+    assert pg_array([1, True, 1, False, 0]) == "{1,t,1,f,0}"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(
+        st.sampled_from(
+            [
+                dt.datetime(2026, 3, 29, 1, tzinfo=dt.UTC),
+                dt.datetime(2026, 3, 29, 3, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+                dt.datetime(2026, 10, 25, 2, 30, tzinfo=dt.UTC),
+                None,
+            ]
+        ),
+        max_size=10,
+    )
+)
+def test_repeated_instants_come_back_unchanged(engine: Engine, values: list[Any]) -> None:
+    assert _round_trip(engine, values, UTCDateTime()) == [v and v.astimezone(dt.UTC) for v in values]
+
+
 def test_a_naive_instant_or_an_unknown_type_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(ValueError, match="naive"):
         pg_array([dt.datetime(2026, 1, 1)])  # noqa: DTZ001 (the point of the test)
