@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import NamedTuple
 
 from mvne.catalog.terms import LineTerms
 from mvne.charging import ratecards
@@ -83,9 +84,12 @@ class Bucket:
         return reached[-1] if reached else None
 
 
-@dataclass(frozen=True)
-class Usage:
-    """One record to rate: quantity in metered units (bytes, seconds, messages), its zone and called number."""
+class Usage(NamedTuple):
+    """One record to rate: quantity in metered units (bytes, seconds, messages), its zone and called number.
+
+    (Value objects made once or twice per record are named tuples: a frozen dataclass costs about twice as much
+    to make.)
+    """
 
     service: str
     started_at: dt.datetime
@@ -113,8 +117,7 @@ class Pricing:
         return self.cards.get(self.wholesale_id) if self.wholesale_id else None
 
 
-@dataclass(frozen=True)
-class Priced:
+class Priced(NamedTuple):
     """An amount with how it came: rounded and exact, and the rate card line when a card priced it."""
 
     amount: Decimal
@@ -128,8 +131,7 @@ class Priced:
     connect_fee: bool = False
 
 
-@dataclass(frozen=True)
-class Rating:
+class Rating(NamedTuple):
     """What rating a record gave: buckets consumed, overage, retail and wholesale prices."""
 
     allowance_used: int

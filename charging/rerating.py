@@ -32,11 +32,11 @@ from mvne.charging.rating import Service
 from mvne.charging.usage import (
     RATED_COLUMNS,
     _chunks,
-    _period_window,
     _plan_allowances,
     ensure_plan_buckets,
     locked_buckets,
     period_of,
+    period_window,
     plan_terms,
     rated_columns,
     rating_context,
@@ -218,7 +218,7 @@ def _plan_updates(
     session: Session, tenant: Tenant, sub_ids: list[str], period: str, terms: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Today's terms for the period's plan buckets (an allowance changed since is applied to the whole period)."""
-    start, _ = _period_window(period, tenant.timezone)
+    start, _ = period_window(period, tenant.timezone)
     updates: dict[str, dict[str, Any]] = {}
     rows = session.execute(
         select(BalanceBucket.id, BalanceBucket.subscription_id, BalanceBucket.service, BalanceBucket.zone).where(
@@ -276,7 +276,7 @@ def rerate_lines(session: Session, tenant: Tenant, run: ReratingRun, sub_ids: li
     ).all()
     if not records:
         return done
-    start, end = _period_window(run.period, tenant.timezone)
+    start, end = period_window(run.period, tenant.timezone)
     earliest = min(start, *(r.started_at for r in records))
     latest = max(end - dt.timedelta(microseconds=1), *(r.started_at for r in records))
     # Every service of the lines: giving back what the period's records consumed may touch any of them.

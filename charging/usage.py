@@ -102,7 +102,10 @@ REASON_CODES = (
 QUANTITY_LIMITS = {Service.DATA: 10 * 10**12, Service.VOICE: 24 * 3600, Service.SMS: 100}
 # A data session or a call may be of zero length (rated at nothing); a message is at least one.
 QUANTITY_MINIMUMS = {Service.DATA: 0, Service.VOICE: 0, Service.SMS: 1}
-SERVICE_NAMES = frozenset(s.value for s in Service)
+# A record's service (a `Service` or its name) to the member and to the plain name: a dict look-up, where
+# calling `Service(...)` or `str(...)` on a member costs microseconds a record.
+_SERVICE: dict[str, Service] = {s.value: s for s in Service}
+_SERVICE_NAME: dict[str, str] = {s.value: s.value for s in Service}
 UNITS = {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages"}
 
 
@@ -166,7 +169,8 @@ def period_of(moment: dt.datetime, timezone: str) -> str:
 
 
 class _PeriodOf:
-    """`period_of` for many moments of one time zone: the last period's bounds kept, a month computed once."""
+    """`period_of` for many moments of one time zone: each period's bounds kept once met, the last one tried
+    first (a batch straddling a month's end goes back and forth between two)."""
 
     def __init__(self, timezone: str) -> None:
         self.timezone = timezone
@@ -175,11 +179,18 @@ class _PeriodOf:
             dt.datetime.max.replace(tzinfo=dt.UTC),
             dt.datetime.min.replace(tzinfo=dt.UTC),
         )
+        self.known: list[tuple[dt.datetime, dt.datetime, str]] = []
 
     def __call__(self, moment: dt.datetime) -> str:
-        if not self.start <= moment < self.end:
-            self.label = period_of(moment, self.timezone)
-            self.start, self.end = _period_window(self.label, self.timezone)
+        if self.start <= moment < self.end:
+            return self.label
+        for start, end, label in self.known:
+            if start <= moment < end:
+                self.label, self.start, self.end = label, start, end
+                return label
+        self.label = period_of(moment, self.timezone)
+        self.start, self.end = period_window(self.label, self.timezone)
+        self.known.append((self.start, self.end, self.label))
         return self.label
 
 
@@ -235,10 +246,10 @@ def refusal_of(
     """Why a record cannot be rated (reason code, detail), or None when it can (`details`: read already)."""
     if record.refusal is not None:
         return record.refusal
-    if record.service not in SERVICE_NAMES:
+    if record.service not in _SERVICE:
         return ("unknown_service", f"Service {str(record.service)[:40]!r} is not one of data, voice, sms.")
     return (
-        _quantity_refusal(Service(record.service), record.quantity)
+        _quantity_refusal(_SERVICE[record.service], record.quantity)
         or _details_refusal(details or record_details(record))
         or window.refusal(record.started_at, now)
         or _line_refusal(record, sub)
@@ -426,7 +437,7 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
     context = rating_context(session, tenant, terms)
     ensure_plan_buckets(session, tenant, {(c.line.id, c.period) for c in batch.candidates}, terms)
     starts = [c.record.started_at for c in batch.candidates]
-    line_services = {(c.line.id, str(c.record.service)) for c in batch.candidates}
+    line_services = {(c.line.id, _SERVICE_NAME[c.record.service]) for c in batch.candidates}
     buckets = locked_buckets(session, tenant.id, line_services, min(starts), max(starts))
     # A record draws only on buckets of its service: each line's are looked at service by service.
     by_line: dict[tuple[str, str], list[engine.Bucket]] = defaultdict(list)
@@ -506,7 +517,7 @@ def _rate_candidates(
             continue
         line = terms[sub.id].at(record.started_at) or terms[sub.id].terms[-1]
         usage_event = engine.Usage(
-            service=str(record.service),
+            service=_SERVICE_NAME[record.service],
             started_at=record.started_at,
             quantity=record.quantity,
             zone=zone_of(details.visited_plmn, context.home_mcc),
@@ -645,8 +656,7 @@ def write_usage_rows(session: Session, rows: list[tuple[Any, ...]]) -> set[str]:
     return inserted
 
 
-@dataclass(frozen=True)
-class RecordDetails:
+class RecordDetails(NamedTuple):
     """What a record says beyond line, service, time and quantity: where it was and what it reached."""
 
     visited_plmn: str | None
@@ -823,7 +833,7 @@ def ensure_plan_buckets(
             existing[(sub_id, key)] = (key, granted, used)
     now = utcnow()
     values: list[dict[str, Any]] = []
-    windows = {period: _period_window(period, tenant.timezone) for _, period in line_periods}
+    windows = {period: period_window(period, tenant.timezone) for _, period in line_periods}
     untouched = _UntouchedPeriods(session, tenant.timezone, terms)
     allowances_of: dict[str, list[tuple[tuple[str, str], dict[str, Any]]]] = {}
     settled: list[tuple[str, str]] = []
@@ -856,7 +866,6 @@ def ensure_plan_buckets(
                 values.append(
                     {
                         **common,
-                        "id": new_id("bkt"),
                         "origin": "plan",
                         "origin_key": key,
                         "granted": allowance["granted"],
@@ -879,7 +888,6 @@ def ensure_plan_buckets(
                     values.append(
                         {
                             **common,
-                            "id": new_id("bkt"),
                             "origin": "rollover",
                             "origin_key": rollover_key,
                             "granted": carried,
@@ -912,7 +920,7 @@ class _UntouchedPeriods:
             )
             self.activated = {row.id: row.activated_at for row in rows}
         since = self.activated.get(sub_id)
-        start, end = _period_window(_previous_period(period), self.timezone)
+        start, end = period_window(_previous_period(period), self.timezone)
         if since is None or since >= end:
             return 0
         allowance = _plan_allowances(plan_terms(self.terms[sub_id], max(start, since))).get((service, zone))
@@ -920,9 +928,12 @@ class _UntouchedPeriods:
 
 
 def _insert_buckets(session: Session, values: list[dict[str, Any]]) -> None:
-    """New buckets, each made once however many batches race to make it (unique per line and origin key)."""
+    """New buckets (their ids given here, in one batch), each made once however many batches race to make it
+    (unique per line and origin key)."""
     if not values:
         return
+    for value, bucket_id in zip(values, new_ids("bkt", len(values)), strict=True):
+        value["id"] = bucket_id
     table = cast(Table, BalanceBucket.__table__)
     if session.get_bind().dialect.name == "postgresql":
         insert_from_arrays(session, table, values, conflict_columns=("subscription_id", "origin_key"))
@@ -1151,7 +1162,7 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[start : start + size]
 
 
-def _period_window(period: str, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+def period_window(period: str, timezone: str) -> tuple[dt.datetime, dt.datetime]:
     """The UTC instants a billing period (YYYY-MM, in the tenant's time zone) starts and ends."""
     tz = zoneinfo.ZoneInfo(timezone)
     year, month = int(period[:4]), int(period[5:7])
@@ -1180,7 +1191,7 @@ def usage_summary(session: Session, subscription: Subscription, period: str) -> 
     timeline = line_terms(session, [subscription.id]).get(subscription.id)
     included: dict[str, int] = defaultdict(int)
     if timeline is not None and timeline.terms:
-        line = plan_terms(timeline, _period_window(period, tenant.timezone)[0])
+        line = plan_terms(timeline, period_window(period, tenant.timezone)[0])
         for term in line.allowances:
             if term.zone == HOME:
                 included[term.service] += term.quantity or 0
