@@ -31,10 +31,36 @@ _QUOTE = ord('"')
 _BACKSLASH = ord("\\")
 
 
+# A JSON string, escapes included: `json_nesting_exceeds` drops them before it counts brackets.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+# Where a parsed JSON string can hold a NUL or an unpaired surrogate: an escape of one (\u0000, \uD800 to
+# \uDFFF); a surrogate written raw in UTF-8 (json.loads decodes bytes with "surrogatepass"); any NUL byte,
+# which is also how UTF-16 and UTF-32 bodies (read by json.loads too) look.
+_MAYBE_FORBIDDEN = re.compile(rb"\x00|\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
+
+
 def json_nesting_exceeds(data: bytes, limit: int) -> bool:
-    """Whether the JSON text `data` nests arrays and objects deeper than `limit` (brackets in strings ignored)."""
+    """Whether the JSON text `data` nests arrays and objects deeper than `limit` (brackets in strings ignored).
+
+    Strings dropped and everything but brackets deleted, each pass removes the innermost pairs: a document
+    emptied in `limit` passes is no deeper. What is not (too deep, or brackets that do not pair) is scanned
+    byte by byte.
+    """
     if data.count(b"[") + data.count(b"{") <= limit:
         return False
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        brackets, removed = _INNERMOST.subn(b"", brackets)
+        if not brackets:
+            return False
+        if not removed:
+            break
+    return _scan_nesting(data, limit)
+
+
+def _scan_nesting(data: bytes, limit: int) -> bool:
     depth = 0
     in_string = False
     pos = 0
@@ -56,6 +82,12 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
         elif char in _CLOSE:
             depth -= 1
     return False
+
+
+def may_hold_forbidden_strings(data: bytes) -> bool:
+    """False when no string parsed from the JSON body `data` can hold a NUL or an unpaired surrogate (one search
+    of its bytes, where walking the parsed document costs a check per string)."""
+    return _MAYBE_FORBIDDEN.search(data) is not None
 
 
 def _name(text: str) -> str:
@@ -151,7 +183,7 @@ def _check_body(max_body_bytes: int, max_json_depth: int) -> None:
             parsed = json.loads(data)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and too-long integers included
             raise ProblemError(400, "malformed_body", f"The request body is not valid JSON: {exc}") from None
-        found = list(_forbidden_strings(parsed))
+        found = list(_forbidden_strings(parsed)) if may_hold_forbidden_strings(data) else []
         if found:
             raise _refuse(_nest(found))
 

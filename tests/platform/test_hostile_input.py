@@ -20,10 +20,18 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask, jsonify
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from waitress.server import create_server
 
 from mvne.infra.settings import Settings
-from mvne.infra.web.guard import json_nesting_exceeds, register_guard
+from mvne.infra.web.guard import (
+    _forbidden_strings,
+    _scan_nesting,
+    json_nesting_exceeds,
+    may_hold_forbidden_strings,
+    register_guard,
+)
 from mvne.infra.web.problems import register_error_handlers
 from mvne.platform.server_errors import use_problem_errors
 from tests.platform.problems import assert_problem
@@ -175,6 +183,66 @@ def test_the_depth_scan_counts_what_a_parser_would() -> None:
     assert not json_nesting_exceeds(b'["[[[[", {"k": "]]]{{{"}]', 2)
     assert json_nesting_exceeds(b'[{"k\\"": [[1]]}]', 3)
     assert not json_nesting_exceeds(b'[{"\\\\": [1]}, [2], [3], [4], [5]]', 3)
+
+
+# Text with what the guard looks for: NUL, surrogate halves (paired or not), quotes, backslashes, brackets.
+_TRICKY_TEXT = st.lists(  # st.text would leave the surrogate halves out
+    st.one_of(
+        st.sampled_from(["\x00", "\ud800", "\udfff", "\ud83d", "\ude00", '"', "\\", "[", "]", "{", "}", "u"]),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=12,
+).map("".join)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TRICKY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TRICKY_TEXT, children, max_size=4),
+    max_leaves=30,
+)
+
+
+def _encodings(value: Any) -> list[bytes]:
+    """The ways a client may send `value`: escaped ASCII, raw UTF-8 (lone surrogates written raw), UTF-16."""
+    raw = json.dumps(value, ensure_ascii=False)
+    return [
+        json.dumps(value).encode("ascii"),
+        raw.encode("utf-8", "surrogatepass"),
+        raw.encode("utf-16", "surrogatepass"),
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON_VALUES, limit=st.integers(min_value=0, max_value=6))
+def test_the_depth_check_agrees_with_the_byte_by_byte_scan(value: Any, limit: int) -> None:
+    data = json.dumps(value).encode("ascii")
+
+    assert json_nesting_exceeds(data, limit) == _scan_nesting(data, limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.sampled_from('[]{}"\\ab'), max_size=30), limit=st.integers(min_value=0, max_value=4))
+def test_the_depth_check_agrees_with_the_scan_on_text_that_is_not_json(text: str, limit: int) -> None:
+    data = text.encode("ascii")
+
+    assert json_nesting_exceeds(data, limit) == _scan_nesting(data, limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON_VALUES)
+def test_a_body_whose_strings_hold_nul_or_a_lone_surrogate_is_always_looked_at(value: Any) -> None:
+    for data in _encodings(value):
+        parsed = json.loads(data)
+        if list(_forbidden_strings(parsed)):
+            assert may_hold_forbidden_strings(data), data
+
+
+def test_a_body_of_plain_text_needs_no_walk_and_any_escaped_surrogate_gets_one() -> None:
+    assert not may_hold_forbidden_strings(json.dumps({"name": "Ada é", "list": ["\\n", "\t"]}).encode())
+    assert not may_hold_forbidden_strings(json.dumps({"name": "Ada 😀"}, ensure_ascii=False).encode())
+    # Escaped, even a pair is looked at: telling a pair from a lone half preceded by an escaped backslash
+    # would take a parser.
+    assert may_hold_forbidden_strings(json.dumps({"name": "Ada 😀"}).encode())
+    assert may_hold_forbidden_strings(b'{"a": "\\u0000"}')
+    assert may_hold_forbidden_strings(b'{"a": "\\uDA00"}')
 
 
 def test_a_body_over_the_limit_is_a_413_problem(tenant: TenantHandle, settings: Settings) -> None:
