@@ -23,9 +23,9 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -41,13 +41,13 @@ from dramatiq.middleware import (
     SkipMessage,
     TimeLimit,
 )
-from sqlalchemy import Index, Integer, String, Text, case, delete, func, or_, select, update
+from sqlalchemy import Index, Integer, String, Table, Text, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mvne.infra.db import KEPT_AFTER_TENANT, Base, Database, JSONValue, utcnow
-from mvne.infra.ids import new_id
+from mvne.infra.ids import new_id, new_ids
 from mvne.infra.logging import bind_context, clear_context
 from mvne.infra.metrics import JOBS_DONE
 
@@ -183,23 +183,41 @@ def enqueue(
     **payload: Any,
 ) -> None:
     """Ask for a job as part of the session's transaction; `key` makes asking twice a no-op."""
+    enqueue_many(session, actor, [(key, payload)], tenant_id=tenant_id, delay=delay)
+
+
+def enqueue_many(
+    session: Session,
+    actor: str,
+    jobs: Sequence[tuple[str | None, dict[str, Any]]],
+    *,
+    tenant_id: str | None = None,
+    delay: dt.timedelta | None = None,
+) -> None:
+    """Ask for several jobs of one actor, each (key, payload), as `enqueue` would one by one: one statement."""
     spec = JOBS.get(actor)
     if spec is None:
         raise ValueError(f"unknown job {actor!r}")
+    if not jobs:
+        return
     now = utcnow()
-    values = {
-        "id": new_id("obx"),
-        "tenant_id": tenant_id,
-        "actor": actor,
-        "queue": spec.queue,
-        "payload": payload if tenant_id is None else {"tenant_id": tenant_id, **payload},
-        "dedup_key": key,
-        "created_at": now,
-        "available_at": now + delay if delay else now,
-    }
+    rows = [
+        {
+            "id": message_id,
+            "tenant_id": tenant_id,
+            "actor": actor,
+            "queue": spec.queue,
+            "payload": payload if tenant_id is None else {"tenant_id": tenant_id, **payload},
+            "dedup_key": key,
+            "created_at": now,
+            "available_at": now + delay if delay else now,
+        }
+        for message_id, (key, payload) in zip(new_ids("obx", len(jobs)), jobs, strict=True)
+    ]
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(OutboxMessage).values(**values).on_conflict_do_nothing())
+    # One cached statement, sent for every row at once (the driver's executemany).
+    session.execute(insert(cast(Table, OutboxMessage.__table__)).on_conflict_do_nothing(), rows)
     session.info["outbox_written"] = True
 
 

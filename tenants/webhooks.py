@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from mvne.infra.crypto import SecretBox
 from mvne.infra.db import Database, get_or_raise, utcnow
 from mvne.infra.errors import InvalidInput, NotFound
-from mvne.infra.ids import new_id
-from mvne.infra.jobs import enqueue
+from mvne.infra.ids import new_id, new_ids
+from mvne.infra.jobs import enqueue, enqueue_many
 from mvne.tenants.models import Event, WebhookDelivery, WebhookEndpoint
 
 MAX_ATTEMPTS = 8
@@ -118,19 +118,25 @@ def fan_out(session: Session, tenant_id: str, events: list[Event]) -> None:
     endpoints = session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.status == "enabled")
     ).all()
-    for event, endpoint in ((event, endpoint) for event in events for endpoint in endpoints):
-        if not endpoint.wants(event.type):
-            continue
-        delivery = WebhookDelivery(
-            id=new_id("whd"),
+    wanted = [(event, endpoint) for event in events for endpoint in endpoints if endpoint.wants(event.type)]
+    if not wanted:
+        return
+    deliveries = [
+        WebhookDelivery(
+            id=delivery_id,
             tenant_id=tenant_id,
             endpoint_id=endpoint.id,
             event_id=event.id,
             event_type=event.type,
             status="pending",
         )
-        session.add(delivery)
-        enqueue(session, "tenants.deliver_webhook", tenant_id=tenant_id, delivery_id=delivery.id)
+        for delivery_id, (event, endpoint) in zip(new_ids("whd", len(wanted)), wanted, strict=True)
+    ]
+    session.add_all(deliveries)
+    # A chunk of rating may cross hundreds of thresholds: their jobs go in one statement.
+    enqueue_many(
+        session, "tenants.deliver_webhook", [(None, {"delivery_id": d.id}) for d in deliveries], tenant_id=tenant_id
+    )
 
 
 def get_delivery(session: Session, delivery_id: str) -> WebhookDelivery:

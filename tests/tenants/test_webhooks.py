@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from flask import Flask, request
+from sqlalchemy import event as sqlalchemy_event
 
 from mvne.infra.runtime import Runtime
+from mvne.tenants.service import record_events
 from mvne.tenants.webhooks import InvalidWebhookUrl, check_url, sign
 from tests.support.api import TenantHandle, published_offer, wait_for
 from tests.support.servers import live_server
@@ -79,6 +81,39 @@ def test_an_endpoint_gets_only_the_event_types_it_asked_for(tenant: TenantHandle
     published_offer(tenant.api)
     wait_for(lambda: receiver.bodies("offer.published"), what="offer.published webhook")
     assert receiver.bodies("offer.created") == []
+
+
+def test_many_events_at_once_are_queued_in_one_statement_and_each_delivered(
+    runtime: Runtime, tenant: TenantHandle, receiver: Receiver
+) -> None:
+    endpoint(tenant, receiver.url, ["balance.threshold_reached"])
+    endpoint(tenant, receiver.url, ["offer.published"])  # wants none of them
+    outbox_statements: list[bool] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO outbox_messages"):
+            outbox_statements.append(many)
+
+    sqlalchemy_event.listen(runtime.db.engine, "before_cursor_execute", keep)
+    try:
+        with runtime.db.transaction(tenant_id=tenant.id) as session:
+            # As a chunk of rating records the thresholds its buckets crossed.
+            record_events(
+                session,
+                "balance.threshold_reached",
+                [(f"bkt_{n}", {"bucket": f"bkt_{n}", "percent": 80}) for n in range(40)],
+                tenant_id=tenant.id,
+            )
+    finally:
+        sqlalchemy_event.remove(runtime.db.engine, "before_cursor_execute", keep)
+
+    assert len(outbox_statements) == 1
+    delivered = wait_for(
+        lambda: (found := receiver.bodies("balance.threshold_reached")) and len(found) >= 40 and found,
+        timeout=30,
+        what="40 threshold webhooks",
+    )
+    assert sorted(body["object_id"] for body in delivered) == sorted(f"bkt_{n}" for n in range(40))
 
 
 def test_a_failing_endpoint_is_retried_until_it_answers(tenant: TenantHandle, receiver: Receiver) -> None:
