@@ -16,7 +16,9 @@ prints, each with records/s and seconds:
   staging table then INSERT ... SELECT ... ON CONFLICT (a tenant session), and multi-row INSERTs;
 - a per-record ORM path on a sample (a lookup, `session.add` and a flush per record), for the speed-up;
 - the pure rate-card pricing on a card of many prefixes: compile time and events/s;
-- the batch API: `POST /v1/usage-records` in batches through the app's test client, on a sample;
+- the batch API: `POST /v1/usage-records` in batches through the app's test client, on a sample; and over
+  HTTP to gunicorn (the production configuration, as many processes as `--workers`, two clients for each
+  posting side by side), on another;
 - the peak memory of the process after each phase, and of each worker process, beside the targets.
 
 The figures are printed as a table and written as JSON under the var folder.
@@ -38,16 +40,20 @@ import random
 import re
 import resource
 import secrets
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import psycopg
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
@@ -583,7 +589,7 @@ def _run(
     rt: Any, settings: Settings, figures: Figures, rng: random.Random, owner: str, *, profile_dir: Path | None
 ) -> None:
     params = figures.params
-    records, batch = params["records"], params["batch"]
+    records = params["records"]
     app = create_app(rt=rt)
     client = app.test_client()
     header, offer_id, tenant_id = _tenant(rt, client)
@@ -620,7 +626,12 @@ def _run(
     _measure_orm(rt, figures=figures, tenant_id=tenant_id, lines=lines, rng=rng, now=now)
     # A token of its own: the one from the start may have expired during a long file path.
     header = _fresh_token(rt, client, tenant_id)
-    _measure_api(client, header=header, figures=figures, lines=lines, rng=rng, now=now, prefixes=prefixes, batch=batch)
+    _measure_api(
+        client, header=header, figures=figures, batches=_api_batches(figures, lines, rng, now, prefixes, tag="api")
+    )
+    _measure_api_http(
+        settings, header=header, figures=figures, batches=_api_batches(figures, lines, rng, now, prefixes, tag="http")
+    )
     events = list(generate_events(rng, lines, params["pricing_events"], now, prefixes))
     _measure_pricing(figures, rng, prefixes, events)
     current = figures.phases["current_path"]["records_per_s"]
@@ -936,40 +947,30 @@ def _measure_orm(
     figures.phase("orm_per_record", records=len(events), seconds=time.perf_counter() - started)
 
 
-def _measure_api(
-    client: Any,
-    *,
-    header: dict[str, str],
-    figures: Figures,
-    lines: list[Line],
-    rng: random.Random,
-    now: dt.datetime,
-    prefixes: list[str],
-    batch: int,
-) -> None:
-    """POST /v1/usage-records in batches through the app's test client."""
-    sample = figures.params["api_sample"]
+def _api_batches(
+    figures: Figures, lines: list[Line], rng: random.Random, now: dt.datetime, prefixes: list[str], *, tag: str
+) -> list[list[dict[str, Any]]]:
+    """`api_sample` records as batch API bodies of `batch` records (record ids marked with `tag`)."""
+    sample, batch = figures.params["api_sample"], figures.params["batch"]
     quantity_field = {"data": "volume", "voice": "duration", "sms": "count"}
-    payloads = []
-    chunk: list[dict[str, Any]] = []
-    for item in generate_events(rng, lines, sample, now, prefixes):
-        chunk.append(
-            {
-                "record_id": f"api-{item['record_id']}",
-                "msisdn": item["msisdn"],
-                "service": item["service"],
-                "started_at": item["started_at"].isoformat(),
-                quantity_field[item["service"]]: item["quantity"],
-            }
-        )
-        if len(chunk) == batch:
-            payloads.append(chunk)
-            chunk = []
-    if chunk:
-        payloads.append(chunk)
+    records = [
+        {
+            "record_id": f"{tag}-{item['record_id']}",
+            "msisdn": item["msisdn"],
+            "service": item["service"],
+            "started_at": item["started_at"].isoformat(),
+            quantity_field[item["service"]]: item["quantity"],
+        }
+        for item in generate_events(rng, lines, sample, now, prefixes)
+    ]
+    return [records[at : at + batch] for at in range(0, len(records), batch)]
+
+
+def _measure_api(client: Any, *, header: dict[str, str], figures: Figures, batches: list[list[dict[str, Any]]]) -> None:
+    """POST /v1/usage-records in batches through the app's test client (one process, one request at a time)."""
     accepted = 0
     started = time.perf_counter()
-    for payload in payloads:
+    for payload in batches:
         response = client.post("/v1/usage-records", headers=header, json={"records": payload})
         if response.status_code != 200:
             raise click.ClickException(f"POST /v1/usage-records answered {response.status_code}: {response.text[:300]}")
@@ -979,7 +980,126 @@ def _measure_api(
         records=accepted,
         seconds=time.perf_counter() - started,
         target=TARGET_API_RECORDS_PER_S,
-        requests=len(payloads),
+        requests=len(batches),
+    )
+
+
+@contextlib.contextmanager
+def _gunicorn(settings: Settings, workers: int) -> Iterator[str]:
+    """The app under gunicorn with the production configuration, `workers` processes, on the bench's database."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MVNE_DATABASE_URL": settings.database_url,
+        "MVNE_PLATFORM_DATABASE_URL": settings.platform_database_url,
+        "MVNE_MIGRATION_DATABASE_URL": settings.migration_database_url,
+        "MVNE_STORAGE_URL": settings.storage_url,
+        "MVNE_BROKER_URL": "memory://",
+        "MVNE_VAR_DIR": str(settings.var_dir),
+        # The bench's tokens are signed with its key, by its issuer: the server checks them with the same.
+        "MVNE_PUBLIC_URL": settings.public_url,
+        "MVNE_SECRET_KEY": settings.secret_key,
+        "MVNE_JWT_PRIVATE_KEY": settings.jwt_private_key,
+        "MVNE_SIM_KEY": settings.sim_key,
+        "MVNE_LOG_LEVEL": "WARNING",
+        "MVNE_RATE_LIMIT_DEFAULT": "100000/minute",
+    }
+    log_path = Path(settings.var_dir) / "bench-gunicorn.log"
+    bin_dir = Path(sys.executable).parent
+    with log_path.open("wb") as log_file:
+        child = subprocess.Popen(  # noqa: S603 (our own server, our own arguments)
+            [
+                str(bin_dir / "gunicorn"),
+                "-c",
+                "python:mvne.platform.gunicorn_conf",
+                "-w",
+                str(workers),
+                "--threads",
+                "1",
+                "--timeout",
+                "300",
+                "--no-control-socket",
+                "-b",
+                f"127.0.0.1:{port}",
+                "mvne.platform.wsgi:app",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                if child.poll() is not None:
+                    raise click.ClickException(f"gunicorn stopped: {log_path.read_text(errors='replace')[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise click.ClickException("gunicorn did not answer within 90 s")
+                time.sleep(0.3)
+            yield base
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _measure_api_http(
+    settings: Settings, *, header: dict[str, str], figures: Figures, batches: list[list[dict[str, Any]]]
+) -> None:
+    """POST /v1/usage-records over HTTP to gunicorn, as a deployment serves it: as many server processes as the
+    bench has workers, two clients for each sending batches side by side (bodies encoded before the clock runs)."""
+    workers = figures.params["workers"]
+    clients = 2 * workers
+    bodies = [json.dumps({"records": payload}).encode() for payload in batches]
+    headers = {**header, "Content-Type": "application/json"}
+    with _gunicorn(settings, workers) as base:
+
+        def post(body: bytes) -> int:
+            with httpx.Client(timeout=300) as http:
+                response = http.post(f"{base}/v1/usage-records", content=body, headers=headers)
+            if response.status_code != 200:
+                raise click.ClickException(
+                    f"POST /v1/usage-records answered {response.status_code}: {response.text[:300]}"
+                )
+            return int(response.json()["accepted"])
+
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            # A process compiles the rate card at its first rating, once for its life: that is done before the
+            # clock runs, by one small batch a client sent side by side (so every process gets one).
+            warm = [
+                json.dumps({"records": [{**payload[0], "record_id": f"warm-{n}"}]}).encode()
+                for n, payload in enumerate(batches[:1] * clients)
+            ]
+            list(pool.map(post, warm))
+            started = time.perf_counter()
+            accepted = sum(pool.map(post, bodies))
+            seconds = time.perf_counter() - started
+    figures.phase(
+        "batch_api_http",
+        records=accepted,
+        seconds=seconds,
+        target=TARGET_API_RECORDS_PER_S,
+        requests=len(bodies),
+        server_processes=workers,
+        clients=clients,
+    )
+    figures.notes.append(
+        f"batch_api_http: gunicorn with the production configuration, {workers} processes of one thread, "
+        f"{clients} clients posting batches of {figures.params['batch']:,} side by side over loopback, on the "
+        "same machine as the database; batch_api: the same in one process through the test client, one at a time."
     )
 
 
@@ -997,6 +1117,7 @@ LABELS = {
     "write_insert": "write_usage_rows: INSERT",
     "orm_per_record": "ORM, one flush per record",
     "batch_api": "batch API (POST)",
+    "batch_api_http": "batch API over HTTP",
     "pricing": "rate-card pricing (pure)",
 }
 

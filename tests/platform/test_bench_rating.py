@@ -35,7 +35,8 @@ def test_the_rating_bench_measures_every_path_against_the_copy_ceiling(
     )
     phases = figures.phases
     writers = ("write_copy", "write_staging", "write_insert")
-    for name in ("parse", "current_path", "ceiling_copy", "orm_per_record", "batch_api", "pricing", *writers):
+    apis = ("batch_api", "batch_api_http")
+    for name in ("parse", "current_path", "ceiling_copy", "orm_per_record", *apis, "pricing", *writers):
         assert phases[name]["records"] > 0, name
         assert phases[name]["seconds"] > 0, name
         assert phases[name]["records_per_s"] > 0, name
@@ -72,6 +73,9 @@ def test_the_rating_bench_measures_every_path_against_the_copy_ceiling(
     assert phases["orm_per_record"]["speed_up_current_over_orm"] > 0
     assert phases["batch_api"]["records"] == 1_000
     assert phases["batch_api"]["requests"] == 2
+    # Over HTTP: gunicorn's processes, as many as the workers, each batch answered 200 with every record accepted.
+    assert (phases["batch_api_http"]["records"], phases["batch_api_http"]["requests"]) == (1_000, 2)
+    assert (phases["batch_api_http"]["server_processes"], phases["batch_api_http"]["clients"]) == (2, 4)
     assert phases["pricing"]["rate_card_prefixes"] == 2_000
     assert phases["pricing"]["compile_s"] > 0
     assert figures.params["rls_binds_application"] is True
