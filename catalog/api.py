@@ -128,17 +128,23 @@ def present_offer(offer: Offer, version: OfferVersion | None) -> dict[str, Any]:
     }
     if version is None:
         return view
-    home: dict[str, int | None] = {"data": 0, "voice": 0, "sms": 0}
+    home: dict[str, int | None] = {"data": 0, "voice": 0, "sms": 0, "mms": 0}
     for allowance in version.allowances:
         if allowance.get("zone", "home") == "home" and allowance.get("service") in home:
             home[allowance["service"]] = allowance.get("amount")
     prices = version.usage_prices.get("home", {})
     view["price"] = version.price
-    view["allowances"] = {"data_mb": home["data"], "voice_minutes": home["voice"], "sms": home["sms"]}
+    view["allowances"] = {
+        "data_mb": home["data"],
+        "voice_minutes": home["voice"],
+        "sms": home["sms"],
+        "mms": home["mms"],
+    }
     view["overage"] = {
         "data_per_mb": Decimal(str(prices.get("data", "0"))),
         "voice_per_minute": Decimal(str(prices.get("voice", "0"))),
         "sms_per_message": Decimal(str(prices.get("sms", "0"))),
+        "mms_per_message": Decimal(str(prices["mms"])) if "mms" in prices else None,
     }
     view["current_version"] = present_version(version)
     return view
@@ -187,15 +193,19 @@ def _offer_terms(body: dict[str, Any]) -> service.VersionTerms:
     replaced = {a.service for a in zoned if a.zone == "home"}
     allowances = [
         service.Allowance(name, "home", flat[key])
-        for name, key in (("data", "data_mb"), ("voice", "voice_minutes"), ("sms", "sms"))
-        if name not in replaced
+        for name, key in (("data", "data_mb"), ("voice", "voice_minutes"), ("sms", "sms"), ("mms", "mms"))
+        # An offer without MMS states none: no empty bucket on every line.
+        if name not in replaced and (name != "mms" or flat.get("mms"))
     ] + zoned
     prices = _prices(body.get("usage_prices", {}))
     prices["home"] = {
+        **prices.get("home", {}),
         "data": overage["data_per_mb"],
         "voice": overage["voice_per_minute"],
         "sms": overage["sms_per_message"],
     }
+    if overage.get("mms_per_message") is not None:
+        prices["home"]["mms"] = overage["mms_per_message"]
     return service.VersionTerms(
         price=body["price"],
         allowances=tuple(allowances),

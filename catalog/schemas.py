@@ -19,22 +19,29 @@ class AllowancesSchema(Schema):
     data_mb = Integer(load_default=0, validate=validate.Range(0, 10_000_000))
     voice_minutes = Integer(load_default=0, validate=validate.Range(0, 1_000_000))
     sms = Integer(load_default=0, validate=validate.Range(0, 1_000_000))
+    mms = Integer(load_default=0, validate=validate.Range(0, 1_000_000), metadata={"description": "0: none."})
 
 
 class HomeAllowancesViewSchema(Schema):
     data_mb = fields.Integer(allow_none=True, metadata={"description": "null: unlimited."})
     voice_minutes = fields.Integer(allow_none=True)
     sms = fields.Integer(allow_none=True)
+    mms = fields.Integer(allow_none=True)
 
 
 class OveragePricesSchema(Schema):
     data_per_mb = DecimalString(required=True)
     voice_per_minute = DecimalString(required=True)
     sms_per_message = DecimalString(required=True)
+    mms_per_message = DecimalString(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Left out: MMS beyond the allowances is not priced, and rejected (no_rate)."},
+    )
 
 
 class ZoneAllowanceSchema(Schema):
-    service = Text(required=True, max_length=10, metadata={"description": "data, voice or sms (MMS is not metered)."})
+    service = Text(required=True, max_length=10, metadata={"description": "data, voice, sms or mms."})
     zone = Text(load_default="home", max_length=10, metadata={"description": "home, eu or world."})
     amount = Integer(
         allow_none=True,
@@ -73,6 +80,7 @@ class ZonePricesSchema(Schema):
     data = DecimalString(required=True, metadata={"description": "Per MB."})
     voice = DecimalString(required=True, metadata={"description": "Per minute."})
     sms = DecimalString(required=True, metadata={"description": "Per message."})
+    mms = DecimalString(metadata={"description": "Per message; left out: not priced in this zone."})
 
 
 class UsagePricesSchema(Schema):

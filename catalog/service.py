@@ -42,11 +42,11 @@ KINDS = ("plan", "addon", "topup", "bundle")
 # Kinds bought on a line (a purchase), rather than a line's plan.
 PURCHASABLE_KINDS = ("addon", "topup", "bundle")
 ZONES = ("home", "eu", "world")
-SERVICES = ("data", "voice", "sms")
+SERVICES = ("data", "voice", "sms", "mms")
 TAX_CATEGORIES = ("standard", "zero", "exempt")
 POLICIES = ("keep", "on_date", "at_renewal")
 # The most an allowance may state, per service (MB, minutes, messages): beyond is a typo, not an offer.
-ALLOWANCE_LIMITS = {"data": 10_000_000, "voice": 1_000_000, "sms": 1_000_000}
+ALLOWANCE_LIMITS = {"data": 10_000_000, "voice": 1_000_000, "sms": 1_000_000, "mms": 1_000_000}
 MAX_PRICE = Decimal("100000")
 MAX_UNIT_PRICE = Decimal("1000")
 MAX_PRIORITY = 1000
@@ -179,7 +179,7 @@ def _allowance_problems(allowances: Sequence[Allowance]) -> dict[str, list[str]]
     for index, a in enumerate(allowances):
         found: list[str] = []
         if a.service not in SERVICES:
-            found.append(f"Unknown service {a.service!r}: one of {', '.join(SERVICES)} (MMS is not metered yet).")
+            found.append(f"Unknown service {a.service!r}: one of {', '.join(SERVICES)}.")
         if a.zone not in ZONES:
             found.append(f"Unknown zone {a.zone!r}: one of {', '.join(ZONES)}.")
         limit = ALLOWANCE_LIMITS.get(a.service, 0)

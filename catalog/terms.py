@@ -21,9 +21,9 @@ from mvne.catalog.models import Offer, OfferVersion, SubscriptionTerm
 from mvne.infra.db import one_of
 
 ZONES = ("home", "eu", "world")
-SERVICES = ("data", "voice", "sms")
+SERVICES = ("data", "voice", "sms", "mms")
 # Metered units per unit an offer states: bytes per MB (decimal), seconds per minute, one per message.
-UNITS_PER_STATED = {"data": 1_000_000, "voice": 60, "sms": 1}
+UNITS_PER_STATED = {"data": 1_000_000, "voice": 60, "sms": 1, "mms": 1}
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 

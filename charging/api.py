@@ -181,6 +181,7 @@ def post_usage(body: dict[str, Any]) -> usage.IngestResult:
             Service.DATA.value: item.get("volume"),
             Service.VOICE.value: item.get("duration"),
             Service.SMS.value: 1 if item.get("count") is None else item.get("count"),
+            Service.MMS.value: 1 if item.get("count") is None else item.get("count"),
         }.get(item["service"])
         if quantity is None:  # another service: whichever quantity it came with, kept on its rejection
             quantity = next((item[k] for k in ("volume", "duration", "count") if item.get(k) is not None), 0)

@@ -57,6 +57,7 @@ OVERAGE = {
     Service.DATA: ("overage_data", "MB", "overage_data_per_mb", "Data beyond allowance"),
     Service.VOICE: ("overage_voice", "min", "overage_voice_per_minute", "Calls beyond allowance"),
     Service.SMS: ("overage_sms", "SMS", "overage_sms_per_message", "SMS beyond allowance"),
+    Service.MMS: ("overage_mms", "MMS", "overage_mms_per_message", "MMS beyond allowance"),
 }
 
 

@@ -210,11 +210,18 @@ def price_on_card(
 
 
 def usage_price(terms: LineTerms, zone: str, service: str) -> Decimal:
-    """The offer's price per stated unit beyond the allowances in a zone (a zone without prices is priced as home)."""
+    """The offer's price per stated unit beyond the allowances in a zone (a zone without prices is priced as home).
+
+    A service the offer prices nowhere (MMS may be left out) is not given away: `ratecards.PricingError`.
+    """
     zone_prices = terms.usage_prices.get(zone) or {}
     found = zone_prices.get(service)
     if found is None:
-        found = (terms.usage_prices.get(HOME) or {}).get(service, ZERO)
+        found = (terms.usage_prices.get(HOME) or {}).get(service)
+    if found is None:
+        raise ratecards.PricingError(
+            "no_usage_price", f"The offer prices no {service} beyond its allowances, in {zone} or at home."
+        )
     return found
 
 

@@ -102,11 +102,13 @@ LABELS: dict[str, dict[str, str]] = {
         "overage_data": "Data beyond allowance",
         "overage_voice": "Calls beyond allowance",
         "overage_sms": "SMS beyond allowance",
+        "overage_mms": "MMS beyond allowance",
         "usage_of": "usage of {period}",
         "unit.month": "month",
         "unit.MB": "MB",
         "unit.min": "min",
         "unit.SMS": "SMS",
+        "unit.MMS": "MMS",
         "fr.late_payment": (
             "Late payment: penalties at the European Central Bank's refinancing rate plus 10 percentage points, "
             "and, for business customers, a fixed indemnity of €40 for recovery costs "
@@ -145,11 +147,13 @@ LABELS: dict[str, dict[str, str]] = {
         "overage_data": "Données hors forfait",
         "overage_voice": "Appels hors forfait",
         "overage_sms": "SMS hors forfait",
+        "overage_mms": "MMS hors forfait",
         "usage_of": "consommation de {period}",
         "unit.month": "mois",
         "unit.MB": "Mo",
         "unit.min": "min",
         "unit.SMS": "SMS",
+        "unit.MMS": "MMS",
         "fr.late_payment": (
             "En cas de retard de paiement : pénalités au taux de refinancement de la Banque centrale européenne "
             "majoré de 10 points et, pour les clients professionnels, "
@@ -262,7 +266,7 @@ def _party_view(party: Party, locale: Locale, words: dict[str, str], currency: s
 
 def _description(line: InvoiceLine, words: dict[str, str]) -> str:
     """The line's description in the invoice's language, when it is one billing wrote (fees and overage)."""
-    if line.kind in ("overage_data", "overage_voice", "overage_sms"):
+    if line.kind in ("overage_data", "overage_voice", "overage_sms", "overage_mms"):
         match = _OVERAGE_LINE.fullmatch(line.description)
         if match:
             label = words[line.kind]

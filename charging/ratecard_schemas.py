@@ -12,7 +12,7 @@ from mvne.infra.fields import DateTime, DecimalString, Integer, LocalDate, Text
 TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 # What a line's fields hold; the values are checked by the rate card service, which reports each bad line.
 PREFIX_DESCRIPTION = "E.164 destination prefix without + (1 to 15 digits; a leading + is accepted), or * as default."
-INCREMENT_DESCRIPTION = "Seconds (voice), KB of 1000 bytes (data), 1 (sms); at least 1."
+INCREMENT_DESCRIPTION = "Seconds (voice), KB of 1000 bytes (data), 1 (sms, mms); at least 1."
 ROAMING_DESCRIPTION = (
     "eu or world: the line prices events made while roaming there (before the home lines); null: at home."
 )
@@ -102,7 +102,7 @@ class RateLineInSchema(Schema):
     price = Text(
         required=True,
         max_length=24,
-        metadata={"description": "Per minute (voice), per message (sms), per MB (data).", "example": "0.12"},
+        metadata={"description": "Per minute (voice), per message (sms, mms), per MB (data).", "example": "0.12"},
     )
     first_increment = Integer(required=True, metadata={"description": INCREMENT_DESCRIPTION})
     next_increment = Integer(required=True, metadata={"description": INCREMENT_DESCRIPTION})
@@ -174,13 +174,13 @@ class QuoteSchema(Schema):
         max_length=16,
         pattern=r"^\+?[0-9]{1,15}$",
         pattern_error="Must be an E.164 number such as +33612345678.",
-        metadata={"description": "The called number (voice, sms); null for data."},
+        metadata={"description": "The called number (voice, sms, mms); null for data."},
     )
     started_at = DateTime(required=True)
     quantity = Integer(
         required=True,
         validate=validate.Range(0, 10**13),
-        metadata={"description": "Seconds (voice), messages (sms) or bytes (data)."},
+        metadata={"description": "Seconds (voice), messages (sms, mms) or bytes (data)."},
     )
     roaming = fields.String(
         load_default=None,

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mvne.charging.zones import EU, WORLD
 
-SERVICES = ("voice", "sms", "data")
+SERVICES = ("voice", "sms", "mms", "data")
 # Where the subscriber is when a line applies (none: at home, and roaming events no roaming line prices).
 ROAMING_ZONES = (EU, WORLD)
 ROUNDING_MODES = ("half_up", "half_even", "up", "down")
@@ -47,19 +47,19 @@ MAX_LINE_ERRORS = 1000
 ISO_WEEKDAYS = range(1, 8)
 
 # Metered units per priced unit: seconds per minute, messages per message, bytes per MB.
-UNITS_PER_PRICED_UNIT = {"voice": 60, "sms": 1, "data": 1_000_000}
+UNITS_PER_PRICED_UNIT = {"voice": 60, "sms": 1, "mms": 1, "data": 1_000_000}
 # Metered units per increment unit: increments are seconds, messages, or KB of 1000 bytes.
-UNITS_PER_INCREMENT = {"voice": 1, "sms": 1, "data": 1000}
-METERED_UNIT = {"voice": "second", "sms": "message", "data": "byte"}
-PRICED_UNIT = {"voice": "minute", "sms": "message", "data": "MB"}
-INCREMENT_UNIT = {"voice": "second", "sms": "message", "data": "KB"}
+UNITS_PER_INCREMENT = {"voice": 1, "sms": 1, "mms": 1, "data": 1000}
+METERED_UNIT = {"voice": "second", "sms": "message", "mms": "message", "data": "byte"}
+PRICED_UNIT = {"voice": "minute", "sms": "message", "mms": "message", "data": "MB"}
+INCREMENT_UNIT = {"voice": "second", "sms": "message", "mms": "message", "data": "KB"}
 
 _MICRO = 10**6
 _AMOUNT = re.compile(r"[0-9]{1,14}(\.[0-9]{1,6})?", re.ASCII)
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}", re.ASCII)
 _ZONE = re.compile(r"[A-Za-z0-9 _.,()/+-]{1,64}", re.ASCII)
 _TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00", re.ASCII)
-_SERVICE = re.compile(r"voice|sms|data", re.ASCII | re.IGNORECASE)
+_SERVICE = re.compile(r"voice|sms|mms|data", re.ASCII | re.IGNORECASE)
 _CALLED = re.compile(r"\+?([0-9]{1,15})", re.ASCII)
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
@@ -256,7 +256,7 @@ class _LineFields:
         if value is None or not 1 <= value <= MAX_INCREMENT:
             unit = INCREMENT_UNIT.get(service, "unit")
             self.wrong(name, "invalid_increment", f"A whole number of {unit}s from 1 to {MAX_INCREMENT}, such as 60.")
-        elif service == "sms" and value != 1:
+        elif service in ("sms", "mms") and value != 1:
             self.wrong(name, "invalid_increment", "Messages are charged one by one: 1.")
         return value or 0
 
@@ -277,7 +277,7 @@ def parse_line(number: int, raw: Mapping[str, Any], bands: set[str]) -> tuple[Ra
         "prefix", _ANY_PREFIX, "invalid_prefix", "An E.164 prefix: 1 to 15 digits (a leading + is allowed), or *."
     ).removeprefix("+")
     zone = fields.text("zone", _ZONE, "invalid_zone", "A zone name: 1 to 64 letters, digits, spaces, _ . , ( ) / + -")
-    service = fields.text("service", _SERVICE, "invalid_service", "One of voice, sms, data.").lower()
+    service = fields.text("service", _SERVICE, "invalid_service", "One of voice, sms, mms, data.").lower()
     connect_fee = fields.money("connect_fee", default=Decimal(0))
     price = fields.money("price", default=None)
     first, next_ = fields.increment("first_increment", service), fields.increment("next_increment", service)
@@ -635,7 +635,7 @@ def price(
     quantity: int,
     roaming: str | None = None,
 ) -> PricedEvent:
-    """Price one event: `quantity` in seconds (voice), messages (sms) or bytes (data); `roaming`: the zone the
+    """Price one event: `quantity` in seconds (voice), messages (sms, mms) or bytes (data); `roaming`: the zone the
     subscriber roams in (eu, world), None at home."""
     if started_at.tzinfo is None:
         raise ValueError("started_at must be timezone-aware")

@@ -15,6 +15,7 @@ class Service(enum.StrEnum):
     DATA = "data"
     VOICE = "voice"
     SMS = "sms"
+    MMS = "mms"
 
 
 EXACT_QUANTUM = Decimal("1e-20")
@@ -23,6 +24,7 @@ _UNITS_PER_PRICED_UNIT: dict[Service, int] = {
     Service.DATA: 1_000_000,  # bytes per MB (decimal megabyte, as operators bill)
     Service.VOICE: 60,  # seconds per minute
     Service.SMS: 1,  # an SMS is both metered and priced per message
+    Service.MMS: 1,  # so is an MMS
 }
 
 
@@ -42,7 +44,7 @@ class RatingResult:
 
 
 def price_unit(service: Service) -> int:
-    """Metered units per priced unit: 1_000_000 bytes per MB, 60 seconds per minute, 1 per SMS."""
+    """Metered units per priced unit: 1_000_000 bytes per MB, 60 seconds per minute, 1 per SMS or MMS."""
     return _UNITS_PER_PRICED_UNIT[Service(service)]
 
 

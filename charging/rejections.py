@@ -36,7 +36,7 @@ from mvne.tenants.service import record_event
 REJECTION_STATUSES = ("open", "fixed", "duplicate", "discarded")
 # Fields a tenant may change on a rejected record before re-rating it.
 FIXABLE = ("subscription", "msisdn", "service", "started_at", "quantity", "visited_plmn", "called_number")
-PRICED_UNITS = {Service.DATA: "MB", Service.VOICE: "minute", Service.SMS: "message"}
+PRICED_UNITS = {Service.DATA: "MB", Service.VOICE: "minute", Service.SMS: "message", Service.MMS: "message"}
 
 
 def get_rejection(session: Session, rejection_id: str) -> UsageRejection:
@@ -169,6 +169,16 @@ def get_usage_record(session: Session, usage_record_id: str) -> UsageRecord:
     return get_or_raise(session, UsageRecord, usage_record_id, UsageRecordNotFound, "usage record")
 
 
+def _overage_price(terms: Any, zone: str, service: str) -> Decimal | None:
+    """The offer's price beyond the allowances; None when it prices none (an MMS the offer leaves out)."""
+    if terms is None:
+        return None
+    try:
+        return engine.usage_price(terms, zone, service)
+    except ratecards.PricingError:
+        return None
+
+
 def _card_line(
     session: Session, version_id: str | None, service: str, prefix: str | None, band: str | None, *, roaming: str | None
 ) -> Any:
@@ -251,7 +261,7 @@ def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any
             "currency": offer.currency,
             "allowance": included,
             "allowance_per_period": included // price_unit(service) if included else 0,
-            "overage_price": engine.usage_price(terms, record.zone, service.value) if terms else None,
+            "overage_price": _overage_price(terms, record.zone, service.value),
             "priced_unit": PRICED_UNITS[service],
         }
     parts = [(str(p[0]), int(p[1])) for p in (record.bucket_parts or [])]
@@ -307,7 +317,9 @@ def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any
         "service": service.value,
         "started_at": record.started_at,
         "quantity": record.quantity,
-        "unit": {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages"}[service],
+        "unit": {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages", Service.MMS: "messages"}[
+            service
+        ],
         "period": record.period,
         "zone": record.zone,
         "visited_plmn": record.visited_plmn,

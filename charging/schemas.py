@@ -38,7 +38,7 @@ class UsageRecordInSchema(Schema):
         min_length=1,
         max_length=20,
         metadata={
-            "description": "data, voice or sms; a record of another service is kept as rejected (unknown_service).",
+            "description": "data, voice, sms or mms; a record of another service is rejected (unknown_service).",
             "example": "data",
         },
     )
@@ -57,7 +57,7 @@ class UsageRecordInSchema(Schema):
     count = Integer(
         load_default=None,
         validate=validate.Range(-(10**15), 10**15),
-        metadata={"description": "Messages (service sms), 1 to 100; 1 when absent."},
+        metadata={"description": "Messages (service sms or mms), 1 to 100; 1 when absent."},
     )
     visited_plmn = Text(
         load_default=None,
@@ -74,7 +74,9 @@ class UsageRecordInSchema(Schema):
         max_length=16,
         pattern=CALLED_PATTERN,
         pattern_error="Must be an E.164 number such as +33612345678.",
-        metadata={"description": "The number called or messaged (voice, sms): the rate card prices by its prefix."},
+        metadata={
+            "description": "The number called or messaged (voice, sms, mms): the rate card prices by its prefix."
+        },
     )
     rating_group = Integer(
         load_default=None,
@@ -416,7 +418,7 @@ class UsageSummaryArgs(Schema):
 
 class BalanceBucketSchema(Schema):
     id = fields.String()
-    service = fields.String(metadata={"enum": ["data", "voice", "sms"]})
+    service = fields.String(metadata={"enum": ["data", "voice", "sms", "mms"]})
     zone = fields.String(metadata={"enum": ["home", "eu", "world"]})
     origin = fields.String(metadata={"enum": ["plan", "rollover", "addon", "topup"]})
     period = fields.String(allow_none=True)

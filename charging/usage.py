@@ -98,15 +98,15 @@ REASON_CODES = (
     "malformed",
     "no_rate",
 )
-# A record larger than these is a fault of the sender, not usage: 10 TB of data, a day of voice, 100 SMS.
-QUANTITY_LIMITS = {Service.DATA: 10 * 10**12, Service.VOICE: 24 * 3600, Service.SMS: 100}
+# A record larger than these is a fault of the sender, not usage: 10 TB of data, a day of voice, 100 messages.
+QUANTITY_LIMITS = {Service.DATA: 10 * 10**12, Service.VOICE: 24 * 3600, Service.SMS: 100, Service.MMS: 100}
 # A data session or a call may be of zero length (rated at nothing); a message is at least one.
-QUANTITY_MINIMUMS = {Service.DATA: 0, Service.VOICE: 0, Service.SMS: 1}
+QUANTITY_MINIMUMS = {Service.DATA: 0, Service.VOICE: 0, Service.SMS: 1, Service.MMS: 1}
 # A record's service (a `Service` or its name) to the member and to the plain name: a dict look-up, where
 # calling `Service(...)` or `str(...)` on a member costs microseconds a record.
 _SERVICE: dict[str, Service] = {s.value: s for s in Service}
 _SERVICE_NAME: dict[str, str] = {s.value: s.value for s in Service}
-UNITS = {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages"}
+UNITS = {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages", Service.MMS: "messages"}
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def refusal_of(
     if record.refusal is not None:
         return record.refusal
     if record.service not in _SERVICE:
-        return ("unknown_service", f"Service {str(record.service)[:40]!r} is not one of data, voice, sms.")
+        return ("unknown_service", f"Service {str(record.service)[:40]!r} is not one of data, voice, sms, mms.")
     return (
         _quantity_refusal(_SERVICE[record.service], record.quantity)
         or _details_refusal(details or record_details(record))
@@ -1212,7 +1212,7 @@ def usage_summary(session: Session, subscription: Subscription, period: str) -> 
         bucket[2] += overage
         bucket[3] += amount
         bucket[4] += 1
-    units = {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages"}
+    units = UNITS
     return [
         ServiceUsage(
             service=s.value,

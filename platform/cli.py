@@ -381,12 +381,20 @@ def sim_network(ctx: click.Context, host: str, port: int, state: Path | None) ->
 @click.option("--data-mb", default=0, show_default=True)
 @click.option("--voice-minutes", default=0, show_default=True)
 @click.option("--sms", default=0, show_default=True)
+@click.option("--mms", default=0, show_default=True)
 @click.option(
     "--start", default=None, help="ISO time of the first record; default: spread since the line joined (a day at most)."
 )
 @click.option("--url", default=None, help="The network simulator's URL; default: MVNE_NETWORK_URL.")
 def emit_usage(
-    *, msisdns: tuple[str, ...], data_mb: int, voice_minutes: int, sms: int, start: str | None, url: str | None
+    *,
+    msisdns: tuple[str, ...],
+    data_mb: int,
+    voice_minutes: int,
+    sms: int,
+    mms: int,
+    start: str | None,
+    url: str | None,
 ) -> None:
     """Make the host network drop a usage file for these lines into storage."""
 
@@ -394,7 +402,13 @@ def emit_usage(
 
     settings = _settings()
     base = url or settings.network_url
-    body: dict[str, object] = {"msisdns": list(msisdns), "data_mb": data_mb, "voice_minutes": voice_minutes, "sms": sms}
+    body: dict[str, object] = {
+        "msisdns": list(msisdns),
+        "data_mb": data_mb,
+        "voice_minutes": voice_minutes,
+        "sms": sms,
+        "mms": mms,
+    }
     if start:
         body["start"] = start
     target = f"{base.rstrip('/')}/usage/emit"

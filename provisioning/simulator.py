@@ -76,6 +76,10 @@ MAX_LATENCY_MS = 60_000
 STATE_FORMAT = 2
 WHOLE_DOCUMENT_FORMAT = 1
 
+# What a line of this network is provisioned with, and may have barred (MMS travels with data, as on most
+# networks; usage files still meter it apart).
+LINE_SERVICES = ("data", "voice", "sms")
+
 
 class SimulatorError(Exception):
     """An error answered as `{"error": {"code", "message", "fields"}}` with an HTTP status."""
@@ -249,13 +253,13 @@ def _services(value: Any, name: str, fields: dict[str, str], *, default: list[st
     if value is None and default is not None:
         return list(default)
     if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
-        fields[name] = f"a non-empty list of {', '.join(SERVICES)}"
+        fields[name] = f"a non-empty list of {', '.join(LINE_SERVICES)}"
         return []
-    unknown = sorted({s for s in value if s not in SERVICES})
+    unknown = sorted({s for s in value if s not in LINE_SERVICES})
     if unknown:
-        fields[name] = f"unknown services {', '.join(unknown)}; expected {', '.join(SERVICES)}"
+        fields[name] = f"unknown services {', '.join(unknown)}; expected {', '.join(LINE_SERVICES)}"
         return []
-    return [s for s in SERVICES if s in value]
+    return [s for s in LINE_SERVICES if s in value]
 
 
 def _raise_if(fields: dict[str, str]) -> None:
@@ -277,6 +281,7 @@ def build_usage_records(
     data_bytes: int = 0,
     voice_seconds: int = 0,
     sms: int = 0,
+    mms: int = 0,
     start: datetime,
     records_per_service: int = 3,
     interval: timedelta = timedelta(hours=1),
@@ -287,7 +292,7 @@ def build_usage_records(
     """
     if records_per_service < 1:
         raise ValueError("records_per_service must be at least 1")
-    totals = {"data": data_bytes, "voice": voice_seconds, "sms": sms}
+    totals = {"data": data_bytes, "voice": voice_seconds, "sms": sms, "mms": mms}
     records: list[UsageFileRecord] = []
     for msisdn, imsi in lines:
         for offset, service in enumerate(SERVICES):
@@ -411,7 +416,7 @@ def provision() -> tuple[flask.Response, int]:
     fields: dict[str, str] = {}
     imsi, iccid, ki, opc = _sim_fields(body, fields)
     msisdn = _match(body, "msisdn", MSISDN_RE, "E.164 with a leading '+', 7 to 15 digits", fields)
-    services = _services(body.get("services"), "services", fields, default=list(SERVICES))
+    services = _services(body.get("services"), "services", fields, default=list(LINE_SERVICES))
     _raise_if(fields)
     if is_test_msisdn(msisdn):
         raise SimulatorError(
@@ -507,7 +512,7 @@ def bar(imsi: str) -> flask.Response:
     state = _state()
     with state.lock:
         subscriber, services = _barring(state, imsi, "bar")
-        barred = [s for s in SERVICES if s in subscriber.barred or s in services]
+        barred = [s for s in LINE_SERVICES if s in subscriber.barred or s in services]
         if barred == subscriber.barred:
             return flask.jsonify(subscriber.public())
         subscriber.barred = barred
@@ -769,6 +774,7 @@ def _generated_records(state: NetworkState, body: dict[str, Any]) -> list[UsageF
     data_bytes = _whole(body.get("data_mb"), 1_000_000, "data_mb", fields)
     voice_seconds = _whole(body.get("voice_minutes"), 60, "voice_minutes", fields)
     sms = _int_field(body, "sms", fields, default=0, low=0, high=10**9)
+    mms = _int_field(body, "mms", fields, default=0, low=0, high=10**9)
     per_service = _int_field(body, "records_per_service", fields, default=3, low=1, high=1000)
     interval_minutes = _int_field(body, "interval_minutes", fields, default=60, low=0, high=60 * 24 * 31)
     interval = timedelta(minutes=interval_minutes)
@@ -784,14 +790,15 @@ def _generated_records(state: NetworkState, body: dict[str, Any]) -> list[UsageF
             fields["start"] = "an ISO 8601 datetime with a timezone"
         else:
             start = parsed
-    if not fields and data_bytes == voice_seconds == sms == 0:
-        fields["data_mb"] = "give at least one of data_mb, voice_minutes, sms above 0"
+    if not fields and data_bytes == voice_seconds == sms == mms == 0:
+        fields["data_mb"] = "give at least one of data_mb, voice_minutes, sms, mms above 0"
     _raise_if(fields)
     return build_usage_records(
         lines,
         data_bytes=data_bytes,
         voice_seconds=voice_seconds,
         sms=sms,
+        mms=mms,
         start=start,
         records_per_service=per_service,
         interval=interval,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 HEADER = ("record_id", "msisdn", "imsi", "service", "started_at", "quantity", "unit")
 # The documented usage file schema (docs/usage.md), after the 3GPP charging data record (TS 32.298) fields:
 # the served IMSI or MSISDN, the service, the start, the duration (voice) or volume (data), the called number,
-# the visited network (MCC+MNC) and the rating group. An SMS record is one message.
+# the visited network (MCC+MNC) and the rating group. An SMS or MMS record is one message.
 CDR_FIELDS = (
     "record_id",
     "imsi",
@@ -29,8 +29,9 @@ CDR_FIELDS = (
 )
 CDR_REQUIRED = ("record_id", "service", "started_at")
 QUANTITY_FIELD = {"data": "volume_bytes", "voice": "duration_s"}
-UNIT_BY_SERVICE = {"data": "bytes", "voice": "seconds", "sms": "messages"}
+UNIT_BY_SERVICE = {"data": "bytes", "voice": "seconds", "sms": "messages", "mms": "messages"}
 SERVICES = tuple(UNIT_BY_SERVICE)
+_MESSAGES = frozenset(("sms", "mms"))  # one message a record: no quantity column
 INCOMING_PREFIX = "usage/incoming/"
 
 MSISDN_RE = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -349,7 +350,7 @@ def _cdr_reader(header: tuple[str, ...]) -> _LineReader:
             return UsageFileError(number, f"expected {width} fields, found {len(cells)}")
         if '"' not in line and " " not in line and "\t" not in line:
             service = cells[service_at]
-            if service == "sms":
+            if service in _MESSAGES:
                 quantity: int | None = 1
             else:
                 where = quantity_at.get(service)

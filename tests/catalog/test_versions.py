@@ -74,7 +74,9 @@ def test_the_old_offer_body_makes_a_draft_version_1_and_the_response_shows_its_t
     assert created.status_code == 201, created.json
     offer = created.json
     assert (offer["status"], offer["kind"], offer["price"]) == ("draft", "plan", "20.00")
-    assert offer["allowances"] == {"data_mb": 1000, "voice_minutes": 60, "sms": 10}
+    # MMS left out of the body: none included, and none priced (null) rather than given away.
+    assert offer["allowances"] == {"data_mb": 1000, "voice_minutes": 60, "sms": 10, "mms": 0}
+    assert offer["overage"]["mms_per_message"] is None
     assert offer["overage"]["voice_per_minute"] == "0.20"
     assert (offer["current_version"]["number"], offer["current_version"]["status"]) == (1, "draft")
 
@@ -192,7 +194,7 @@ def test_nonsense_terms_are_refused_with_stable_codes(tenant: TenantHandle) -> N
     assert_problem(with_allowance(amount=-1), 422, "invalid_allowance")
     assert_problem(with_allowance(amount=10**12), 422, "invalid_allowance")
     assert_problem(with_allowance(amount=1, zone="mars"), 422, "invalid_allowance")
-    assert_problem(with_allowance(amount=1, service="mms"), 422, "invalid_allowance")
+    assert_problem(with_allowance(amount=1, service="fax"), 422, "invalid_allowance")
     assert_problem(with_allowance(amount=1, fair_use_amount=10), 422, "invalid_allowance")
     assert_problem(with_allowance(amount=1, zone="eu", roam_like_at_home=True), 422, "invalid_allowance")
     assert_problem(with_allowance(amount=1, service="da\u0000ta"), 422, "validation_failed")

@@ -552,7 +552,8 @@ def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
     assert a.tenant.api.get(f"/v1/subscriptions/{a.subscription_id}").json["status"] == "active"
     assert a.tenant.api.get(f"/v1/webhook-endpoints/{a.webhook_endpoint_id}").json["status"] == "enabled"
     a_usage = a.tenant.api.get(f"/v1/subscriptions/{a.subscription_id}/usage", period=a.period).json
-    assert {s["service"]: s["records"] for s in a_usage["services"]} == {"data": 1, "voice": 0, "sms": 0}, a_usage
+    records = {s["service"]: s["records"] for s in a_usage["services"]}
+    assert records == {"data": 1, "voice": 0, "sms": 0, "mms": 0}, a_usage
     a_invoices = a.tenant.api.get("/v1/invoices", limit=100).json["data"]
     assert [i["id"] for i in a_invoices] == [a.invoice_id]
     a_card = a.tenant.api.get(f"/v1/rate-cards/{a.rate_card_id}").json

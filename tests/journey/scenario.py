@@ -201,7 +201,7 @@ def run_journey(
         assert emitted.status_code == 201, emitted.text
 
         # The scheduler finds the file and rates it: 1,500 MB, 4,500 s and 12 SMS in all.
-        wanted = {"data": 1_500_000_000, "voice": 4_500, "sms": 12}
+        wanted = {"data": 1_500_000_000, "voice": 4_500, "sms": 12, "mms": 0}
         usage = _wait(
             lambda: http.get(f"/v1/subscriptions/{sub_id}/usage", headers=h, params={"period": period}).json(),
             lambda u: {s["service"]: s["quantity"] for s in u["services"]} == wanted,

@@ -128,7 +128,7 @@ def test_each_subscriber_reads_their_own_profile_lines_usage_invoices_pdf_and_es
     assert [item["id"] for item in lines.json["data"]] == [line_id]
     assert line.json["msisdn"] == person.line["msisdn"]
     assert (line.json["status"], line.json["offer"]["id"]) == ("active", person.line["offer"])
-    assert {s["service"]: s["records"] for s in usage.json["services"]} == {"data": 1, "voice": 0, "sms": 0}
+    assert {s["service"]: s["records"] for s in usage.json["services"]} == {"data": 1, "voice": 0, "sms": 0, "mms": 0}
     assert [item["id"] for item in invoices.json["data"]] == [person.invoice_id]
     assert invoice.json["customer"] == person.customer["id"]
     assert invoice.json["pdf_url"].endswith(f"/v1/me/invoices/{person.invoice_id}/pdf")

@@ -151,7 +151,12 @@ def test_an_offers_overage_prices_are_documented_as_decimal_strings(api: ApiCall
 
     overage = resolve(document, offer["overage"])
 
-    assert set(overage.get("properties", {})) == {"data_per_mb", "voice_per_minute", "sms_per_message"}, overage
+    assert set(overage.get("properties", {})) == {
+        "data_per_mb",
+        "voice_per_minute",
+        "sms_per_message",
+        "mms_per_message",
+    }, overage
     for field in overage["properties"].values():
         assert_decimal_string(field)
 

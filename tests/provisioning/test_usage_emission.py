@@ -42,6 +42,7 @@ def test_emitted_totals_are_split_into_records_that_sum_exactly_to_them(network:
             "data_mb": 1500,
             "voice_minutes": 30,
             "sms": 12,
+            "mms": 2,
             "start": "2025-03-01T00:00:00Z",
             "records_per_service": 3,
         },
@@ -51,14 +52,15 @@ def test_emitted_totals_are_split_into_records_that_sum_exactly_to_them(network:
     key = response.json()["key"]
     assert key.startswith("usage/incoming/simnet/")
     assert key.endswith(".csv")
-    assert response.json()["records"] == 18
+    assert response.json()["records"] == 22  # 3 each of data, voice and SMS, 2 MMS, for each line
     parsed = parse_usage_file(network.storage.get(key))
     assert parsed.errors == []
-    assert len(parsed.records) == 18
+    assert len(parsed.records) == 22
     for msisdn in msisdns:
         assert _totals(parsed.records)[(msisdn, "data")] == 1_500_000_000
         assert _totals(parsed.records)[(msisdn, "voice")] == 1800
         assert _totals(parsed.records)[(msisdn, "sms")] == 12
+        assert _totals(parsed.records)[(msisdn, "mms")] == 2
     assert {r.imsi for r in parsed.records if r.msisdn == msisdns[0]} == {line(1)["imsi"]}
 
 
