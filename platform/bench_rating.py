@@ -40,9 +40,6 @@ import random
 import re
 import resource
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -76,6 +73,7 @@ from mvne.infra.storage import FileStorage
 from mvne.platform.app import create_app
 from mvne.platform.auth import TENANT_SCOPES
 from mvne.platform.bench import _tenant, _token
+from mvne.platform.gunicorn_process import gunicorn_server
 from mvne.platform.wiring import build_runtime, load_actor_modules
 from mvne.provisioning import usage_files
 from mvne.provisioning.models import Subscription
@@ -984,10 +982,15 @@ def _measure_api(client: Any, *, header: dict[str, str], figures: Figures, batch
     )
 
 
-@contextlib.contextmanager
-def _gunicorn(settings: Settings, workers: int) -> Iterator[str]:
-    """The app under gunicorn with the production configuration, `workers` processes, on the bench's database."""
-    port = _free_port()
+def _measure_api_http(
+    settings: Settings, *, header: dict[str, str], figures: Figures, batches: list[list[dict[str, Any]]]
+) -> None:
+    """POST /v1/usage-records over HTTP to gunicorn, as a deployment serves it: as many server processes as the
+    bench has workers, two clients for each sending batches side by side (bodies encoded before the clock runs)."""
+    workers = figures.params["workers"]
+    clients = 2 * workers
+    bodies = [json.dumps({"records": payload}).encode() for payload in batches]
+    headers = {**header, "Content-Type": "application/json"}
     env = {
         **os.environ,
         "MVNE_DATABASE_URL": settings.database_url,
@@ -1004,68 +1007,10 @@ def _gunicorn(settings: Settings, workers: int) -> Iterator[str]:
         "MVNE_LOG_LEVEL": "WARNING",
         "MVNE_RATE_LIMIT_DEFAULT": "100000/minute",
     }
-    log_path = Path(settings.var_dir) / "bench-gunicorn.log"
-    bin_dir = Path(sys.executable).parent
-    with log_path.open("wb") as log_file:
-        child = subprocess.Popen(  # noqa: S603 (our own server, our own arguments)
-            [
-                str(bin_dir / "gunicorn"),
-                "-c",
-                "python:mvne.platform.gunicorn_conf",
-                "-w",
-                str(workers),
-                "--threads",
-                "1",
-                "--timeout",
-                "300",
-                "--no-control-socket",
-                "-b",
-                f"127.0.0.1:{port}",
-                "mvne.platform.wsgi:app",
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                if child.poll() is not None:
-                    raise click.ClickException(f"gunicorn stopped: {log_path.read_text(errors='replace')[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise click.ClickException("gunicorn did not answer within 90 s")
-                time.sleep(0.3)
-            yield base
-        finally:
-            child.terminate()
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _measure_api_http(
-    settings: Settings, *, header: dict[str, str], figures: Figures, batches: list[list[dict[str, Any]]]
-) -> None:
-    """POST /v1/usage-records over HTTP to gunicorn, as a deployment serves it: as many server processes as the
-    bench has workers, two clients for each sending batches side by side (bodies encoded before the clock runs)."""
-    workers = figures.params["workers"]
-    clients = 2 * workers
-    bodies = [json.dumps({"records": payload}).encode() for payload in batches]
-    headers = {**header, "Content-Type": "application/json"}
-    with _gunicorn(settings, workers) as base:
+    server = gunicorn_server(
+        env, Path(settings.var_dir) / "bench-gunicorn.log", workers=workers, threads=1, request_timeout_s=300
+    )
+    with server as base:
 
         def post(body: bytes) -> int:
             with httpx.Client(timeout=300) as http:

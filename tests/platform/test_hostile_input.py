@@ -8,13 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,11 +28,11 @@ from mvne.infra.web.guard import (
     register_guard,
 )
 from mvne.infra.web.problems import register_error_handlers
+from mvne.platform.gunicorn_process import gunicorn_server
 from mvne.platform.server_errors import use_problem_errors
 from tests.platform.problems import assert_problem
 from tests.support.api import OFFER, ApiCaller, Operator, TenantHandle, customer, published_offer
 
-BIN = Path(sys.executable).parent
 ADDRESS = {"line1": "1 rue de Rivoli", "postal_code": "75001", "city": "Paris", "country": "FR"}
 
 
@@ -504,12 +499,6 @@ def test_metrics_are_served_with_the_prometheus_text_content_type(api: ApiCaller
 # --- what the HTTP servers answer themselves -----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class live_wsgi:  # noqa: N801 (used as a context manager, like contextlib's)
     """A WSGI app on werkzeug's threaded server, on a free loopback port."""
 
@@ -532,50 +521,10 @@ class live_wsgi:  # noqa: N801 (used as a context manager, like contextlib's)
 @pytest.fixture(scope="module")
 def gunicorn_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """gunicorn for real, with the production configuration, serving the app in embedded mode."""
-    port = free_port()
     var_dir = tmp_path_factory.mktemp("gunicorn-var")
-    env = {**os.environ, "MVNE_VAR_DIR": str(var_dir), "MVNE_PORT": str(port), "MVNE_LOG_LEVEL": "WARNING"}
-    log = (var_dir / "gunicorn.log").open("wb")
-    child = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "-c",
-            "python:mvne.platform.gunicorn_conf",
-            "-w",
-            "1",
-            "--threads",
-            "2",
-            "--no-control-socket",
-            "-b",
-            f"127.0.0.1:{port}",
-            "mvne.platform.wsgi:app",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert child.poll() is None, (var_dir / "gunicorn.log").read_text(errors="replace")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not answer"
-            time.sleep(0.3)
+    env = {**os.environ, "MVNE_VAR_DIR": str(var_dir), "MVNE_LOG_LEVEL": "WARNING"}
+    with gunicorn_server(env, var_dir / "gunicorn.log", workers=1, threads=2) as base:
         yield base
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=5)
-        log.close()
 
 
 def assert_server_problem(response: httpx.Response, status: int, code: str) -> None:
