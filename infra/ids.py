@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
@@ -13,8 +12,14 @@ _lock = threading.Lock()
 _last = (0, 0)  # (milliseconds, random part) of the id made last in this process
 
 
-# RFC 4648 base32 digits to Crockford's: the C encoder does the arithmetic, a table renames the digits.
-_FROM_RFC4648 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
+# Every pair of Crockford digits, by the 10 bits they spell: an id's body is read off 10 bits at a time.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_TEN_BITS = (1 << 10) - 1
+
+
+def _digits(value: int, pairs: int) -> str:
+    """`value` as 2 * `pairs` Crockford digits, most significant first."""
+    return "".join([_PAIRS[(value >> shift) & _TEN_BITS] for shift in range(10 * (pairs - 1), -1, -10)])
 
 
 def new_id(prefix: str) -> str:
@@ -41,8 +46,25 @@ def new_ids(prefix: str, count: int) -> list[str]:
         if first + count > 1 << _RANDOM_BITS:  # the ids would run past the millisecond: start the next one
             millis, first = millis + 1, int.from_bytes(os.urandom(10), "big") >> 1
         _last = (millis, first + count - 1)
-    stamp = millis << _RANDOM_BITS
-    raw = b"".join((stamp | (first + n)).to_bytes(20, "big") for n in range(count))
-    digits = base64.b32encode(raw).decode("ascii").translate(_FROM_RFC4648)
-    # Each 20-byte value is 32 Crockford digits; the top 6 are zero (128 bits used of 160), the last 26 the body.
-    return [f"{prefix}_{digits[at + 6 : at + 32]}" for at in range(0, 32 * count, 32)]
+    return _bodies(prefix, millis, first, count)
+
+
+def _bodies(prefix: str, millis: int, first: int, count: int) -> list[str]:
+    """The ids of random parts `first` to `first + count - 1` in millisecond `millis`.
+
+    The body is the 128-bit value in 26 digits: the milliseconds in the first 10 (50 bits, the top 2 zero), the
+    random part in the last 16 (80 bits). Consecutive random parts share their top 40 bits, but at a carry.
+    """
+    head = f"{prefix}_{_digits(millis, 5)}"
+    made: list[str] = []
+    high_bits, high = -1, ""
+    for value in range(first, first + count):
+        if value >> 40 != high_bits:
+            high_bits = value >> 40
+            high = head + _digits(high_bits, 4)
+        low = value & 0xFF_FFFF_FFFF
+        made.append(
+            high + _PAIRS[low >> 30] + _PAIRS[(low >> 20) & _TEN_BITS] + _PAIRS[(low >> 10) & _TEN_BITS]
+            + _PAIRS[low & _TEN_BITS]
+        )  # fmt: skip
+    return made
