@@ -833,7 +833,7 @@ def ensure_plan_buckets(
             existing[(sub_id, key)] = (key, granted, used)
     now = utcnow()
     values: list[dict[str, Any]] = []
-    windows = {period: period_window(period, tenant.timezone) for _, period in line_periods}
+    windows = {period: period_window(period, tenant.timezone) for period in {p for _, p in line_periods}}
     untouched = _UntouchedPeriods(session, tenant.timezone, terms)
     allowances_of: dict[str, list[tuple[tuple[str, str], dict[str, Any]]]] = {}
     settled: list[tuple[str, str]] = []
