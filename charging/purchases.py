@@ -12,6 +12,7 @@ renewal names the term it renews, under a unique constraint.
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +29,7 @@ from mvne.charging.usage import period_of, period_window
 from mvne.infra.db import Database, utcnow
 from mvne.infra.errors import Conflict, NotFound
 from mvne.infra.ids import new_id
-from mvne.infra.jobs import enqueue
+from mvne.infra.jobs import enqueue_many
 from mvne.provisioning.service import get_subscription
 from mvne.tenants.models import Tenant
 from mvne.tenants.service import record_event
@@ -251,14 +252,11 @@ def queue_due_renewals(db: Database, now: dt.datetime | None = None) -> int:
             .order_by(OfferPurchase.valid_to)
             .limit(RENEWALS_PER_LOOK)
         ).all()
+        by_tenant: dict[str, list[tuple[str | None, dict[str, Any]]]] = defaultdict(list)
         for purchase_id, tenant_id in due:
-            enqueue(
-                session,
-                "charging.renew_purchase",
-                tenant_id=tenant_id,
-                key=f"renew-{purchase_id}",
-                purchase_id=purchase_id,
-            )
+            by_tenant[tenant_id].append((f"renew-{purchase_id}", {"purchase_id": purchase_id}))
+        for tenant_id, jobs in by_tenant.items():
+            enqueue_many(session, "charging.renew_purchase", jobs, tenant_id=tenant_id)
     return len(due)
 
 

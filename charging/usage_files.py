@@ -40,7 +40,7 @@ from mvne.charging.usage import FILE_SOURCE, UsageInput, UsageWindow, ingest_usa
 from mvne.esim.models import Sim
 from mvne.infra.db import Database, one_of, utcnow
 from mvne.infra.ids import new_id
-from mvne.infra.jobs import enqueue
+from mvne.infra.jobs import enqueue, enqueue_many
 from mvne.infra.storage import Storage
 from mvne.provisioning.models import Subscription
 from mvne.provisioning.usage_files import (
@@ -336,15 +336,17 @@ def ingest_usage_file(
         usage_file.status = "running"
         usage_file.segments_total = len(jobs)
         usage_file.segment_results = {}
-        for where in jobs:
-            enqueue(
-                session,
-                "charging.ingest_usage_segment",
-                key=f"ingest-{usage_file_id}-segment-{where['segment']}",
-                usage_file_id=usage_file_id,
-                header=header,
-                **where,
-            )
+        enqueue_many(
+            session,
+            "charging.ingest_usage_segment",
+            [
+                (
+                    f"ingest-{usage_file_id}-segment-{where['segment']}",
+                    {"usage_file_id": usage_file_id, "header": header, **where},
+                )
+                for where in jobs
+            ],
+        )
         if not jobs:
             _complete(session, storage, usage_file)
     log.info("usage file cut in segments", extra={"key": key, "segments": len(jobs), "partitioned": partitioned})
