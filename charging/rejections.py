@@ -23,6 +23,7 @@ from mvne.charging.ratecard_models import RateCard, RateCardVersion
 from mvne.charging.ratecard_service import compile_stored_version
 from mvne.charging.rating import Service, price_unit
 from mvne.charging.usage import (
+    UNITS,
     RecordOutcome,
     UsageInput,
     UsageWindow,
@@ -317,9 +318,7 @@ def explain_usage_record(session: Session, record: UsageRecord) -> dict[str, Any
         "service": service.value,
         "started_at": record.started_at,
         "quantity": record.quantity,
-        "unit": {Service.DATA: "bytes", Service.VOICE: "seconds", Service.SMS: "messages", Service.MMS: "messages"}[
-            service
-        ],
+        "unit": UNITS[service],
         "period": record.period,
         "zone": record.zone,
         "visited_plmn": record.visited_plmn,

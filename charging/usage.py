@@ -1212,11 +1212,10 @@ def usage_summary(session: Session, subscription: Subscription, period: str) -> 
         bucket[2] += overage
         bucket[3] += amount
         bucket[4] += 1
-    units = UNITS
     return [
         ServiceUsage(
             service=s.value,
-            unit=units[s],
+            unit=UNITS[s],
             allowance=included[s.value],
             quantity=totals[s.value][0],
             allowance_used=totals[s.value][1],
