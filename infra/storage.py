@@ -398,13 +398,11 @@ class S3Storage:
             body.close()
 
     def exists(self, key: str) -> bool:
-        """Whether an object is stored under `key`."""
+        """Whether an object is stored under `key` (the HEAD request of `size`)."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
-                return False
-            raise
+            self.size(key)
+        except ObjectNotFound:
+            return False
         return True
 
     def size(self, key: str) -> int:
