@@ -9,11 +9,16 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from mvne.charging.models import SOURCE_LENGTH
 from mvne.charging.rating import Service
-from mvne.infra.fields import DateTime, DecimalString, Integer, Period, Text
+from mvne.infra.fields import DateTime, DecimalString, FastList, Integer, Period, Text
 from mvne.infra.web.pagination import PageArgs
 
 PLMN_PATTERN = r"^[0-9]{3}-?[0-9]{2,3}$"
 CALLED_PATTERN = r"^\+?[0-9]{1,15}$"
+MSISDN_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+# A record's quantity: out-of-range values are not refused by the schema, they are kept as rejected
+# (invalid_quantity); these bounds only keep absurd numbers out of the process.
+QUANTITY_BOUND = 10**15
+RATING_GROUP_MAX = 2**32 - 1
 
 
 class UsageRecordInSchema(Schema):
@@ -30,7 +35,7 @@ class UsageRecordInSchema(Schema):
     msisdn = Text(
         load_default=None,
         max_length=16,
-        pattern=r"^\+[1-9][0-9]{6,14}$",
+        pattern=MSISDN_PATTERN,
         pattern_error="Must be an E.164 number such as +33612345678.",
     )
     service = Text(
@@ -46,17 +51,17 @@ class UsageRecordInSchema(Schema):
     # Out-of-range quantities are not refused here: such a record is kept as rejected (invalid_quantity).
     volume = Integer(
         load_default=None,
-        validate=validate.Range(-(10**15), 10**15),
+        validate=validate.Range(-QUANTITY_BOUND, QUANTITY_BOUND),
         metadata={"description": "Data volume in bytes (service data); 0 to 10 TB."},
     )
     duration = Integer(
         load_default=None,
-        validate=validate.Range(-(10**15), 10**15),
+        validate=validate.Range(-QUANTITY_BOUND, QUANTITY_BOUND),
         metadata={"description": "Call duration in seconds (service voice); 0 to 86,400."},
     )
     count = Integer(
         load_default=None,
-        validate=validate.Range(-(10**15), 10**15),
+        validate=validate.Range(-QUANTITY_BOUND, QUANTITY_BOUND),
         metadata={"description": "Messages (service sms or mms), 1 to 100; 1 when absent."},
     )
     visited_plmn = Text(
@@ -80,7 +85,7 @@ class UsageRecordInSchema(Schema):
     )
     rating_group = Integer(
         load_default=None,
-        validate=validate.Range(0, 2**32 - 1),
+        validate=validate.Range(0, RATING_GROUP_MAX),
         metadata={"description": "The network's rating group (data), kept on the record."},
     )
 
@@ -94,7 +99,7 @@ class UsageRecordInSchema(Schema):
 
 
 class UsageBatchSchema(Schema):
-    records = fields.List(fields.Nested(UsageRecordInSchema), required=True, validate=validate.Length(1, 5000))
+    records = FastList(fields.Nested(UsageRecordInSchema), required=True, validate=validate.Length(1, 5000))
 
 
 REASON_DESCRIPTION = (
@@ -167,13 +172,13 @@ class UsageRejectionFixSchema(Schema):
     subscription = Text(min_length=1, max_length=64)
     msisdn = Text(
         max_length=16,
-        pattern=r"^\+[1-9][0-9]{6,14}$",
+        pattern=MSISDN_PATTERN,
         pattern_error="Must be an E.164 number such as +33612345678.",
     )
     service = Text(min_length=1, max_length=20, validate=validate.OneOf([s.value for s in Service]))
     started_at = DateTime()
     quantity = Integer(
-        validate=validate.Range(-(10**15), 10**15),
+        validate=validate.Range(-QUANTITY_BOUND, QUANTITY_BOUND),
         metadata={"description": "Bytes, seconds or messages, by service."},
     )
     visited_plmn = Text(max_length=7, pattern=PLMN_PATTERN, pattern_error="Must be an MCC-MNC such as 26201.")

