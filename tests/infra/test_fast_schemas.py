@@ -1,7 +1,8 @@
-"""The fast loader of batch records answers as the schema would, or leaves the record to the schema.
+"""The fast loader and dumper of batch records answer as their schemas would.
 
 Every record hypothesis makes, valid or hostile, either loads to exactly what `schema.load` gives, or is
 left to the schema (None); a record the schema refuses is never taken. Well-formed records are taken.
+Every batch result dumps to exactly what `schema.dump` gives.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, validates_schema
 
 from mvne.charging.schemas import (
     CALLED_PATTERN,
     MSISDN_PATTERN,
     PLMN_PATTERN,
+    UsageBatchResultSchema,
     UsageBatchSchema,
     UsageRecordInSchema,
 )
-from mvne.infra.fields import Country, Integer, Text, fast_loader
+from mvne.charging.usage import IngestResult, RecordOutcome
+from mvne.infra.fields import Country, Integer, LocalDate, Text, fast_dumper, fast_loader
 
 SCHEMA = UsageRecordInSchema()
 LOAD = fast_loader(SCHEMA)
@@ -184,3 +187,67 @@ def test_a_schema_the_fast_loader_cannot_check_the_same_way_is_refused() -> None
     assert load({"name": "abcd"}) is None
     assert load({"name": "abc", "size": True}) is None
     assert load({"name": "abc", "other": 1}) is None
+
+
+MAYBE_TEXT = st.none() | st.text(max_size=12)
+OUTCOMES = st.builds(
+    RecordOutcome,
+    index=st.integers(0, 4999),
+    record_id=st.text(max_size=12),
+    outcome=st.sampled_from(["rated", "duplicate", "rejected"]),
+    usage_record=MAYBE_TEXT,
+    rejection=MAYBE_TEXT,
+    code=MAYBE_TEXT,
+    reason=MAYBE_TEXT,
+)
+REJECTED = st.fixed_dictionaries(
+    {},
+    optional={
+        "index": st.integers(0, 4999),
+        "record_id": st.text(max_size=12),
+        "code": st.text(max_size=12),
+        "reason": st.text(max_size=12),
+        "rejection": MAYBE_TEXT,
+    },
+)
+
+
+@given(
+    st.builds(
+        IngestResult,
+        accepted=st.integers(0, 5000),
+        duplicates=st.integers(0, 5000),
+        rejected=st.lists(REJECTED, max_size=4),
+        records=st.none() | st.lists(OUTCOMES, max_size=6),
+    )
+)
+def test_a_batch_result_dumps_as_the_schema_dumps_it(result: IngestResult) -> None:
+    assert fast_dumper(UsageBatchResultSchema())(result) == UsageBatchResultSchema().dump(result)
+
+
+def test_a_schema_the_fast_dumper_cannot_dump_the_same_way_is_refused() -> None:
+    class Dated(Schema):
+        day = LocalDate()
+
+    class Defaulted(Schema):
+        size = fields.Integer(dump_default=3)
+
+    class Renamed(Schema):
+        size = fields.Integer(attribute="length")
+
+    class Counted(Schema):
+        size = fields.Integer(as_string=True)
+
+    class Reshaped(Schema):
+        size = fields.Integer()
+
+        @post_dump
+        def _reshape(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+            return {"shape": data}
+
+    class Single(Schema):
+        one = fields.Nested(Renamed)
+
+    for schema in (Dated(), Defaulted(), Renamed(), Counted(), Reshaped(), Single()):
+        with pytest.raises(TypeError):
+            fast_dumper(schema)
