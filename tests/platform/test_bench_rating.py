@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import click
 import pytest
 
+from mvne.charging.usage import period_of, period_window
+from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings
-from mvne.platform.bench_rating import render, run_rating_bench, write_figures
+from mvne.platform.bench_rating import _within_one_period, render, run_rating_bench, write_figures
+from mvne.tenants.models import Tenant
+from tests.support.api import TenantHandle
 
 RECORDS = 2_000
 LINES = 200
@@ -95,3 +100,19 @@ def test_the_rating_bench_measures_every_path_against_the_copy_ceiling(
 def test_the_rating_bench_refuses_sqlite(postgres_settings: Settings) -> None:
     with pytest.raises(click.ClickException, match="needs PostgreSQL"):
         run_rating_bench(postgres_settings, "sqlite:///bench.db", records=10, lines=1)
+
+
+def test_the_benchs_records_fall_in_one_billing_period_even_on_its_first_day(
+    runtime: Runtime, tenant: TenantHandle
+) -> None:
+    with runtime.db.transaction(tenant_id=tenant.id) as session:
+        owner = session.get(Tenant, tenant.id)
+        assert owner is not None
+        timezone = owner.timezone
+    began, _ = period_window("2026-12", timezone)
+
+    early = began + dt.timedelta(hours=10)  # the records' day would start in November
+    assert _within_one_period(runtime, tenant.id, early) == began
+    assert period_of(began - dt.timedelta(days=1), timezone) == period_of(began - dt.timedelta(seconds=60), timezone)
+    later = began + dt.timedelta(days=3)  # the day before is December's already
+    assert _within_one_period(runtime, tenant.id, later) == later
