@@ -79,6 +79,10 @@ class UsageRecordNotFound(NotFound):
     code = "usage_record_not_found"
 
 
+class UsageFileNotFound(NotFound):
+    code = "usage_file_not_found"
+
+
 class UsageRejectionResolved(Conflict):
     """The rejection was already re-rated, found a duplicate, or discarded: nothing is left to do with it."""
 

@@ -471,3 +471,51 @@ class ReratingRunSchema(Schema):
     created_at = fields.AwareDateTime()
     started_at = fields.AwareDateTime(allow_none=True)
     completed_at = fields.AwareDateTime(allow_none=True)
+
+
+USAGE_FILE_STATUSES = ["pending", "running", "processed", "failed"]
+
+
+class UsageFileListArgs(PageArgs):
+    status = Text(
+        load_default=None,
+        allow_none=False,
+        validate=validate.OneOf(USAGE_FILE_STATUSES),
+        metadata={"description": "Only the files in this state."},
+    )
+
+
+class UsageFileLineErrorSchema(Schema):
+    line = fields.Integer(allow_none=True, metadata={"description": "The line of the file (its header is line 1)."})
+    record_id = fields.String()
+    code = fields.String(metadata={"description": REASON_DESCRIPTION})
+    reason = fields.String()
+
+
+class UsageFileSchema(Schema):
+    id = fields.String()
+    key = fields.String(metadata={"description": "Where the file was dropped in storage."})
+    stored_at = fields.String(
+        metadata={"description": "Where it is kept: moved out of the incoming folder once processed."}
+    )
+    status = fields.String(
+        metadata={
+            "enum": USAGE_FILE_STATUSES,
+            "description": "pending (found, not cut yet), running (its segments are rated), processed, or failed "
+            "(a job failed past its retries: see failure_reason; replaying its dead letter resumes the file).",
+        }
+    )
+    segments_total = fields.Integer(metadata={"description": "Jobs the file was cut in (0 until it is cut)."})
+    segments_done = fields.Integer()
+    progress_percent = DecimalString(metadata={"description": "Segments done of all, 100 once processed."})
+    records = fields.Integer(metadata={"description": "Records read so far (all of them once processed)."})
+    accepted = fields.Integer()
+    duplicates = fields.Integer()
+    rejected = fields.Integer(metadata={"description": "Records rejected: kept for their tenants, or for no tenant."})
+    errors = fields.List(
+        fields.Nested(UsageFileLineErrorSchema),
+        metadata={"description": "The first lines (up to 200) that could not be rated, in file order."},
+    )
+    failure_reason = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    processed_at = fields.AwareDateTime(allow_none=True)

@@ -27,6 +27,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select, update
@@ -442,6 +443,46 @@ def _line_order(segment: int) -> Callable[[tuple[int, UsageFileRecord | UsageFil
 
 # 2^32 over the golden ratio: segment after segment, entry points spread evenly around the line order.
 _GOLDEN_STRIDE = 0x9E3779B9
+
+
+USAGE_FILE_COUNTS = ("records", "accepted", "duplicates", "rejected")
+
+
+def usage_file_view(usage_file: UsageFile) -> dict[str, Any]:
+    """A usage file as operators follow it: its state, how far its segments have got, its counts so far (final once
+    processed) and the first lines that could not be rated; a failed file says why its job failed."""
+    results = [r for _, r in sorted((usage_file.segment_results or {}).items(), key=lambda item: int(item[0]))]
+    processed = usage_file.status == "processed"
+    if processed:
+        counts = {name: getattr(usage_file, name) for name in USAGE_FILE_COUNTS}
+        errors = list(usage_file.errors or [])
+    else:
+        counts = {name: sum(int(r[name]) for r in results) for name in USAGE_FILE_COUNTS}
+        errors = [error for r in results for error in r["errors"]][:FILE_REPORT_ERRORS]
+    failure = None
+    if usage_file.status == "failed" and usage_file.errors:
+        failure = str(usage_file.errors[0].get("reason", ""))
+    total, done = usage_file.segments_total, len(results)
+    if processed:
+        progress = Decimal(100)
+    elif total:
+        progress = (Decimal(min(done, total)) * 100 / total).quantize(Decimal("0.01"))
+    else:
+        progress = Decimal(0)
+    return {
+        "id": usage_file.id,
+        "key": usage_file.key,
+        "stored_at": PROCESSED_PREFIX + usage_file.key.removeprefix(INCOMING_PREFIX) if processed else usage_file.key,
+        "status": usage_file.status,
+        "segments_total": total,
+        "segments_done": done,
+        "progress_percent": progress,
+        **counts,
+        "errors": errors,
+        "failure_reason": failure,
+        "created_at": usage_file.created_at,
+        "processed_at": usage_file.processed_at,
+    }
 
 
 def fail_usage_file(session: Session, usage_file_id: str, reason: str) -> None:

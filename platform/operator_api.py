@@ -1,4 +1,4 @@
-"""Platform operators: tenants, their API clients, and dead-lettered jobs."""
+"""Platform operators: tenants, their API clients, dead-lettered jobs, and the host networks' usage files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from mvne.charging.errors import UsageFileNotFound
+from mvne.charging.models import UsageFile
+from mvne.charging.schemas import UsageFileListArgs, UsageFileSchema
+from mvne.charging.usage_files import usage_file_view
 from mvne.esim.service import MAX_POOL_GROWTH, grow_profile_pool, pool_summary
 from mvne.infra.errors import NotFound
 from mvne.infra.fields import Integer, Text
@@ -80,6 +84,13 @@ audit_events_blp = Blueprint(
     __name__,
     url_prefix="/v1/operator/audit-events",
     description="Operators: the audit log of every change made through the API, tenants' and operators'.",
+)
+
+usage_files_blp = Blueprint(
+    "operator_usage_files",
+    __name__,
+    url_prefix="/v1/operator/usage-files",
+    description="Operators: the host networks' usage files, their progress, counts and unreadable lines.",
 )
 
 
@@ -376,3 +387,29 @@ class JobHealthListSchema(Schema):
 def list_job_health() -> dict[str, list[JobHealth]]:
     """Each job's figures: asked for, sent, resent, finished, owed, overdue and dead-lettered."""
     return {"data": job_health(runtime().db)}
+
+
+@usage_files_blp.get("")
+@require("operations:read", tenant=False)
+@usage_files_blp.arguments(UsageFileListArgs, location="query")
+@usage_files_blp.response(200, page_schema(UsageFileSchema, "UsageFilePage"))
+def list_usage_files(args: dict[str, Any]) -> dict[str, Any]:
+    """Usage files found in storage, oldest first; filter by status (`failed` ones want a replay)."""
+    stmt = select(UsageFile)
+    if args.get("status"):
+        stmt = stmt.where(UsageFile.status == args["status"])
+    page = paginate(db_session(), stmt, UsageFile.id, args, prefix="ufl")
+    return {"data": [usage_file_view(f) for f in page["data"]], "has_more": page["has_more"]}
+
+
+@usage_files_blp.get("/<usage_file_id>")
+@require("operations:read", tenant=False)
+@problems(UsageFileNotFound)
+@usage_files_blp.response(200, UsageFileSchema)
+def get_usage_file(usage_file_id: str) -> dict[str, Any]:
+    """A usage file: its state, segments done of all (a progress figure while it runs), its counts so far and the
+    first lines that could not be rated; why it failed, when it did."""
+    usage_file = db_session().get(UsageFile, usage_file_id)
+    if usage_file is None:
+        raise UsageFileNotFound(f"No usage file {usage_file_id}.")
+    return usage_file_view(usage_file)

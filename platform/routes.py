@@ -27,6 +27,7 @@ def register_api(api: Api) -> None:
         network_agreements_blp,
         operations,
         tenants_blp,
+        usage_files_blp,
     )
     from mvne.platform.signup_api import signup_blp
     from mvne.provisioning.api import subscriptions
@@ -57,6 +58,7 @@ def register_api(api: Api) -> None:
         job_health_blp,
         api_clients_blp,
         audit_events_blp,
+        usage_files_blp,
         offers,
         promotions,
         public_catalog,

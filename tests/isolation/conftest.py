@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask
 
-from mvne.charging.models import UsageAdjustment, UsageRecord
+from mvne.charging.models import UsageAdjustment, UsageFile, UsageRecord
 from mvne.infra.ids import new_id
 from mvne.infra.jobs import DeadLetter
 from mvne.infra.runtime import Runtime
@@ -68,6 +68,7 @@ class World:
     webhook_url: str
     webhook_delivery_id: str
     dead_letter_id: str
+    usage_file_id: str
     staff_user_id: str
     staff_email: str
     staff_invitation_id: str
@@ -96,6 +97,7 @@ class World:
             "webhook_endpoint": self.webhook_endpoint_id,
             "webhook_delivery": self.webhook_delivery_id,
             "dead_letter": self.dead_letter_id,
+            "usage_file": self.usage_file_id,
             "staff_user": self.staff_user_id,
             "staff_invitation": self.staff_invitation_id,
             "api_client": self.tenant.client_id,
@@ -135,6 +137,15 @@ def _completed_run(handle: TenantHandle, period: str) -> dict[str, Any]:
     run: dict[str, Any] = wait_for(done, what=f"billing run {run_id}")
     assert run["status"] == "completed", run
     return run
+
+
+def _usage_file(runtime: Runtime) -> str:
+    """A host network's usage file as operators see it (a platform object: no tenant's)."""
+    file_id = new_id("ufl")
+    with runtime.db.transaction(platform=True) as session:
+        key = f"usage/incoming/isolation-{secrets.token_hex(4)}.csv"
+        session.add(UsageFile(id=file_id, key=key, status="processed", errors=[], created_at=dt.datetime.now(dt.UTC)))
+    return file_id
 
 
 def _dead_letter(runtime: Runtime, tenant_id: str, invoice_id: str) -> str:
@@ -409,6 +420,7 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 webhook_url=endpoint["url"],
                 webhook_delivery_id=_first_delivery(handle, endpoint["id"]),
                 dead_letter_id=_dead_letter(runtime, handle.id, invoice_id),
+                usage_file_id=_usage_file(runtime),
                 staff_user_id=staff.user_id,
                 staff_email=staff.email,
                 staff_invitation_id=staff.invitation_id,

@@ -61,6 +61,7 @@ TENANT_OBJECT_PARAMS = {
 OPERATOR_PARAMS = {
     "tenant_id": "tenant",
     "dead_letter_id": "dead_letter",
+    "usage_file_id": "usage_file",
 }
 # Path parameters of public routes that hold no tenant data.
 PUBLIC_PARAMS = {
