@@ -448,21 +448,31 @@ _GOLDEN_STRIDE = 0x9E3779B9
 USAGE_FILE_COUNTS = ("records", "accepted", "duplicates", "rejected")
 
 
+def _segments_so_far(usage_file: UsageFile) -> tuple[int, dict[str, int], list[dict[str, Any]]]:
+    """The segments that have run: how many, their counts summed, and their first errors in segment order."""
+    results = [r for _, r in sorted((usage_file.segment_results or {}).items(), key=lambda item: int(item[0]))]
+    counts = {name: sum(int(r[name]) for r in results) for name in USAGE_FILE_COUNTS}
+    errors = [error for r in results for error in r["errors"]][:FILE_REPORT_ERRORS]
+    return len(results), counts, errors
+
+
+def processed_key(key: str) -> str:
+    """Where a processed file is kept: out of the incoming folder, so that discovery does not find it again."""
+    return PROCESSED_PREFIX + key.removeprefix(INCOMING_PREFIX)
+
+
 def usage_file_view(usage_file: UsageFile) -> dict[str, Any]:
     """A usage file as operators follow it: its state, how far its segments have got, its counts so far (final once
     processed) and the first lines that could not be rated; a failed file says why its job failed."""
-    results = [r for _, r in sorted((usage_file.segment_results or {}).items(), key=lambda item: int(item[0]))]
+    done, counts, errors = _segments_so_far(usage_file)
     processed = usage_file.status == "processed"
     if processed:
         counts = {name: getattr(usage_file, name) for name in USAGE_FILE_COUNTS}
         errors = list(usage_file.errors or [])
-    else:
-        counts = {name: sum(int(r[name]) for r in results) for name in USAGE_FILE_COUNTS}
-        errors = [error for r in results for error in r["errors"]][:FILE_REPORT_ERRORS]
     failure = None
     if usage_file.status == "failed" and usage_file.errors:
         failure = str(usage_file.errors[0].get("reason", ""))
-    total, done = usage_file.segments_total, len(results)
+    total = usage_file.segments_total
     if processed:
         progress = Decimal(100)
     elif total:
@@ -472,7 +482,7 @@ def usage_file_view(usage_file: UsageFile) -> dict[str, Any]:
     return {
         "id": usage_file.id,
         "key": usage_file.key,
-        "stored_at": PROCESSED_PREFIX + usage_file.key.removeprefix(INCOMING_PREFIX) if processed else usage_file.key,
+        "stored_at": processed_key(usage_file.key) if processed else usage_file.key,
         "status": usage_file.status,
         "segments_total": total,
         "segments_done": done,
@@ -523,23 +533,12 @@ def _finish_segment(db: Database, storage: Storage, usage_file_id: str, segment:
 
 def _complete(session: Session, storage: Storage, usage_file: UsageFile) -> None:
     """Sum the segments' counts into the file and mark it processed, once: the UPDATE matches only a running file."""
-    results = [r for _, r in sorted((usage_file.segment_results or {}).items(), key=lambda item: int(item[0]))]
-    errors: list[dict[str, Any]] = []
-    for result in results:
-        errors.extend(result["errors"][: FILE_REPORT_ERRORS - len(errors)])
+    _, counts, errors = _segments_so_far(usage_file)
     session.flush()
     done = session.execute(
         update(UsageFile)
         .where(UsageFile.id == usage_file.id, UsageFile.status == "running")
-        .values(
-            status="processed",
-            records=sum(int(r["records"]) for r in results),
-            accepted=sum(int(r["accepted"]) for r in results),
-            duplicates=sum(int(r["duplicates"]) for r in results),
-            rejected=sum(int(r["rejected"]) for r in results),
-            errors=errors,
-            processed_at=utcnow(),
-        )
+        .values(status="processed", **counts, errors=errors, processed_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if not done:
@@ -547,7 +546,7 @@ def _complete(session: Session, storage: Storage, usage_file: UsageFile) -> None
     session.refresh(usage_file)
     # Moved before the commit: a failed commit leaves the file running, and its last segment moves nothing twice.
     if storage.exists(usage_file.key):
-        storage.move(usage_file.key, PROCESSED_PREFIX + usage_file.key.removeprefix(INCOMING_PREFIX))
+        storage.move(usage_file.key, processed_key(usage_file.key))
     log.info(
         "usage file ingested",
         extra={"key": usage_file.key, "accepted": usage_file.accepted, "rejected": usage_file.rejected},
