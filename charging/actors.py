@@ -161,3 +161,25 @@ def renew_purchase(tenant_id: str, purchase_id: str) -> None:
 @periodic("charging.queue_due_renewals", every_s=30)
 def queue_due_renewals(rt: Runtime) -> None:
     purchases.queue_due_renewals(rt.db)
+
+
+@periodic("charging.write_online_usage", every_s=1)
+def write_online_usage(rt: Runtime) -> None:
+    """Settled online usage into PostgreSQL as usage records (the scheduler is one process: one ledger)."""
+    from mvne.charging.online.ledger import drain
+    from mvne.charging.online.service import online_charging
+
+    if "online_charging" not in rt.parts and rt.settings.charging_url.startswith("memory://"):
+        return  # an in-process store nobody has charged through holds nothing
+    engine = online_charging(rt)
+    drain(rt.db, engine.store, window=_usage_window(rt))
+
+
+@periodic("charging.settle_stale_sessions", every_s=5)
+def settle_stale_sessions(rt: Runtime) -> None:
+    """Settle the charging sessions no request renewed within their validity and grace."""
+    from mvne.charging.online.service import online_charging
+
+    if "online_charging" not in rt.parts and rt.settings.charging_url.startswith("memory://"):
+        return
+    online_charging(rt).sweep()

@@ -6,11 +6,12 @@ from typing import Any, cast
 
 from flask import Response, current_app, url_for
 from flask_smorest import Blueprint
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging import billing, rejections, rerating, usage
+from mvne.charging import balances, billing, rejections, rerating, usage
+from mvne.charging.balances import InvalidTopUp, LineCannotTopUp, TopUpCurrencyMismatch
 from mvne.charging.errors import (
     BillingRunInProgress,
     BillingRunNotFound,
@@ -24,9 +25,11 @@ from mvne.charging.errors import (
     UsageRejectionResolved,
     UsageStillRejected,
 )
-from mvne.charging.models import BillingRun, Invoice, ReratingRun, UsageRecord, UsageRejection
+from mvne.charging.models import BalanceMovement, BillingRun, Invoice, ReratingRun, UsageRecord, UsageRejection
+from mvne.charging.online.service import money_added
 from mvne.charging.rating import Service
 from mvne.charging.schemas import (
+    BalanceMovementSchema,
     BalancesSchema,
     BillingRunCreateSchema,
     BillingRunSchema,
@@ -34,6 +37,7 @@ from mvne.charging.schemas import (
     InvoiceSchema,
     ReratingRunCreateSchema,
     ReratingRunSchema,
+    TopUpCreateSchema,
     UpcomingInvoiceSchema,
     UsageBatchResultSchema,
     UsageBatchSchema,
@@ -47,6 +51,7 @@ from mvne.charging.schemas import (
 )
 from mvne.infra.db import utcnow
 from mvne.infra.fields import fast_dumper
+from mvne.infra.ids import new_id
 from mvne.infra.web.auth import require
 from mvne.infra.web.context import db_session, runtime, tenant_id
 from mvne.infra.web.pagination import PageArgs, page_schema, paginate
@@ -441,6 +446,46 @@ def get_line_balances(subscription_id: str) -> dict[str, Any]:
     session = db_session()
     subscription = get_subscription(session, subscription_id)
     return usage.balances(session, get_tenant(session, tenant_id()), subscription)
+
+
+@line_usage.post("/<subscription_id>/top-ups")
+@require("usage:write")
+@problems(SubscriptionNotFound, LineCannotTopUp, InvalidTopUp, TopUpCurrencyMismatch)
+@line_usage.arguments(TopUpCreateSchema, example={"amount": "10.00"})
+@line_usage.response(201, BalanceMovementSchema)
+def create_top_up(body: dict[str, Any], subscription_id: str) -> BalanceMovement:
+    """Add money to a line's prepaid balance, in its offer's currency; the first top-up makes the line prepaid.
+
+    A prepaid line's use beyond its buckets is paid from the balance as it is rated, never invoiced; online
+    charging grants it no more than the balance covers. Send an `Idempotency-Key`: a top-up retried is made once.
+    """
+    session = db_session()
+    subscription = get_subscription(session, subscription_id)
+    currency = session.scalar(select(Offer.currency).where(Offer.id == subscription.offer_id)) or "EUR"
+    movement = balances.top_up(
+        session,
+        subscription.id,
+        body["amount"],
+        currency=currency,
+        reference=f"top_up:{new_id('top')}",
+        description=body["description"],
+    )
+    # The engine's account of the line, if it holds one, learns of the money once it is committed.
+    event.listen(session, "after_commit", lambda _: money_added(runtime(), subscription.id, body["amount"]), once=True)
+    return movement
+
+
+@line_usage.get("/<subscription_id>/balance-movements")
+@require("usage:read")
+@problems(SubscriptionNotFound)
+@line_usage.arguments(PageArgs, location="query")
+@line_usage.response(200, page_schema(BalanceMovementSchema, "BalanceMovementPage"))
+def list_balance_movements(args: dict[str, Any], subscription_id: str) -> dict[str, Any]:
+    """A line's prepaid balance movements (top-ups, usage paid), oldest first, each with the balance after it."""
+    session = db_session()
+    subscription = get_subscription(session, subscription_id)
+    query = select(BalanceMovement).where(BalanceMovement.subscription_id == subscription.id)
+    return paginate(session, query, BalanceMovement.id, args)
 
 
 @rerating_runs.post("")

@@ -331,6 +331,8 @@ def _unbilled_usage(
         UsageRecord.invoice_id.is_(None),
         UsageRecord.period <= period,
         UsageRecord.overage_quantity > 0,
+        # Paid from a prepaid balance when rated.
+        UsageRecord.prepaid.is_(False),
     )
     columns = (
         UsageRecord.subscription_id,
@@ -715,7 +717,12 @@ def customers_to_bill(session: Session, *, period: str, start: dt.datetime, end:
     with_usage = (
         select(Subscription.customer_id)
         .join(UsageRecord, UsageRecord.subscription_id == Subscription.id)
-        .where(UsageRecord.invoice_id.is_(None), UsageRecord.period <= period, UsageRecord.overage_quantity > 0)
+        .where(
+            UsageRecord.invoice_id.is_(None),
+            UsageRecord.period <= period,
+            UsageRecord.overage_quantity > 0,
+            UsageRecord.prepaid.is_(False),
+        )
     )
     with_adjustments = (
         select(Subscription.customer_id)

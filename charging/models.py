@@ -80,6 +80,8 @@ class UsageRecord(TenantOwned, Base):
     # It took an unlimited bucket past its fair use.
     throttled: Mapped[bool] = mapped_column(default=False, server_default=false())
     rerated_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Paid from the line's prepaid money balance when rated: never on an invoice.
+    prepaid: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class UsageRejection(TenantOwned, Base):
@@ -161,6 +163,46 @@ class BalanceBucket(TenantOwned, Base):
     valid_to: Mapped[dt.datetime] = mapped_column()
     # The highest threshold (50, 80, 100) whose event was sent, so each is sent once.
     notified_percent: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MoneyBalance(TenantOwned, Base):
+    """A line's prepaid money. A line that has one is prepaid: its overage is paid from it, never invoiced,
+    and online charging grants no more than it covers. `amount` may go below zero only by usage the network
+    reported without asking first (offline records); top-ups pay that back first."""
+
+    __tablename__ = "money_balances"
+    tenant_id_index = False  # looked up by line
+    __table_args__ = (UniqueConstraint("subscription_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[Decimal] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class BalanceMovement(TenantOwned, Base):
+    """One change of a money balance: a top-up, usage paid from it, a refund; `reference` makes it happen once."""
+
+    __tablename__ = "balance_movements"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "reference"),
+        Index("ix_balance_movements_line", "subscription_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    # top_up | usage | refund
+    kind: Mapped[str] = mapped_column(String(20))
+    # Signed: a top-up adds, usage takes away.
+    amount: Mapped[Decimal] = mapped_column()
+    balance_after: Mapped[Decimal] = mapped_column()
+    reference: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(300))
+    # How many usage records a usage movement paid for (a batch's, for the line).
+    records: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -441,12 +441,38 @@ class BalanceBucketSchema(Schema):
     valid_to = fields.AwareDateTime()
 
 
+class MoneyBalanceSchema(Schema):
+    amount = DecimalString(minimum=None, metadata={"description": "Below zero only by usage reported unasked."})
+    currency = fields.String()
+
+
 class BalancesSchema(Schema):
     subscription = fields.String()
     period = fields.String()
     buckets = fields.List(
         fields.Nested(BalanceBucketSchema), metadata={"description": "Valid now, in the order they are consumed."}
     )
+    money = fields.Nested(
+        MoneyBalanceSchema,
+        allow_none=True,
+        metadata={"description": "The prepaid money balance; null for a postpaid line (no top-up yet)."},
+    )
+
+
+class TopUpCreateSchema(Schema):
+    amount = DecimalString(required=True, metadata={"example": "10.00"})
+    description = Text(load_default="Top-up", min_length=1, max_length=200)
+
+
+class BalanceMovementSchema(Schema):
+    id = fields.String()
+    subscription = fields.String(attribute="subscription_id")
+    kind = fields.String(metadata={"enum": ["top_up", "usage", "refund"]})
+    amount = DecimalString(minimum=None, metadata={"description": "Signed: a top-up adds, usage takes away."})
+    balance_after = DecimalString(minimum=None)
+    description = fields.String()
+    records = fields.Integer(metadata={"description": "Usage records a usage movement paid for."})
+    created_at = fields.DateTime()
 
 
 class MyBalancesSchema(Schema):

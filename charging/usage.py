@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from mvne.catalog.terms import LineTerms, TermsTimeline, line_terms
 from mvne.charging import engine, ratecards, usage_writer
+from mvne.charging.balances import money_balance, pay_usage
 from mvne.charging.models import SOURCE_LENGTH, BalanceBucket, UsageRecord, UsageRejection
 from mvne.charging.ratecard_models import RateCard, RateCardVersion
 from mvne.charging.ratecard_service import compiled_card
@@ -460,6 +461,7 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
         for bucket in buckets:
             bucket.reset()
     batch.refused.extend(attempt.refused)
+    pay_usage(session, tenant.id, ((row[0], row[_LINE_AT], row[_AMOUNT_AT]) for row in attempt.rows))
     for index, outcome in attempt.outcomes.items():
         batch.outcomes[index] = outcome
     settle_buckets(session, tenant.id, buckets)
@@ -598,6 +600,8 @@ RATED_COLUMNS = (
 )
 USAGE_ROW_COLUMNS = _RECORD_COLUMNS + RATED_COLUMNS
 _RECORD_ID_AT = USAGE_ROW_COLUMNS.index("record_id")
+_LINE_AT = USAGE_ROW_COLUMNS.index("subscription_id")
+_AMOUNT_AT = USAGE_ROW_COLUMNS.index("amount")
 
 
 def _rated_values(usage_event: engine.Usage, line: LineTerms, rating: engine.Rating) -> tuple[Any, ...]:
@@ -1243,7 +1247,13 @@ def balances(
         )
         .order_by(BalanceBucket.priority, BalanceBucket.valid_to, BalanceBucket.id)
     )
-    return {"subscription": subscription.id, "period": period, "buckets": [bucket_view(b) for b in rows]}
+    money = money_balance(session, subscription.id)
+    return {
+        "subscription": subscription.id,
+        "period": period,
+        "buckets": [bucket_view(b) for b in rows],
+        "money": {"amount": money.amount, "currency": money.currency} if money else None,
+    }
 
 
 def bucket_view(bucket: BalanceBucket) -> dict[str, Any]:

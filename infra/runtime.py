@@ -78,6 +78,8 @@ class Runtime:
     broker: dramatiq.Broker
     relay: Relay | None = None
     worker: dramatiq.Worker | None = None
+    # Parts a domain builds once per runtime and keeps here (the online charging engine), by name.
+    parts: dict[str, Any] = field(default_factory=dict)
     _scheduler_stop: threading.Event = field(default_factory=threading.Event)
     _scheduler_thread: threading.Thread | None = None
 

@@ -145,6 +145,14 @@ class Settings:
     usage_retention_days: int = 180
     # A usage file is cut in segments of about this many bytes, each a job (a file of several is partitioned by line).
     usage_segment_bytes: int = 4 << 20
+    # Online charging's state (open sessions, reservations, settled usage not yet written): a Redis that keeps every
+    # change (appendonly yes, appendfsync always), or memory:// (embedded mode: one process, kept nowhere).
+    charging_url: str = ""
+    # Accept a Redis for charging that does not keep what it is told (tests, sandboxes): a restart loses sessions.
+    charging_volatile_ok: bool = False
+    # How long a grant is valid (Validity-Time), and how long after that an unrenewed session is settled as stale.
+    charging_validity_s: int = 3600
+    charging_grace_s: int = 60
     # Bounds on request bodies: larger bodies get 413, deeper JSON gets 422.
     max_body_bytes: int = 4 * 1024 * 1024
     max_json_depth: int = 32
@@ -195,6 +203,8 @@ class Settings:
             changes["network_url"] = f"{public_url}/sim/network"
         if not self.mail_url and not self.is_production:
             changes["mail_url"] = "mailbox"
+        if not self.charging_url and not self.is_production:
+            changes["charging_url"] = "memory://"
         if not self.rate_limit_storage_url:
             changes["rate_limit_storage_url"] = self.broker_url if self.is_production else "memory://"
         return replace(self, **changes)
@@ -226,6 +236,11 @@ class Settings:
                 raise SettingsError("MVNE_BROKER_URL: production mode needs Redis")
             if not self.smdp_url:
                 raise SettingsError("MVNE_SMDP_URL: required in production mode")
+            if not self.charging_url.startswith(("redis://", "rediss://")):
+                raise SettingsError(
+                    "MVNE_CHARGING_URL: production mode needs a Redis for online charging (redis://host:port/db, "
+                    "appendonly yes and appendfsync always)"
+                )
             if not self.network_url:
                 raise SettingsError("MVNE_NETWORK_URL: required in production mode")
         self._check_rate_limits()
@@ -289,6 +304,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "relay_interval_ms": lambda n, v: _int(n, v, 10, 60000),
     "job_lease_s": lambda n, v: _int(n, v, 1, 7 * 86400),
     "usage_clock_skew_s": lambda n, v: _int(n, v, 0, 86400),
+    "charging_volatile_ok": _bool,
+    "charging_validity_s": lambda n, v: _int(n, v, 1, 86400),
+    "charging_grace_s": lambda n, v: _int(n, v, 0, 86400),
     "usage_retention_days": lambda n, v: _int(n, v, 1, 3650),
     "usage_segment_bytes": lambda n, v: _int(n, v, 4096, 1 << 30),
     "max_body_bytes": lambda n, v: _int(n, v, 1024, 1024**3),

@@ -35,7 +35,8 @@ AUDIENCE = "mvne-api"
 # What a tenant's back end may be granted (declared with the roles that hold them), and what only platform
 # operators hold.
 TENANT_SCOPES = roles.TENANT_SCOPES
-OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write")
+# `charging:network` is a host network's core asking for credit (Nchf); give it to that client alone.
+OPERATOR_SCOPES = ("tenants:read", "tenants:write", "operations:read", "operations:write", "charging:network")
 # What a tenant's app may ask its subscribers for (authorization code), SUBSCRIBER_SCOPES, is the apps' own:
 # their subscriber's data only (`mvne.tenants.apps`).
 

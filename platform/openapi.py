@@ -74,6 +74,7 @@ SCOPE_DESCRIPTIONS = {
     "tenants:write": "Platform operators: onboard tenants, issue their API clients and revoke any client.",
     "operations:read": "Platform operators: read dead-lettered jobs.",
     "operations:write": "Platform operators: replay dead-lettered jobs.",
+    "charging:network": "A host network's core: open, update and release online charging sessions (Nchf).",
     "me:read": "Subscribers, through an app: read their own account, lines, usage, invoices and eSIM.",
     "me:write": "Subscribers, through an app: change their own account (their password).",
 }

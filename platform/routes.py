@@ -18,6 +18,7 @@ def register_api(api: Api) -> None:
         usage_rejections,
     )
     from mvne.charging.catalog_api import line_purchases, public_catalog
+    from mvne.charging.online.api import nchf
     from mvne.charging.ratecard_api import rate_cards
     from mvne.platform.me_api import me
     from mvne.platform.operator_api import (
@@ -59,6 +60,7 @@ def register_api(api: Api) -> None:
         api_clients_blp,
         audit_events_blp,
         usage_files_blp,
+        nchf,
         offers,
         promotions,
         public_catalog,

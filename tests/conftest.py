@@ -95,6 +95,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         # past the default 15 minutes; expiry itself is tested with tokens minted to expire.
         "token_ttl": 4 * 3600,
     }
+    if redis_url():
+        # Online charging on the test Redis, which keeps nothing on disk: the suite accepts that; durability is
+        # tested against a Redis of its own (tests/charging/test_online_restart.py).
+        values.update(charging_url=redis_url(), charging_volatile_ok=True)
     if server:
         app_url, platform_url, owner_url, database_name = create_postgres_database(server)
         values.update(database_url=app_url, platform_database_url=platform_url, migration_database_url=owner_url)

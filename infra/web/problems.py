@@ -48,11 +48,14 @@ def problem(
     *,
     errors: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
-    """A problem+json response."""
+    """A problem+json response; `extra` adds members a protocol's own problem details carry (3GPP's `cause`)."""
     body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "code": code}
     if detail:
         body["detail"] = detail
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
     if errors:
         body["errors"] = errors
     request_id = getattr(g, "request_id", None)
@@ -74,6 +77,8 @@ class ProblemError(HTTPException):
         detail: str,
         errors: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.code = status
@@ -81,6 +86,7 @@ class ProblemError(HTTPException):
         self.detail = detail
         self.errors = errors
         self.extra_headers = headers or {}
+        self.extra = extra
 
 
 def _flatten_webargs(messages: Any) -> dict[str, Any]:
@@ -182,7 +188,15 @@ def http_exception_to_problem(error: HTTPException) -> Response:
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     if isinstance(error, ProblemError):
         headers.update(error.extra_headers)
-        return problem(status, error.problem_code, _title(status), error.detail, errors=error.errors, headers=headers)
+        return problem(
+            status,
+            error.problem_code,
+            _title(status),
+            error.detail,
+            errors=error.errors,
+            headers=headers,
+            extra=error.extra,
+        )
     data = getattr(error, "data", None) or {}
     errors = None
     if "messages" in data:

@@ -102,6 +102,8 @@ def plant(
         "MVNE_MIGRATION_DATABASE_URL": owner_url,
         "MVNE_PLATFORM_DATABASE_URL": platform_url,
         "MVNE_BROKER_URL": redis_server_url,
+        "MVNE_CHARGING_URL": redis_server_url,
+        "MVNE_CHARGING_VOLATILE_OK": "true",
         "MVNE_BROKER_NAMESPACE": f"mvne-faults-{secrets.token_hex(4)}",
         "MVNE_STORAGE_URL": f"file://{(folder / 'storage').as_posix()}",
         "MVNE_PUBLIC_URL": f"http://127.0.0.1:{free_port()}",

@@ -21,6 +21,7 @@ PRODUCTION = {
     "MVNE_DATABASE_URL": "postgresql+psycopg://mvne@db.internal:5432/mvne",
     "MVNE_PLATFORM_DATABASE_URL": "postgresql+psycopg://mvne_platform@db.internal:5432/mvne",
     "MVNE_BROKER_URL": "redis://redis.internal:6379/0",
+    "MVNE_CHARGING_URL": "redis://charging.internal:6379/0",
     "MVNE_STORAGE_URL": "s3://mvne-objects",
     "MVNE_SMDP_URL": "https://smdp.example.net/gsma/rsp2/es2plus",
     "MVNE_NETWORK_URL": "https://hlr.example.net/api",
@@ -45,6 +46,7 @@ PRODUCTION = {
         ("MVNE_LOG_FORMAT", "xml"),
         ("MVNE_SMDP_TRUSTED_PROXIES", "proxy.internal"),
         ("MVNE_MAIL_URL", "imap://mail.example.net"),
+        ("MVNE_CHARGING_VALIDITY_S", "0"),
     ],
 )
 def test_a_malformed_variable_is_refused_with_its_name_and_the_bad_value(variable: str, value: str) -> None:
@@ -82,6 +84,7 @@ def test_a_complete_production_environment_is_accepted_as_given() -> None:
         ("MVNE_SMDP_CA_FILE", "MVNE_SMDP_CA_FILE"),
         ("MVNE_SMDP_ALLOWED_SUBJECTS", "MVNE_SMDP_ALLOWED_SUBJECTS"),
         ("MVNE_MAIL_URL", "MVNE_MAIL_URL"),
+        ("MVNE_CHARGING_URL", "MVNE_CHARGING_URL"),
     ],
 )
 def test_production_mode_refuses_to_start_without_each_thing_it_needs(missing: str, named: str) -> None:

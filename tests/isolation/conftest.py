@@ -385,6 +385,10 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         for h, s, addon, promo in zip(handles, subs, addons, promotions, strict=True)
     ]
     staffs = [_staff(app, runtime, h) for h in handles]
+    # A top-up after the run: the line is prepaid from now on (a money balance and its first movement).
+    for handle, sub in zip(handles, subs, strict=True):
+        topped = handle.api.post(f"/v1/subscriptions/{sub['id']}/top-ups", {"amount": "5.00"})
+        assert topped.status_code == 201, topped.json
     worlds = []
     extras = list(zip(promotions, purchases, strict=True))
     for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id), (

@@ -134,6 +134,8 @@ def production(
             "MVNE_MIGRATION_DATABASE_URL": owner_url,
             "MVNE_PLATFORM_DATABASE_URL": platform_url,
             "MVNE_BROKER_URL": redis_server_url,
+            "MVNE_CHARGING_URL": redis_server_url,
+            "MVNE_CHARGING_VOLATILE_OK": "true",
             "MVNE_BROKER_NAMESPACE": f"mvne-test-{secrets.token_hex(4)}",
             "MVNE_STORAGE_URL": f"s3://{bucket}",
             "MVNE_S3_ENDPOINT_URL": s3_endpoint,

@@ -1,0 +1,59 @@
+"""The runtime's online charging engine: its Redis (or the embedded mode's in-process one), built once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from decimal import Decimal
+
+import redis
+
+from mvne.charging.online.credit import MICRO, OnlineCharging
+from mvne.charging.online.store import ChargingStore
+from mvne.infra.runtime import Runtime
+
+log = logging.getLogger("mvne.charging.online")
+_BUILD = threading.Lock()
+PART = "online_charging"
+
+
+def charging_client(url: str) -> redis.Redis:
+    """A Redis client for `url`; memory:// is an in-process Redis (with Lua) that keeps nothing."""
+    if url.startswith("memory://"):
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+
+
+def online_charging(rt: Runtime) -> OnlineCharging:
+    """The runtime's engine, built on first use (a Redis that would not keep its state is refused here)."""
+    found: OnlineCharging | None = rt.parts.get(PART)
+    if found is not None:
+        return found
+    with _BUILD:
+        found = rt.parts.get(PART)
+        if found is None:
+            settings = rt.settings
+            store = ChargingStore(charging_client(settings.charging_url), namespace=f"{settings.broker_namespace}:chg:")
+            if not settings.charging_url.startswith("memory://") and not settings.charging_volatile_ok:
+                store.check_durable()
+            found = OnlineCharging(
+                rt.db, store, validity_s=settings.charging_validity_s, grace_s=settings.charging_grace_s
+            )
+            rt.parts[PART] = found
+    return found
+
+
+def money_added(rt: Runtime, line_id: str, amount: Decimal) -> None:
+    """A top-up committed: the line's account, if one is held, has that much more (and the line is prepaid now).
+
+    A failure here is logged and the account under-grants until it is read again: never the other way round.
+    """
+    engine = rt.parts.get(PART)
+    if engine is None:
+        return  # nothing charged through this process's engine yet: no account can hold the line here
+    try:
+        engine.store.top_up(line_id, int(amount * MICRO))
+    except redis.RedisError:
+        log.exception("top-up of line %s not passed to the charging store", line_id)

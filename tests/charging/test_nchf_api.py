@@ -1,0 +1,109 @@
+"""Nchf_ConvergedCharging over HTTP: a 5G core's create, update and release, and the refusals it gets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from flask import Flask
+
+from mvne.charging.online.ledger import drain
+from mvne.charging.online.service import online_charging
+from mvne.infra.runtime import Runtime
+from tests.charging.test_online_charging import balance_of, prepaid, records_of
+from tests.charging.test_rating_scenarios import NOTHING_INCLUDED, line_on
+from tests.support.api import ApiCaller, Operator, TenantHandle
+
+MB = 1_000_000
+BASE = "/nchf-convergedcharging/v3/chargingdata"
+
+
+def body(sequence: int, sub: dict[str, Any] | None = None, **units: Any) -> dict[str, Any]:
+    usage = []
+    for group, (want, used) in units.items():
+        entry: dict[str, Any] = {"ratingGroup": int(group.removeprefix("rg"))}
+        if want is not None:
+            entry["requestedUnit"] = {"totalVolume": want}
+        if used:
+            entry["usedUnitContainer"] = [{"totalVolume": used, "localSequenceNumber": 1}]
+        usage.append(entry)
+    found: dict[str, Any] = {
+        "nfConsumerIdentification": {"nodeFunctionality": "SMF", "nFName": "smf-test", "nFPLMNID": {"mcc": "001",
+                                                                                                   "mnc": "01"}},
+        "invocationTimeStamp": dt.datetime.now(dt.UTC).isoformat(),
+        "invocationSequenceNumber": sequence,
+        "multipleUnitUsage": usage,
+        "someFieldOfALaterRelease": {"ignored": True},
+    }  # fmt: skip
+    if sub is not None:
+        found["subscriberIdentifier"] = f"msisdn-{sub['msisdn'].lstrip('+')}"
+        found["pDUSessionChargingInformation"] = {"chargingId": secrets.randbelow(2**31)}
+    return found
+
+
+def rg(units: dict[str, Any], group: str) -> dict[str, Any]:
+    return next(u for u in units["multipleUnitInformation"] if u["ratingGroup"] == int(group.removeprefix("rg")))
+
+
+def test_a_core_opens_updates_and_releases_a_session_and_the_use_is_charged(
+    runtime: Runtime, tenant: TenantHandle, operator: Operator
+) -> None:
+    sub = line_on(tenant.api, allowances=NOTHING_INCLUDED)
+    prepaid(runtime, tenant, sub, "0.50")  # 50 MB
+    api = operator.api
+
+    created = api.post(BASE, body(0, sub, rg1=(30 * MB, None), rg2=(30 * MB, None)))
+    assert created.status_code == 201, created.json
+    location = created.headers["Location"]
+    reference = location.rsplit("/", 1)[-1]
+    assert location.endswith(f"{BASE}/{reference}")
+    assert rg(created.json, "rg1") == {
+        "resultCode": "SUCCESS",
+        "ratingGroup": 1,
+        "grantedUnit": {"totalVolume": 30 * MB},
+        "validityTime": 3600,
+    }
+    assert rg(created.json, "rg2")["grantedUnit"] == {"totalVolume": 20 * MB}
+    assert rg(created.json, "rg2")["finalUnitIndication"] == {"finalUnitAction": "TERMINATE"}
+    assert created.json["invocationResult"] == {"failureHandling": "TERMINATE"}
+
+    updated = api.post(f"{BASE}/{reference}/update", body(1, rg1=(10 * MB, 30 * MB), rg2=(MB, 20 * MB)))
+    assert updated.status_code == 200, updated.json
+    assert rg(updated.json, "rg1")["resultCode"] == "QUOTA_LIMIT_REACHED"
+    assert rg(updated.json, "rg2")["resultCode"] == "QUOTA_LIMIT_REACHED"
+
+    released = api.post(f"{BASE}/{reference}/release", body(2))
+    assert released.status_code == 204
+    again = api.post(f"{BASE}/{reference}/release", body(2))
+    assert again.status_code == 204
+    drain(runtime.db, online_charging(runtime).store)
+    assert balance_of(runtime, tenant, sub) == Decimal("0")
+    assert sorted(r.quantity for r in records_of(runtime, tenant, sub)) == [20 * MB, 30 * MB]
+
+
+def test_refusals_are_problems_with_the_specifications_cause(
+    app: Flask, runtime: Runtime, tenant: TenantHandle, operator: Operator
+) -> None:
+    api = operator.api
+    stranger = body(0, {"msisdn": "+99912345678"}, rg1=(MB, None))
+    unknown = api.post(BASE, stranger)
+    gone = api.post(f"{BASE}/{secrets.token_hex(16)}/update", body(1, rg1=(MB, 0)))
+    no_subscriber = api.post(BASE, body(0, rg1=(MB, None)))
+    hostile = body(0, {"msisdn": "+33600000000"}, rg1=(MB, None))
+    hostile["invocationSequenceNumber"] = "1\x00"
+
+    assert (unknown.status_code, unknown.json["cause"], unknown.json["code"]) == (403, "USER_UNKNOWN",
+                                                                                  "charging_user_unknown")  # fmt: skip
+    assert (gone.status_code, gone.json["cause"]) == (404, "SESSION_NOT_FOUND")
+    assert (no_subscriber.status_code, no_subscriber.json["code"]) == (400, "charging_request_invalid")
+    assert api.post(BASE, hostile).status_code == 422
+    assert api.post(BASE, {"nfConsumerIdentification": "x"}).status_code == 422
+
+
+def test_only_a_network_client_may_charge(tenant: TenantHandle, api: ApiCaller) -> None:
+    as_tenant = tenant.api.post(BASE, body(0, {"msisdn": "+33600000000"}, rg1=(MB, None)))
+    anonymous = api.post(BASE, body(0, {"msisdn": "+33600000000"}, rg1=(MB, None)))
+    assert as_tenant.status_code == 403
+    assert anonymous.status_code == 401
