@@ -280,6 +280,47 @@ def scheduler() -> None:
         rt.stop()
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=3868, show_default=True, help="TCP port (3868 is Diameter's).")
+@click.option("--origin-host", default="ocs.mvne.localhost", show_default=True, help="Our Diameter identity.")
+@click.option("--origin-realm", default="mvne.localhost", show_default=True, help="Our Diameter realm.")
+@click.option(
+    "--peer", "peers", multiple=True, required=True, help="Origin-Host of a network element allowed (repeat)."
+)
+@click.option("--workers", default=32, show_default=True, help="Requests answered at once.")
+def diameter(
+    *, host: str, port: int, origin_host: str, origin_realm: str, peers: tuple[str, ...], workers: int
+) -> None:
+    """Serve online charging over Diameter Gy (CCR/CCA) to the host network's gateways, until stopped."""
+    from mvne.charging.online.diameter import GyServer
+    from mvne.charging.online.service import online_charging
+    from mvne.infra.logging import configure_logging
+    from mvne.platform.wiring import build_runtime
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    rt = build_runtime(settings)
+    engine = online_charging(rt)
+    server = GyServer(
+        engine.handle,
+        host=host,
+        port=port,
+        origin_host=origin_host,
+        origin_realm=origin_realm,
+        peers=peers,
+        workers=workers,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
+    click.echo(f"Gy on {host}:{port} as {origin_host} ({origin_realm}), peers: {', '.join(peers)}")
+    stop.wait()
+    server.stop()
+    rt.stop()
+
+
 @main.group()
 def sim() -> None:
     """Simulators of the outside systems."""
