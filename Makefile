@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FOLDERS := platform tenants catalog charging esim provisioning infra
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format db-upgrade db-check migration bench bench-rating clean
+.PHONY: install run test lint format db-upgrade db-check migration bench bench-rating bench-charging clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed (Python 3.11)"; exit 1; }
@@ -60,6 +60,14 @@ PREFIXES ?= 50000
 WORKERS ?= 2
 bench-rating: install  ## usage rating from a file in storage to PostgreSQL, against COPY; prints the figures
 	$(BIN)/mvne bench rating --records $(RECORDS) --lines $(LINES) --prefixes $(PREFIXES) --workers $(WORKERS)
+
+# The issue's run: 100 concurrent sessions over HTTP against gunicorn serving 16 connections (2 processes of 8
+# threads); needs MVNE_DATABASE_URL on PostgreSQL and redis-server (a Redis of its own, appendfsync always).
+CHARGING_LINES ?= 2000
+SESSIONS ?= 100
+SECONDS ?= 10
+bench-charging: install  ## online charging: the engine, Nchf over HTTP against an empty endpoint, Diameter Gy
+	$(BIN)/mvne bench charging --lines $(CHARGING_LINES) --sessions $(SESSIONS) --seconds $(SECONDS)
 
 clean:
 	rm -rf $(VENV) build var .pytest_cache .mypy_cache .ruff_cache

@@ -80,9 +80,19 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     app.register_blueprint(files_blueprint)
     app.register_blueprint(console_pages)
     app.register_blueprint(es2plus)
+    # Not limited: probes and scrapes, the documentation, the SM-DP+'s notifications (mutual TLS), and the host
+    # network's charging requests (a core refused for a rate would stop its subscribers' service). Said before
+    # the API is registered: its document tells which operations are limited.
+    exempt(
+        app,
+        "healthz",
+        "readyz",
+        "metrics",
+        "docs_page",
+        "docs_asset",
+        blueprints=("api-docs", es2plus.name, "nchf"),
+    )
     register_api(api)
-    # Not limited: probes and scrapes, the documentation, and the SM-DP+'s notifications (mutual TLS).
-    exempt(app, "healthz", "readyz", "metrics", "docs_page", "docs_asset", blueprints=("api-docs", es2plus.name))
 
     if settings.mail_url == MAILBOX:
         _register_mailbox(app, rt)

@@ -478,9 +478,11 @@ def run(seed: bool) -> None:
 
 def _register_bench() -> None:
     from mvne.platform.bench import bench
+    from mvne.platform.bench_charging import charging
     from mvne.platform.bench_rating import rating
 
     bench.add_command(rating)
+    bench.add_command(charging)
     main.add_command(bench)
 
 

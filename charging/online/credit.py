@@ -23,13 +23,14 @@ default: service stops rather than runs unmetered.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -152,9 +153,9 @@ class Account:
 
     @classmethod
     def of(cls, line_id: str, raw: dict[str, str]) -> Account:
-        meta = json.loads(raw["meta"])
-        used = {b[0]: (int(raw.get(f"u:{b[0]}", 0)), int(raw.get(f"e:{b[0]}", 0))) for b in meta["b"]}
-        return cls(line_id, meta["b"], used, raw.get("pp") == "1", int(raw.get("m", 0)))
+        buckets = _bucket_terms(raw["meta"])
+        used = {b[0]: (int(raw.get(f"u:{b[0]}", 0)), int(raw.get(f"e:{b[0]}", 0))) for b in buckets}
+        return cls(line_id, buckets, used, raw.get("pp") == "1", int(raw.get("m", 0)))
 
     def buckets_without(self, claim: Claim) -> list[engine.Bucket]:
         """Engine buckets as the claim would find them if it held nothing."""
@@ -183,8 +184,8 @@ class Account:
                     origin=origin,
                     granted=granted,
                     used=used - held[0],
-                    valid_from=dt.datetime.fromisoformat(valid_from),
-                    valid_to=dt.datetime.fromisoformat(valid_to),
+                    valid_from=valid_from,
+                    valid_to=valid_to,
                     fair_use=fair_use,
                     roam_like_at_home=rlah,
                     eu_fair_use=eu_fair,
@@ -193,6 +194,24 @@ class Account:
                 )
             )
         return found
+
+
+_BUCKET_TERMS: dict[str, list[tuple[Any, ...]]] = {}
+
+
+def _bucket_terms(meta: str) -> list[tuple[Any, ...]]:
+    """An account's fixed bucket terms, parsed once per process for each account's text (it changes only when the
+    account is read again from the database)."""
+    found = _BUCKET_TERMS.get(meta)
+    if found is None:
+        found = [
+            (*b[:5], dt.datetime.fromisoformat(b[5]), dt.datetime.fromisoformat(b[6]), *b[7:])
+            for b in json.loads(meta)["b"]
+        ]
+        if len(_BUCKET_TERMS) >= 100_000:
+            _BUCKET_TERMS.clear()
+        _BUCKET_TERMS[meta] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -610,7 +629,7 @@ def _rate(
     usage: engine.Usage, terms: Any, buckets: list[engine.Bucket], pricing: engine.Pricing, *, prepaid: bool
 ) -> _Rated:
     """The claim at `usage.quantity`, rated on copies of the buckets (so a trial changes nothing)."""
-    trial = [replace(b) for b in buckets]
+    trial = [copy.copy(b) for b in buckets]
     try:
         rating = engine.rate(usage, terms, trial, pricing)
     except ratecards.PricingError as exc:

@@ -22,8 +22,10 @@ def charging_client(url: str) -> redis.Redis:
     if url.startswith("memory://"):
         import fakeredis
 
-        return fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30, decode_responses=True
+    )
 
 
 def online_charging(rt: Runtime) -> OnlineCharging:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -89,11 +91,38 @@ class CallerStanding:
     subscriber_refused: bool = False
 
 
-def authenticate(scope: str | None) -> Principal:
+class _StandingCache:
+    """Clients' standings remembered for a short while, for the routes that ask for it (`standing_ttl_s`)."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.found: dict[str, tuple[float, CallerStanding | None]] = {}
+
+    def get(self, auth: Any, client_id: str, ttl_s: float) -> CallerStanding | None:
+        now = time.monotonic()
+        hit = self.found.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        standing: CallerStanding | None = auth.standing(client_id)
+        with self.lock:
+            if len(self.found) >= self.LIMIT:
+                self.found.clear()
+            self.found[client_id] = (now + ttl_s, standing)
+        return standing
+
+
+_STANDINGS = _StandingCache()
+
+
+def authenticate(scope: str | None, *, standing_ttl_s: float = 0) -> Principal:
     """Check the request's bearer token, its client's standing, then `scope`; remember the caller in `g`.
 
     The standing is one lookup (the app's `standing` function) made before the scope check, so a revoked
-    client's token is 401 whatever it asks for.
+    client's token is 401 whatever it asks for. With `standing_ttl_s` a client's standing read in this
+    process is believed that long (a revocation then takes up to that long here): for machine callers whose
+    every request must not wait for a database.
     """
     auth = current_app.extensions[AUTH_EXTENSION]
     protector = auth.protector
@@ -109,11 +138,15 @@ def authenticate(scope: str | None) -> Principal:
     try:
         token = protector.acquire_token(None)
         subscriber = token.get(SUBSCRIBER_CLAIM)
-        standing: CallerStanding | None = (
-            auth.standing(str(token["client_id"]), subscriber=str(subscriber), session=token.get(SESSION_CLAIM))
-            if subscriber
-            else auth.standing(str(token["client_id"]))
-        )
+        standing: CallerStanding | None
+        if subscriber:
+            standing = auth.standing(
+                str(token["client_id"]), subscriber=str(subscriber), session=token.get(SESSION_CLAIM)
+            )
+        elif standing_ttl_s > 0:
+            standing = _STANDINGS.get(auth, str(token["client_id"]), standing_ttl_s)
+        else:
+            standing = auth.standing(str(token["client_id"]))
         if standing is None or standing.client_revoked or standing.subscriber_refused:
             raise InvalidTokenError()
         scopes = frozenset(str(token.get("scope") or "").split())
@@ -168,10 +201,13 @@ def public(view: F) -> F:
     return view
 
 
-def require(scope: str, *, tenant: bool = True, kinds: tuple[str, ...] | None = None) -> Callable[[F], F]:
+def require(
+    scope: str, *, tenant: bool = True, kinds: tuple[str, ...] | None = None, standing_ttl_s: float = 0
+) -> Callable[[F], F]:
     """Protect a view: a valid token with `scope`; `tenant=False` for platform-operator routes.
 
     `kinds` narrows a tenant route to some kinds of caller (`KIND_SUBSCRIBER` for `/v1/me`); others get 403.
+    `standing_ttl_s`: see `authenticate`.
     """
     from mvne.infra.web.context import runtime
     from mvne.infra.web.problems import ProblemError
@@ -179,7 +215,7 @@ def require(scope: str, *, tenant: bool = True, kinds: tuple[str, ...] | None = 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = authenticate(scope)
+            principal = authenticate(scope, standing_ttl_s=standing_ttl_s)
             if tenant and principal.tenant_id is None:
                 raise ProblemError(403, "tenant_required", "This operation is for a tenant's API client.")
             if not tenant and principal.tenant_id is not None:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import time
 from decimal import Decimal
 from typing import Any
 
 from flask import Flask
 
+from mvne.charging.online.api import SCOPE, STANDING_TTL_S
 from mvne.charging.online.ledger import drain
 from mvne.charging.online.service import online_charging
 from mvne.infra.runtime import Runtime
+from mvne.platform.auth import OPERATOR_SCOPES
+from mvne.tenants.service import issue_api_client
 from tests.charging.test_online_charging import balance_of, prepaid, records_of
 from tests.charging.test_rating_scenarios import NOTHING_INCLUDED, line_on
-from tests.support.api import ApiCaller, Operator, TenantHandle
+from tests.support.api import ApiCaller, Operator, TenantHandle, token_for
 
 MB = 1_000_000
 BASE = "/nchf-convergedcharging/v3/chargingdata"
@@ -107,3 +111,21 @@ def test_only_a_network_client_may_charge(tenant: TenantHandle, api: ApiCaller) 
     anonymous = api.post(BASE, body(0, {"msisdn": "+33600000000"}, rg1=(MB, None)))
     assert as_tenant.status_code == 403
     assert anonymous.status_code == 401
+
+
+def test_a_revoked_network_client_is_refused_within_a_second(
+    app: Flask, runtime: Runtime, tenant: TenantHandle, operator: Operator
+) -> None:
+    with runtime.db.transaction(platform=True) as session:
+        core = issue_api_client(session, tenant_id=None, name="core", scopes=[SCOPE], allowed=OPERATOR_SCOPES)
+    client = app.test_client()
+    network = ApiCaller(client, token_for(client, core.client_id, core.client_secret))
+    sub = line_on(tenant.api)
+    assert network.post(BASE, body(0, sub, rg1=(MB, None))).status_code == 201
+
+    revoked = operator.api.post(f"/v1/operator/api-clients/{core.client_id}/revoke")
+    assert revoked.status_code == 200, revoked.json
+    time.sleep(STANDING_TTL_S + 0.1)
+
+    refused = network.post(BASE, body(0, sub, rg1=(MB, None)))
+    assert refused.status_code == 401
