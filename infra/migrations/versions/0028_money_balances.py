@@ -62,6 +62,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("balance_movements", schema=None) as batch_op:
         batch_op.create_index("ix_balance_movements_line", ["subscription_id", "created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_balance_movements_tenant_id"), ["tenant_id"], unique=False)
     with op.batch_alter_table("usage_records", schema=None) as batch_op:
         batch_op.add_column(sa.Column("prepaid", sa.Boolean(), server_default=sa.false(), nullable=False))
     if op.get_bind().dialect.name == "postgresql":
