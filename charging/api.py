@@ -10,7 +10,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging import balances, billing, rejections, rerating, usage
+from mvne.charging import balances, billing, rejections, rerating, spend_caps, usage
 from mvne.charging.balances import InvalidTopUp, LineCannotTopUp, TopUpCurrencyMismatch
 from mvne.charging.errors import (
     BillingRunInProgress,
@@ -26,7 +26,7 @@ from mvne.charging.errors import (
     UsageStillRejected,
 )
 from mvne.charging.models import BalanceMovement, BillingRun, Invoice, ReratingRun, UsageRecord, UsageRejection
-from mvne.charging.online.service import money_added
+from mvne.charging.online.service import cap_changed, money_added
 from mvne.charging.rating import Service
 from mvne.charging.schemas import (
     BalanceMovementSchema,
@@ -37,6 +37,8 @@ from mvne.charging.schemas import (
     InvoiceSchema,
     ReratingRunCreateSchema,
     ReratingRunSchema,
+    SpendCapSchema,
+    SpendCapSetSchema,
     TopUpCreateSchema,
     UpcomingInvoiceSchema,
     UsageBatchResultSchema,
@@ -68,7 +70,7 @@ from mvne.tenants.errors import (
     TimezoneLocked,
 )
 from mvne.tenants.schemas import MarketInputSchema, MarketSchema
-from mvne.tenants.service import get_tenant
+from mvne.tenants.service import get_customer, get_tenant
 
 usage_records = Blueprint("usage", __name__, url_prefix="/v1/usage-records", description="Usage to rate.")
 usage_rejections = Blueprint(
@@ -473,6 +475,115 @@ def create_top_up(body: dict[str, Any], subscription_id: str) -> BalanceMovement
     # The engine's account of the line, if it holds one, learns of the money once it is committed.
     event.listen(session, "after_commit", lambda _: money_added(runtime(), subscription.id, body["amount"]), once=True)
     return movement
+
+
+def _spend_cap_of_line(session: Session, subscription_id: str) -> dict[str, Any]:
+    subscription = get_subscription(session, subscription_id)
+    cap, _ = spend_caps.spend_caps_of(session, subscription.id, subscription.customer_id)
+    return spend_caps.cap_view(session, get_tenant(session, tenant_id()), cap, [subscription.id])
+
+
+@line_usage.put("/<subscription_id>/spend-cap")
+@require("usage:write")
+@problems(SubscriptionNotFound, spend_caps.InvalidSpendCap)
+@line_usage.arguments(SpendCapSetSchema, example={"amount": "30.00", "action": "stop"})
+@line_usage.response(200, SpendCapSchema)
+def set_line_spend_cap(body: dict[str, Any], subscription_id: str) -> dict[str, Any]:
+    """Cap what a line may spend beyond its buckets each billing period: online charging grants nothing past it.
+
+    `stop` ends the service at the cap (Final-Unit-Action TERMINATE), `throttle` restricts it (RESTRICT_ACCESS).
+    The answer shows what the line spent this period and what is left.
+    """
+    session = db_session()
+    subscription = get_subscription(session, subscription_id)
+    spend_caps.set_spend_cap(session, amount=body["amount"], action=body["action"], subscription_id=subscription.id)
+    cap = (body["amount"], body["action"])
+    event.listen(
+        session,
+        "after_commit",
+        lambda _: cap_changed(runtime(), line_id=subscription.id, customer_id=None, cap=cap),
+        once=True,
+    )
+    return _spend_cap_of_line(session, subscription.id)
+
+
+@line_usage.get("/<subscription_id>/spend-cap")
+@require("usage:read")
+@problems(SubscriptionNotFound)
+@line_usage.response(200, SpendCapSchema)
+def get_line_spend_cap(subscription_id: str) -> dict[str, Any]:
+    """A line's spend cap (null amount: none), what it spent this period beyond its buckets, and what is left."""
+    return _spend_cap_of_line(db_session(), subscription_id)
+
+
+@line_usage.delete("/<subscription_id>/spend-cap")
+@require("usage:write")
+@problems(SubscriptionNotFound)
+@line_usage.response(204)
+def remove_line_spend_cap(subscription_id: str) -> None:
+    """Remove a line's spend cap."""
+    session = db_session()
+    subscription = get_subscription(session, subscription_id)
+    if spend_caps.remove_spend_cap(session, subscription_id=subscription.id):
+        event.listen(
+            session,
+            "after_commit",
+            lambda _: cap_changed(runtime(), line_id=subscription.id, customer_id=None, cap=None),
+            once=True,
+        )
+
+
+def _spend_cap_of_customer(session: Session, customer_id: str) -> dict[str, Any]:
+    customer = get_customer(session, customer_id)
+    _, cap = spend_caps.spend_caps_of(session, "", customer.id)
+    lines = spend_caps.customer_lines(session, customer.id)
+    return spend_caps.cap_view(session, get_tenant(session, tenant_id()), cap, lines)
+
+
+@customer_billing.put("/<customer_id>/spend-cap")
+@require("usage:write")
+@problems(CustomerNotFound, spend_caps.InvalidSpendCap)
+@customer_billing.arguments(SpendCapSetSchema, example={"amount": "50.00", "action": "throttle"})
+@customer_billing.response(200, SpendCapSchema)
+def set_customer_spend_cap(body: dict[str, Any], customer_id: str) -> dict[str, Any]:
+    """Cap what all of a customer's lines together may spend beyond their buckets each billing period."""
+    session = db_session()
+    customer = get_customer(session, customer_id)
+    spend_caps.set_spend_cap(session, amount=body["amount"], action=body["action"], customer_id=customer.id)
+    cap = (body["amount"], body["action"])
+    event.listen(
+        session,
+        "after_commit",
+        lambda _: cap_changed(runtime(), line_id=None, customer_id=customer.id, cap=cap),
+        once=True,
+    )
+    return _spend_cap_of_customer(session, customer.id)
+
+
+@customer_billing.get("/<customer_id>/spend-cap")
+@require("usage:read")
+@problems(CustomerNotFound)
+@customer_billing.response(200, SpendCapSchema)
+def get_customer_spend_cap(customer_id: str) -> dict[str, Any]:
+    """A customer's spend cap over all its lines, what they spent this period, and what is left."""
+    return _spend_cap_of_customer(db_session(), customer_id)
+
+
+@customer_billing.delete("/<customer_id>/spend-cap")
+@require("usage:write")
+@problems(CustomerNotFound)
+@customer_billing.response(204)
+def remove_customer_spend_cap(customer_id: str) -> None:
+    """Remove a customer's spend cap."""
+    session = db_session()
+    customer = get_customer(session, customer_id)
+    if spend_caps.remove_spend_cap(session, customer_id=customer.id):
+        event.listen(
+            session,
+            "after_commit",
+            lambda _: cap_changed(runtime(), line_id=None, customer_id=customer.id, cap=None),
+            once=True,
+        )
 
 
 @line_usage.get("/<subscription_id>/balance-movements")

@@ -6,7 +6,18 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mvne.infra.db import Base, ExactAmount, JSONValue, TenantOwned, utcnow
@@ -179,6 +190,31 @@ class MoneyBalance(TenantOwned, Base):
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[Decimal] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SpendCap(TenantOwned, Base):
+    """The most a line, or all the lines of a customer, may spend beyond their buckets in a billing period.
+
+    Online charging grants no unit past it: `stop` ends the service there (Final-Unit-Action TERMINATE),
+    `throttle` restricts it (RESTRICT_ACCESS: the network keeps only what its filter allows, a slow lane or
+    the top-up page). Usage reported without asking first is still charged.
+    """
+
+    __tablename__ = "spend_caps"
+    __table_args__ = (
+        UniqueConstraint("subscription_id"),
+        UniqueConstraint("customer_id"),
+        CheckConstraint("(subscription_id IS NULL) <> (customer_id IS NULL)", name="one_holder"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subscription_id: Mapped[str | None] = mapped_column(ForeignKey("subscriptions.id"))
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    amount: Mapped[Decimal] = mapped_column()
+    # stop | throttle
+    action: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -459,6 +459,23 @@ class BalancesSchema(Schema):
     )
 
 
+class SpendCapSetSchema(Schema):
+    amount = DecimalString(required=True, metadata={"example": "30.00", "description": "Per billing period."})
+    action = fields.String(
+        load_default="stop",
+        validate=validate.OneOf(["stop", "throttle"]),
+        metadata={"description": "At the cap: `stop` ends the service, `throttle` restricts it (RESTRICT_ACCESS)."},
+    )
+
+
+class SpendCapSchema(Schema):
+    amount = DecimalString(allow_none=True, metadata={"description": "Null: no cap."})
+    action = fields.String(allow_none=True, metadata={"enum": ["stop", "throttle", None]})
+    period = fields.String()
+    spent = DecimalString(metadata={"description": "Rated beyond the buckets this period (records written so far)."})
+    remaining = DecimalString(allow_none=True)
+
+
 class TopUpCreateSchema(Schema):
     amount = DecimalString(required=True, metadata={"example": "10.00"})
     description = Text(load_default="Top-up", min_length=1, max_length=200)

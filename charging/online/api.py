@@ -120,7 +120,7 @@ class ChargingDataRequestSchema(_Open):
 
 
 class FinalUnitIndicationSchema(Schema):
-    finalUnitAction = fields.String(metadata={"enum": ["TERMINATE"]})
+    finalUnitAction = fields.String(metadata={"enum": ["TERMINATE", "RESTRICT_ACCESS"]})
 
 
 class MultipleUnitInformationSchema(Schema):
@@ -279,7 +279,7 @@ def _answer(answer: ChargingAnswer, service: Service) -> dict[str, Any]:
         if grant.validity_time is not None:
             info["validityTime"] = grant.validity_time
         if grant.final_unit is not None:
-            info["finalUnitIndication"] = {"finalUnitAction": "TERMINATE"}
+            info["finalUnitIndication"] = {"finalUnitAction": grant.final_unit.action.upper()}
         infos.append(info)
     return {
         "invocationTimeStamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),

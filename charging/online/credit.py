@@ -52,6 +52,7 @@ from mvne.charging.online.messages import (
     UnitRequest,
 )
 from mvne.charging.online.store import Change, ChargingStore, Snapshot
+from mvne.charging.spend_caps import customer_lines, period_spend, spend_caps_of
 from mvne.charging.usage import RatingContext, ensure_plan_buckets, period_of, rating_context
 from mvne.charging.zones import valid_plmn, zone_of
 from mvne.esim.models import Sim
@@ -143,19 +144,27 @@ class SessionState:
 
 @dataclass(frozen=True)
 class Account:
-    """A line's account as read: its buckets (with use, reservations included) and prepaid money left."""
+    """A line's account as read: its buckets (with use, reservations included), prepaid money left, and the spend
+    caps over it (the line's, its customer's): (cap, spent this period, action), in micro-units."""
 
     line_id: str
     buckets: list[tuple[Any, ...]]
     used: dict[str, tuple[int, int]]
     prepaid: bool
     money: int
+    customer_id: str
+    caps: tuple[tuple[int, int, str], ...] = ()
 
     @classmethod
-    def of(cls, line_id: str, raw: dict[str, str]) -> Account:
+    def of(cls, line_id: str, raw: dict[str, str], customer: dict[str, str]) -> Account:
         buckets = _bucket_terms(raw["meta"])
         used = {b[0]: (int(raw.get(f"u:{b[0]}", 0)), int(raw.get(f"e:{b[0]}", 0))) for b in buckets}
-        return cls(line_id, buckets, used, raw.get("pp") == "1", int(raw.get("m", 0)))
+        caps = tuple(
+            (int(held["cap"]), int(held.get("sp", 0)), held.get("cap_a", "stop"))
+            for held in (raw, customer)
+            if held.get("cap") is not None
+        )
+        return cls(line_id, buckets, used, raw.get("pp") == "1", int(raw.get("m", 0)), raw["cus"], caps)
 
     def buckets_without(self, claim: Claim) -> list[engine.Bucket]:
         """Engine buckets as the claim would find them if it held nothing."""
@@ -242,7 +251,13 @@ def answer_json(answer: ChargingAnswer) -> str:
             "f": answer.failure_handling,
             "l": answer.subscription_id,
             "g": [
-                [g.rating_group, g.result.value, g.granted, g.validity_time, g.final_unit is not None]
+                [
+                    g.rating_group,
+                    g.result.value,
+                    g.granted,
+                    g.validity_time,
+                    g.final_unit.action if g.final_unit else None,
+                ]
                 for g in answer.grants
             ],
         },
@@ -253,7 +268,7 @@ def answer_json(answer: ChargingAnswer) -> str:
 def answer_of(raw: str, session_id: str, sequence: int) -> ChargingAnswer:
     data = json.loads(raw)
     grants = tuple(
-        UnitGrant(rg, Result(result), granted, validity, FinalUnit() if final else None)
+        UnitGrant(rg, Result(result), granted, validity, FinalUnit(final) if final else None)
         for rg, result, granted, validity, final in data["g"]
     )
     return ChargingAnswer(session_id, sequence, Result(data["r"]), grants, data["f"], data["d"], data["l"])
@@ -305,15 +320,15 @@ class OnlineCharging:
             if refusal is not None:
                 return self._refuse(request, *refusal)
             line_id = line.id if line else snap.session["line"]
-            if not snap.account:
+            if not snap.account or not snap.customer:
                 tenant_id = line.tenant_id if line else SessionState.of(snap.session["state"]).tenant_id
-                self._load_account(Line(tenant_id, line_id, "active"), now)
+                self._load_account(tenant_id, line_id, now)
                 continue
             worked = self._work_out(request, snap, line, line_id, at, now, key)
             if worked is None:
                 return self._refuse(request, Result.NOT_APPLICABLE, "The line has no terms to charge it by.", line_id)
             answer, change = worked
-            if self.store.apply(key, line_id, change):
+            if self.store.apply(key, line_id, snap.account["cus"], change):
                 return answer
         raise EngineBusy(f"the account of line {line.id if line else '?'} kept changing")
 
@@ -337,10 +352,13 @@ class OnlineCharging:
             if not snap.session or snap.session.get("closed") == "1" or not snap.account:
                 return False
             now = self.clock()
+            if not snap.customer:
+                self._load_account(state.tenant_id, snap.session["line"], now)
+                continue
             worked = self._work_out(request, snap, None, snap.session["line"], now, now, session_key)
             if worked is None:
                 return False
-            if self.store.apply(session_key, snap.session["line"], worked[1]):
+            if self.store.apply(session_key, snap.session["line"], snap.account["cus"], worked[1]):
                 log.info("charging session %s went stale and was settled", session_key)
                 return True
         return False
@@ -373,7 +391,8 @@ class OnlineCharging:
         if timeline is None:
             return None
         context = self._context(state.tenant_id, timeline)
-        work = _Work(request, state, Account.of(line_id, snap.account), timeline, context, at, key, self.validity_s)
+        account = Account.of(line_id, snap.account, snap.customer)
+        work = _Work(request, state, account, timeline, context, at, key, self.validity_s)
         asked = {unit.rating_group: unit for unit in request.units}
         if request.kind == RequestKind.TERMINATION:
             for rg in state.claims:
@@ -386,6 +405,7 @@ class OnlineCharging:
         closing = request.kind in (RequestKind.TERMINATION, RequestKind.EVENT)
         change = Change(
             version=snap.account["v"],
+            customer_version=snap.customer["v"],
             session_seq="closed" if snap.session.get("closed") == "1" else snap.session.get("seq", ""),
             mode="close" if closing else ("open" if request.kind == RequestKind.INITIAL else "keep"),
             sequence=request.sequence,
@@ -467,14 +487,16 @@ class OnlineCharging:
             if line_id is None:
                 self._cache.lines.clear()
 
-    def _load_account(self, line: Line, now: dt.datetime) -> None:
-        """Read a line's buckets valid now and its money into Redis (the current period's plan buckets made)."""
-        with self.db.session(tenant_id=line.tenant_id) as session:
-            tenant = session.get(Tenant, line.tenant_id)
+    def _load_account(self, tenant_id: str, line_id: str, now: dt.datetime) -> None:
+        """Read a line's buckets valid now, its money and spend caps with this period's spending into Redis (the
+        current period's plan buckets made), and its customer's cap and spending unless Redis holds them."""
+        with self.db.session(tenant_id=tenant_id) as session:
+            tenant = session.get(Tenant, tenant_id)
             assert tenant is not None
-            timelines = line_terms(session, [line.id])
-            if line.id in timelines:
-                ensure_plan_buckets(session, tenant, {(line.id, period_of(now, tenant.timezone))}, timelines)
+            period = period_of(now, tenant.timezone)
+            timelines = line_terms(session, [line_id])
+            if line_id in timelines:
+                ensure_plan_buckets(session, tenant, {(line_id, period)}, timelines)
             rows = session.execute(
                 select(
                     BalanceBucket.id,
@@ -491,12 +513,18 @@ class OnlineCharging:
                     BalanceBucket.used,
                     BalanceBucket.eu_used,
                 ).where(
-                    BalanceBucket.subscription_id == line.id,
+                    BalanceBucket.subscription_id == line_id,
                     BalanceBucket.valid_to > now,
                     BalanceBucket.valid_from <= now + dt.timedelta(seconds=self.validity_s),
                 )
             ).all()
-            balance = money_balance(session, line.id)
+            balance = money_balance(session, line_id)
+            customer_id = session.scalar(select(Subscription.customer_id).where(Subscription.id == line_id))
+            assert customer_id is not None
+            line_cap, customer_cap = spend_caps_of(session, line_id, customer_id)
+            line_spent = period_spend(session, [line_id], period)
+            # Kept whether or not the customer has a cap: one set later counts what was spent before.
+            customer_spent = period_spend(session, customer_lines(session, customer_id), period)
             session.commit()
         meta = {
             "b": [
@@ -516,14 +544,26 @@ class OnlineCharging:
                 for r in rows
             ],
         }
-        fields: dict[str, str | int] = {"v": 1, "open": 0, "pend": 0, "meta": json.dumps(meta, separators=(",", ":"))}
+        fields: dict[str, str | int] = {
+            "v": 1,
+            "open": 0,
+            "pend": 0,
+            "cus": customer_id,
+            "sp": int(line_spent * MICRO),
+            "meta": json.dumps(meta, separators=(",", ":")),
+        }
         for r in rows:
             fields[f"u:{r.id}"] = r.used
             fields[f"e:{r.id}"] = r.eu_used
         if balance is not None:
             fields["pp"] = 1
             fields["m"] = int(balance.amount * MICRO)
-        self.store.init_account(line.id, fields)
+        if line_cap is not None:
+            fields["cap"], fields["cap_a"] = int(line_cap.amount * MICRO), line_cap.action
+        customer: dict[str, str | int] = {"v": 1, "open": 0, "pend": 0, "sp": int(customer_spent * MICRO)}
+        if customer_cap is not None:
+            customer["cap"], customer["cap_a"] = int(customer_cap.amount * MICRO), customer_cap.action
+        self.store.init_account(line_id, fields, customer_id, customer)
 
 
 class _Work:
@@ -548,6 +588,8 @@ class _Work:
         self.event = request.kind == RequestKind.EVENT
         self.closing = request.kind in (RequestKind.TERMINATION, RequestKind.EVENT)
         self.money_left = account.money
+        # What each spend cap has left, moved as this request's groups hold more or less.
+        self.cap_left = [cap - spent for cap, spent, _ in account.caps]
         self.counters: dict[str, int] = {}
         self.grants: list[UnitGrant] = []
         self.settled: list[str] = []
@@ -563,14 +605,13 @@ class _Work:
         started = dt.datetime.fromisoformat(claim.started_at)
         terms = self.timeline.at(started) or self.timeline.terms[-1]
         buckets = self.account.buckets_without(claim)
-        prepaid = self.account.prepaid
         called = self.state.called_number
 
         def rated(quantity: int) -> _Rated:
             usage = engine.Usage(service.value, started, quantity, self.zone, called)
-            return _rate(usage, terms, buckets, self.pricing, prepaid=prepaid)
+            return _rate(usage, terms, buckets, self.pricing)
 
-        room = self.money_left + claim.money if prepaid else None
+        room, action = self._room(claim)
         granted, now_rated, paid = _fit(rated, claim.used, want, room, GRANT_STEPS[service])
         if self.event and not paid:
             # Not charged, not delivered: the event is refused and holds nothing.
@@ -581,7 +622,7 @@ class _Work:
         if self.event:
             self.grants.append(UnitGrant(rg, Result.SUCCESS, claim.used))
         else:
-            self.grants.append(_grant(rg, want, granted, now_rated, self.validity_s, final=final))
+            self.grants.append(_grant(rg, want, granted, now_rated, self.validity_s, final=final, action=action))
         if not final:
             self.state.claims[rg] = claim
             return
@@ -592,6 +633,18 @@ class _Work:
         if self.closing:
             self.state.claims.pop(rg)
 
+    def _room(self, claim: Claim) -> tuple[int | None, str]:
+        """What the claim may hold in all (None: no limit): the least of the money and the caps left, counting what
+        it holds already; and what the network does when that runs out."""
+        rooms: list[tuple[int, str]] = []
+        if self.account.prepaid:
+            rooms.append((self.money_left + claim.money, "terminate"))
+        for left, (_, _, action) in zip(self.cap_left, self.account.caps, strict=True):
+            rooms.append((left + claim.money, "restrict_access" if action == "throttle" else "terminate"))
+        if not rooms:
+            return None, "terminate"
+        return min(rooms)
+
     def _move(self, claim: Claim, now_rated: _Rated) -> None:
         """The account's counters move by what the claim holds now less what it held."""
         for bid in set(now_rated.parts) | set(claim.parts):
@@ -600,9 +653,15 @@ class _Work:
                 self.counters[f"u:{bid}"] = self.counters.get(f"u:{bid}", 0) + new[0] - old[0]
             if new[1] != old[1]:
                 self.counters[f"e:{bid}"] = self.counters.get(f"e:{bid}", 0) + new[1] - old[1]
-        if self.account.prepaid and now_rated.money != claim.money:
-            self.counters["m"] = self.counters.get("m", 0) - (now_rated.money - claim.money)
-            self.money_left -= now_rated.money - claim.money
+        spend = now_rated.money - claim.money
+        if spend:
+            if self.account.prepaid:
+                self.counters["m"] = self.counters.get("m", 0) - spend
+                self.money_left -= spend
+            # The line's and its customer's spending this period, which their caps bound.
+            self.counters["sp"] = self.counters.get("sp", 0) + spend
+            self.counters["c:sp"] = self.counters.get("c:sp", 0) + spend
+            self.cap_left = [left - spend for left in self.cap_left]
         claim.parts, claim.money = now_rated.parts, now_rated.money
 
     def _settled(self, rg: int, claim: Claim, amount: Decimal) -> str:
@@ -619,15 +678,14 @@ class _Work:
                 "plmn": self.state.visited_plmn,
                 "called": self.state.called_number,
                 "rg": rg,
+                "cus": self.account.customer_id,
                 "amount": str(amount),
             },
             separators=(",", ":"),
         )
 
 
-def _rate(
-    usage: engine.Usage, terms: Any, buckets: list[engine.Bucket], pricing: engine.Pricing, *, prepaid: bool
-) -> _Rated:
+def _rate(usage: engine.Usage, terms: Any, buckets: list[engine.Bucket], pricing: engine.Pricing) -> _Rated:
     """The claim at `usage.quantity`, rated on copies of the buckets (so a trial changes nothing)."""
     trial = [copy.copy(b) for b in buckets]
     try:
@@ -640,7 +698,7 @@ def _rate(
         if du or de:
             parts[after.id] = [du, de]
     amount = rating.retail.amount
-    return _Rated(parts, int(amount * MICRO) if prepaid else 0, amount)
+    return _Rated(parts, int(amount * MICRO), amount)
 
 
 def _fit(
@@ -670,13 +728,15 @@ def _fit(
     return low * step, low_rated, True
 
 
-def _grant(rg: int, want: int, granted: int, rated: _Rated, validity_s: int, *, final: bool) -> UnitGrant:
+def _grant(
+    rg: int, want: int, granted: int, rated: _Rated, validity_s: int, *, final: bool, action: str = "terminate"
+) -> UnitGrant:
     if final or want == 0:  # released, or only reporting use: nothing to grant
         return UnitGrant(rg, Result.RATING_FAILED if rated.error else Result.SUCCESS)
     if granted == 0:
         result = Result.RATING_FAILED if rated.error and want == 0 else Result.CREDIT_LIMIT_REACHED
-        return UnitGrant(rg, result, final_unit=FinalUnit())
-    last = FinalUnit() if granted < want else None
+        return UnitGrant(rg, result, final_unit=FinalUnit(action))
+    last = FinalUnit(action) if granted < want else None
     return UnitGrant(rg, Result.SUCCESS, granted, validity_s, last)
 
 

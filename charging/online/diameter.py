@@ -63,7 +63,9 @@ REQUEST_KINDS: dict[int, RequestKind] = {
 }
 FAILURE_HANDLING: dict[str, int] = {"terminate": 0, "continue": 1, "retry_and_terminate": 2}
 # REDIRECT (1) and RESTRICT_ACCESS (2) need a Redirect-Server or filters that `FinalUnit` does not carry.
-FINAL_UNIT_ACTIONS: dict[str, int] = {"terminate": 0}
+# Final-Unit-Action (449): 0 TERMINATE, 2 RESTRICT_ACCESS (a throttling spend cap: the gateway keeps only what
+# its own restriction rules allow, such as the top-up page or a slow lane).
+FINAL_UNIT_ACTIONS: dict[str, int] = {"terminate": 0, "restrict_access": 2}
 REPORTING_REASON_FINAL = 2
 SUBSCRIPTION_E164 = 0
 SUBSCRIPTION_IMSI = 1

@@ -70,7 +70,7 @@ def write_settled(
                 )
                 if result.rejected:
                     log.warning("settled online usage rejected: %s", result.rejected[:5])
-        store.acknowledge([(entry_id, entry["l"]) for entry_id, entry in items])
+        store.acknowledge([(entry_id, entry["l"], entry.get("cus", "")) for entry_id, entry in items])
     return len(entries)
 
 

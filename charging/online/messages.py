@@ -114,7 +114,8 @@ class ChargingRequest:
 
 @dataclass(frozen=True)
 class FinalUnit:
-    """Final-Unit-Indication: the grant is the last; when it is used the network acts (TERMINATE only)."""
+    """Final-Unit-Indication: the grant is the last; when it is used the network acts: `terminate`, or
+    `restrict_access` (a throttling spend cap: only what the network's restriction rules allow goes on)."""
 
     action: str = "terminate"
 

@@ -59,3 +59,15 @@ def money_added(rt: Runtime, line_id: str, amount: Decimal) -> None:
         engine.store.top_up(line_id, int(amount * MICRO))
     except redis.RedisError:
         log.exception("top-up of line %s not passed to the charging store", line_id)
+
+
+def cap_changed(rt: Runtime, *, line_id: str | None, customer_id: str | None, cap: tuple[Decimal, str] | None) -> None:
+    """A spend cap set or removed (committed): the line's account or the customer's hash, if held, has it now."""
+    engine = rt.parts.get(PART)
+    if engine is None:
+        return
+    key = engine.store.account_key(line_id) if line_id else engine.store.customer_key(customer_id or "")
+    try:
+        engine.store.set_cap(key, None if cap is None else int(cap[0] * MICRO), cap[1] if cap else "")
+    except redis.RedisError:
+        log.exception("spend cap of %s not passed to the charging store", line_id or customer_id)

@@ -389,6 +389,8 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
     for handle, sub in zip(handles, subs, strict=True):
         topped = handle.api.post(f"/v1/subscriptions/{sub['id']}/top-ups", {"amount": "5.00"})
         assert topped.status_code == 201, topped.json
+        cap = handle.api.request("PUT", f"/v1/subscriptions/{sub['id']}/spend-cap", {"amount": "50.00"})
+        assert cap.status_code == 200, cap.json
     worlds = []
     extras = list(zip(promotions, purchases, strict=True))
     for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id), (

@@ -359,6 +359,8 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     },
     "/v1/usage-rejections/<usage_rejection_id>": {"quantity": 1},
     "/v1/subscriptions/<subscription_id>/top-ups": {"amount": "1.00"},
+    "/v1/subscriptions/<subscription_id>/spend-cap": {"amount": "1.00"},
+    "/v1/customers/<customer_id>/spend-cap": {"amount": "1.00"},
     "/v1/subscriptions/<subscription_id>/purchases": {"offer_id": "off_01J00000000000000000000000"},
     "/v1/offers/<offer_id>/versions": {
         "price": "1.00",
