@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer, OfferPurchase, Promotion, PromotionRedemption
 from mvne.catalog.terms import line_terms
+from mvne.charging.carrier_models import CarrierCharge, CarrierRefund, Merchant
 from mvne.charging.errors import (
     BillingRunInProgress,
     BillingRunNotFound,
@@ -586,6 +587,99 @@ def rerating_adjustment_charges(
     ]
 
 
+def _third_party_unbilled(period: str) -> tuple[ColumnElement[bool], ...]:
+    """Postpaid merchants' charges of the period or before that no invoice has billed."""
+    return (
+        CarrierCharge.payment == "invoice",
+        CarrierCharge.status != "refused",
+        CarrierCharge.invoice_id.is_(None),
+        CarrierCharge.period <= period,
+    )
+
+
+def third_party_charges(
+    session: Session, subscription_ids: list[str], period: str, *, claim_for: str | None
+) -> list[Charge]:
+    """Merchants' charges to these postpaid lines not billed yet (less what was refunded before billing), each a
+    line of its own, then refunds of charges already invoiced, as credits; claimed like usage when issuing.
+
+    They are collected on the merchant's behalf, its price already including whatever tax the merchant owes: the
+    lines stay outside the invoice's VAT base.
+    """
+    if not subscription_ids:
+        return []
+    charged = _unbilled(
+        session,
+        CarrierCharge,
+        (CarrierCharge.subscription_id.in_(subscription_ids), *_third_party_unbilled(period)),
+        (
+            CarrierCharge.id,
+            CarrierCharge.subscription_id,
+            CarrierCharge.merchant_id,
+            CarrierCharge.description,
+            CarrierCharge.amount,
+            CarrierCharge.refunded_amount,
+        ),
+        claim_for,
+    ).all()
+    credits = _unbilled(
+        session,
+        CarrierRefund,
+        (
+            CarrierRefund.subscription_id.in_(subscription_ids),
+            CarrierRefund.settlement == "credit",
+            CarrierRefund.invoice_id.is_(None),
+        ),
+        (CarrierRefund.id, CarrierRefund.charge_id, CarrierRefund.amount),
+        claim_for,
+    ).all()
+    if not charged and not credits:
+        return []
+    credited: dict[str, tuple[str | None, str, str]] = {
+        charge_id: (sub_id, merchant_id, description)
+        for charge_id, sub_id, merchant_id, description in session.execute(
+            select(
+                CarrierCharge.id, CarrierCharge.subscription_id, CarrierCharge.merchant_id, CarrierCharge.description
+            ).where(CarrierCharge.id.in_({c[1] for c in credits}))
+        )
+    }
+    merchant_ids = {c[2] for c in charged} | {m for _, m, _ in credited.values()}
+    names = dict(session.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(merchant_ids))).all())
+    line_ids = {c[1] for c in charged} | {s for s, _, _ in credited.values()}
+    msisdns = dict(
+        session.execute(select(Subscription.id, Subscription.msisdn).where(Subscription.id.in_(line_ids))).all()
+    )
+    charges = []
+    for _, sub_id, merchant_id, description, amount, refunded in sorted(charged):
+        net = Decimal(amount) - Decimal(refunded)
+        charges.append(
+            Charge(
+                kind="third_party",
+                description=f"{names[merchant_id]}: {description} ({msisdns.get(sub_id) or sub_id})",
+                quantity=Decimal(1),
+                unit="",
+                unit_price=net,
+                amount=net,
+                tax_category="exempt",
+            )
+        )
+    for _, charge_id, amount in sorted(credits):
+        line_id, merchant_id, description = credited[charge_id]
+        sub_id = line_id or ""  # a charge that was refunded was accepted: it has its line
+        charges.append(
+            Charge(
+                kind="third_party",
+                description=f"Refund, {names[merchant_id]}: {description} ({msisdns.get(sub_id) or sub_id})",
+                quantity=Decimal(1),
+                unit="",
+                unit_price=None,
+                amount=-Decimal(amount),
+                tax_category="exempt",
+            )
+        )
+    return charges
+
+
 def _payment_terms(session: Session) -> dt.timedelta:
     """The tenant's payment terms (its billing settings; 14 days until it sets them)."""
     return dt.timedelta(days=tenant_settings.payment_terms_days(session))
@@ -645,6 +739,7 @@ def invoice_customer(
     usage = _unbilled_usage(session, all_lines, period, claim_for=invoice.id)
     charges = _customer_charges(session, period=period, billable=billable, usage=usage, claim_for=invoice.id)
     charges += rerating_adjustment_charges(session, all_lines, period, claim_for=invoice.id)
+    charges += third_party_charges(session, all_lines, period, claim_for=invoice.id)
     totals = compute_invoice(charges, currency=tenant.currency, tax_rate=tax_rate(session, tenant, last))
     invoice.subtotal, invoice.tax, invoice.tax_rate, invoice.total = (
         totals.subtotal,
@@ -707,12 +802,14 @@ def upcoming_invoice(session: Session, *, tenant_id: str, customer_id: str) -> U
     usage = _unbilled_usage(session, all_lines, period, claim_for=None)
     charges = _customer_charges(session, period=period, billable=billable, usage=usage)
     charges += rerating_adjustment_charges(session, all_lines, period, claim_for=None)
+    charges += third_party_charges(session, all_lines, period, claim_for=None)
     totals = compute_invoice(charges, currency=tenant.currency, tax_rate=tax_rate(session, tenant, last))
     return UpcomingInvoice(customer_id, period, first, last, end, tenant.currency, totals)
 
 
 def customers_to_bill(session: Session, *, period: str, start: dt.datetime, end: dt.datetime) -> list[str]:
-    """Customers with a line billable in the period, or with overage or a re-rating difference no invoice has billed."""
+    """Customers with a line billable in the period, or with overage, a re-rating difference, a merchant's charge or
+    a refund to credit that no invoice has billed."""
     with_lines = select(Subscription.customer_id).where(*_billable(start, end))
     with_usage = (
         select(Subscription.customer_id)
@@ -729,7 +826,18 @@ def customers_to_bill(session: Session, *, period: str, start: dt.datetime, end:
         .join(UsageAdjustment, UsageAdjustment.subscription_id == Subscription.id)
         .where(UsageAdjustment.invoice_id.is_(None), UsageAdjustment.period <= period)
     )
+    with_third_party = (
+        select(Subscription.customer_id)
+        .join(CarrierCharge, CarrierCharge.subscription_id == Subscription.id)
+        .where(*_third_party_unbilled(period), CarrierCharge.amount > CarrierCharge.refunded_amount)
+    )
+    with_credits = (
+        select(Subscription.customer_id)
+        .join(CarrierRefund, CarrierRefund.subscription_id == Subscription.id)
+        .where(CarrierRefund.settlement == "credit", CarrierRefund.invoice_id.is_(None))
+    )
     ids = set(session.scalars(with_lines)) | set(session.scalars(with_usage)) | set(session.scalars(with_adjustments))
+    ids |= set(session.scalars(with_third_party)) | set(session.scalars(with_credits))
     return sorted(ids)
 
 

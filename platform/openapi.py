@@ -70,6 +70,7 @@ SCOPE_DESCRIPTIONS = {
     "network) and launch it out of its sandbox.",
     "staff:read": "Read the tenant's staff users and their invitations.",
     "staff:write": "Invite staff users, change their roles, disable them and revoke invitations.",
+    "carrier_billing:charge": "Merchants: charge the tenant's lines and refund their own charges (carrier billing).",
     "tenants:read": "Platform operators: read tenants and every API client.",
     "tenants:write": "Platform operators: onboard tenants, issue their API clients and revoke any client.",
     "operations:read": "Platform operators: read dead-lettered jobs.",

@@ -17,6 +17,7 @@ def register_api(api: Api) -> None:
         usage_records,
         usage_rejections,
     )
+    from mvne.charging.carrier_api import carrier_billing_policy, carrier_charges, line_carrier_billing, merchants
     from mvne.charging.catalog_api import line_purchases, public_catalog
     from mvne.charging.online.api import nchf
     from mvne.charging.ratecard_api import rate_cards
@@ -95,5 +96,9 @@ def register_api(api: Api) -> None:
         launch_blp,
         sandbox_blp,
         me,
+        carrier_billing_policy,
+        line_carrier_billing,
+        merchants,
+        carrier_charges,
     ):
         api.register_blueprint(blueprint)

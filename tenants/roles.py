@@ -41,6 +41,7 @@ TENANT_SCOPES = (
     "tenant:write",
     "staff:read",
     "staff:write",
+    "carrier_billing:charge",
 )
 ALL_SCOPES = frozenset(TENANT_SCOPES)
 # What every staff user may do with its own session and account (who am I, sign out, two-factor setup).

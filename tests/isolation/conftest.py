@@ -4,7 +4,8 @@ Each tenant gets a webhook endpoint (with deliveries to a local receiver), a leg
 billing settings and a host network, a published offer (its version, its lines' terms), an add-on bought on its
 line with a promotion code (the purchase, its buckets and the redemption), a rate card with a published version of
 lines, a customer, an active eSIM line, rated usage, a completed billing run for the last period and its invoice, a
-rejected usage record, a re-rating run of that period and an adjustment, staff (one joined by invitation and logged
+rejected usage record, a re-rating run of that period and an adjustment, carrier billing (the policy, the line's
+own setting, a merchant, its charge on the prepaid line and a refund), staff (one joined by invitation and logged
 in, one invited, one waiting for its e-mail verification), and an app its customer signed in through (a subscriber
 account, its sign-in code and tokens), so every tenant-owned table holds rows of both tenants.
 Both tenants own objects: a list that leaks or an endpoint that answers nothing at all would both show.
@@ -38,6 +39,7 @@ from tests.support.api import (
     last_period,
     make_tenant,
     published_offer,
+    token_for,
     wait_for,
 )
 from tests.support.servers import live_server
@@ -82,6 +84,8 @@ class World:
     promotion_code: str
     purchase_id: str
     rerating_run_id: str
+    merchant_id: str
+    carrier_charge_id: str
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -111,6 +115,8 @@ class World:
             "promotion": self.promotion_id,
             "purchase": self.purchase_id,
             "rerating_run": self.rerating_run_id,
+            "merchant": self.merchant_id,
+            "carrier_charge": self.carrier_charge_id,
         }
 
     def subscriber_ids(self) -> dict[str, str]:
@@ -304,6 +310,25 @@ def _purchase(handle: TenantHandle, subscription_id: str, addon_id: str, code: s
     return str(bought.json["id"])
 
 
+def _carrier_billing(app: Flask, handle: TenantHandle, subscription_id: str) -> tuple[str, str]:
+    """Carrier billing allowed, the line's own setting, a merchant, and its charge on the line, partly refunded."""
+    allowed = handle.api.request("PUT", "/v1/tenant/carrier-billing", {"mode": "allowed"})
+    assert allowed.status_code == 200, allowed.json
+    line = handle.api.request("PUT", f"/v1/subscriptions/{subscription_id}/carrier-billing", {"barred": False})
+    assert line.status_code == 200, line.json
+    made = handle.api.post("/v1/merchants", {"name": f"Merchant of {handle.slug}"})
+    assert made.status_code == 201, made.json
+    client = app.test_client()
+    merchant = ApiCaller(client, token_for(client, made.json["client_id"], made.json["client_secret"]))
+    charged = merchant.post(
+        "/v1/carrier-charges", {"subscription": subscription_id, "amount": "1.00", "description": "Isolation"}
+    )
+    assert charged.status_code == 201, charged.json
+    refunded = merchant.post(f"/v1/carrier-charges/{charged.json['id']}/refunds", {"amount": "0.10"})
+    assert refunded.status_code == 201, refunded.json
+    return made.json["id"], charged.json["id"]
+
+
 @dataclass(frozen=True)
 class Staff:
     user_id: str
@@ -391,12 +416,13 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         assert topped.status_code == 201, topped.json
         cap = handle.api.request("PUT", f"/v1/subscriptions/{sub['id']}/spend-cap", {"amount": "50.00"})
         assert cap.status_code == 200, cap.json
+    carrier = [_carrier_billing(app, h, s["id"]) for h, s in zip(handles, subs, strict=True)]
     worlds = []
-    extras = list(zip(promotions, purchases, strict=True))
+    extras = list(zip(promotions, purchases, carrier, strict=True))
     for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id), (
         usage_record_id,
         usage_rejection_id,
-    ), (promo, purchase_id) in zip(
+    ), (promo, purchase_id, (merchant_id, carrier_charge_id)) in zip(
         handles, offers, customers, subs, periods, runs, endpoints, staffs, rate_cards, usage_ids, extras, strict=True
     ):
         assert run["invoices_created"] == 1, run
@@ -440,6 +466,8 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 promotion_code=promo["code"],
                 purchase_id=purchase_id,
                 rerating_run_id=_rerating_run(runtime, handle, period, usage_record_id, invoice_id),
+                merchant_id=merchant_id,
+                carrier_charge_id=carrier_charge_id,
             )
         )
     return TwoTenants(worlds[0], worlds[1])

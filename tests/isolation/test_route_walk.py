@@ -56,6 +56,8 @@ TENANT_OBJECT_PARAMS = {
     "promotion_id": "promotion",
     "rerating_run_id": "rerating_run",
     "purchase_id": "purchase",
+    "merchant_id": "merchant",
+    "carrier_charge_id": "carrier_charge",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -70,6 +72,13 @@ PUBLIC_PARAMS = {
 OPERATOR_PREFIXES = ("/v1/tenants", "/v1/dead-letters", "/v1/job-health", "/v1/operator/")
 # Routes for subscribers only (a tenant's client gets 403), walked by other subscribers below.
 SUBSCRIBER_PREFIX = "/v1/me"
+
+
+def _for_subscribers(rule: Rule) -> bool:
+    """A subscriber's own route: /v1/me and below it (not /v1/merchants, which only shares the letters)."""
+    return rule.rule == SUBSCRIBER_PREFIX or rule.rule.startswith(f"{SUBSCRIBER_PREFIX}/")
+
+
 PUBLIC_RULES = {"/v1/openapi.json", "/v1/docs", "/v1/docs/assets/<path:name>"}
 PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
 # Id prefixes, to make up ids of objects that exist nowhere (B's answer must not tell them apart).
@@ -93,6 +102,8 @@ ID_PREFIXES = {
     "promotion": "prm",
     "rerating_run": "rrr",
     "purchase": "pur",
+    "merchant": "mer",
+    "carrier_charge": "cch",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -113,6 +124,8 @@ LIST_OWN_OBJECT = {
     "/v1/rate-cards": "rate_card",
     "/v1/promotions": "promotion",
     "/v1/rerating-runs": "rerating_run",
+    "/v1/merchants": "merchant",
+    "/v1/carrier-charges": "carrier_charge",
 }
 # Public lists and the query that names tenant B's own (its catalogue shows only what B makes public).
 PUBLIC_LIST_QUERIES: dict[str, Callable[[World, World], str]] = {"/v1/catalog": lambda a, b: f"?tenant={b.tenant.id}"}
@@ -267,6 +280,21 @@ def _promotion_is_b_only(response: Any, a: World, b: World) -> None:
     assert a.tenant.api.get(f"/v1/promotions/{promotion_id}").status_code == 404
 
 
+def _merchant_is_b_only(response: Any, a: World, b: World) -> None:
+    # A's merchant's name: B may have a merchant of that name too; the merchant and its client are B's alone.
+    merchant_id = response.json["id"]
+    assert b.tenant.api.get(f"/v1/merchants/{merchant_id}").status_code == 200
+    assert a.tenant.api.get(f"/v1/merchants/{merchant_id}").status_code == 404
+    assert a.tenant.api.get(f"/v1/api-clients/{response.json['client_id']}").status_code == 404
+
+
+def _carrier_billing_is_b_only(response: Any, a: World, b: World) -> None:
+    assert response.json == {"mode": "barred", "monthly_cap": None}
+    assert a.tenant.api.get("/v1/tenant/carrier-billing").json["mode"] == "allowed"
+    restored = b.tenant.api.request("PUT", "/v1/tenant/carrier-billing", {"mode": "allowed"})
+    assert restored.status_code == 200, restored.json
+
+
 def _launch_refused_for_b_alone(response: Any, a: World, b: World) -> None:
     # Both are live: B's launch is refused for B's own standing, and A's is untouched.
     assert response.json["code"] == "tenant_already_live"
@@ -311,6 +339,13 @@ WRITE_PROBES: dict[str, Probe] = {
     ),
     "PUT /v1/tenant/host-network": Probe(lambda a, b: {"agreement_id": "nag_sim_fr"}, 200),
     "POST /v1/tenant/launch": Probe(lambda a, b: {}, 409, _launch_refused_for_b_alone),
+    # B's policy alone: A keeps allowing carrier billing.
+    "PUT /v1/tenant/carrier-billing": Probe(lambda a, b: {"mode": "barred"}, 200, _carrier_billing_is_b_only),
+    "POST /v1/merchants": Probe(lambda a, b: {"name": f"Merchant of {a.tenant.slug}"}, 201, _merchant_is_b_only),
+    # B's back end is no merchant: refused before A's line is looked for.
+    "POST /v1/carrier-charges": Probe(
+        lambda a, b: {"subscription": a.subscription_id, "amount": "1.00", "description": "Stolen"}, 403
+    ),
     # The client made is B's alone, whatever it is named.
     "POST /v1/api-clients": Probe(
         lambda a, b: {"name": "back end", "scopes": ["customers:read"]}, 201, _api_client_is_b_only
@@ -359,6 +394,8 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     },
     "/v1/usage-rejections/<usage_rejection_id>": {"quantity": 1},
     "/v1/subscriptions/<subscription_id>/top-ups": {"amount": "1.00"},
+    "/v1/subscriptions/<subscription_id>/carrier-billing": {"barred": True},
+    "/v1/carrier-charges/<carrier_charge_id>/refunds": {"amount": "0.10"},
     "/v1/subscriptions/<subscription_id>/spend-cap": {"amount": "1.00"},
     "/v1/customers/<customer_id>/spend-cap": {"amount": "1.00"},
     "/v1/subscriptions/<subscription_id>/purchases": {"offer_id": "off_01J00000000000000000000000"},
@@ -544,7 +581,7 @@ def test_every_v1_route_keeps_tenant_a_objects_from_tenant_b(
     for call in calls:
         if call.method != "GET" or not call.rule.arguments or call.rule.rule in PUBLIC_RULES:
             continue
-        if call.rule.rule.startswith(SUBSCRIBER_PREFIX):
+        if _for_subscribers(call.rule):
             continue  # A's subscriber reads these in the subscribers' walk
         owner = operator.api if call.rule.rule.startswith(OPERATOR_PREFIXES) else a.tenant.api
         response = owner.get(call.target)
@@ -648,7 +685,7 @@ def _walk_me(app: Flask, walker: Walker, a: World) -> list[str]:
     failures = []
     a_ids = a.subscriber_ids()
     for rule in _api_rules(app):
-        if not rule.rule.startswith(SUBSCRIBER_PREFIX):
+        if not _for_subscribers(rule):
             continue
         values = _values(rule, a.object_ids())
         for method in _methods(rule):
@@ -682,8 +719,7 @@ def _walk_tenant_routes(app: Flask, walker: Walker, a: World, b: World) -> list[
     rules = [
         rule
         for rule in _api_rules(app)
-        if not rule.rule.startswith(SUBSCRIBER_PREFIX)
-        and getattr(app.view_functions[rule.endpoint], "_mvne_scope", None) is not None
+        if not _for_subscribers(rule) and getattr(app.view_functions[rule.endpoint], "_mvne_scope", None) is not None
     ]
     for call in _calls(app, rules, a, b):
         response = _call(walker.api, call.method, call.target, call.body)
@@ -714,6 +750,6 @@ def test_every_me_route_keeps_a_subscriber_to_their_own_data(app: Flask, two_ten
     assert not failures, f"{len(failures)} isolation failure(s):\n" + "\n".join(failures)
     # Positive control: A's subscriber reads every one of them.
     for rule in _api_rules(app):
-        if rule.rule.startswith(SUBSCRIBER_PREFIX) and "GET" in _methods(rule):
+        if _for_subscribers(rule) and "GET" in _methods(rule):
             path = _path(rule, _values(rule, a.object_ids()))
             assert a.subscriber.get(path).status_code == 200, path
