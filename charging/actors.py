@@ -7,6 +7,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mvne.charging import billing, purchases, rerating, usage, usage_files
+
+# Imported for its hooks: records rated in this process are counted by the lines' online charging accounts.
+from mvne.charging.online import service as _online_service  # noqa: F401
 from mvne.infra.jobs import QUEUE_BILLING, QUEUE_CHARGING, job
 from mvne.infra.runtime import Runtime, current_runtime, periodic
 

@@ -461,7 +461,9 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
         for bucket in buckets:
             bucket.reset()
     batch.refused.extend(attempt.refused)
-    pay_usage(session, tenant.id, ((row[0], row[_LINE_AT], row[_AMOUNT_AT]) for row in attempt.rows))
+    paid = pay_usage(session, tenant.id, ((row[0], row[_LINE_AT], row[_AMOUNT_AT]) for row in attempt.rows))
+    if source != ONLINE_SOURCE:
+        _note_use_for_online_charging(session, buckets, attempt.rows, paid)
     for index, outcome in attempt.outcomes.items():
         batch.outcomes[index] = outcome
     settle_buckets(session, tenant.id, buckets)
@@ -486,6 +488,35 @@ def _rate(session: Session, tenant: Tenant, batch: _Sorted, source: str) -> dict
         tenant_id=tenant.id,
     )
     return attempt.rated
+
+
+# Settled online usage: online charging counted it already when it reserved it.
+ONLINE_SOURCE = "online"
+# Where a transaction keeps the use it rated from records, for online charging to count once it commits.
+OFFLINE_USE = "mvne.offline_use"
+
+
+def _note_use_for_online_charging(
+    session: Session, buckets: list[engine.Bucket], rows: list[tuple[Any, ...]], paid: set[str]
+) -> None:
+    """What records took from each line (bucket units, spending, prepaid money), kept with the transaction: once it
+    commits, the online charging accounts of these lines, if any are held, count it too
+    (`mvne.charging.online.service`), so a session open on a line is not granted what a record already used."""
+    found: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for bucket in buckets:
+        used, eu_used = bucket.used - bucket.loaded[0], bucket.eu_used - bucket.loaded[1]
+        if used:
+            found[bucket.subscription_id][f"u:{bucket.id}"] += used
+        if eu_used:
+            found[bucket.subscription_id][f"e:{bucket.id}"] += eu_used
+    for row in rows:
+        micro = int(row[_AMOUNT_AT] * 1_000_000)
+        if micro:
+            found[row[_LINE_AT]]["sp"] += micro
+            if row[0] in paid:
+                found[row[_LINE_AT]]["m"] -= micro
+    if found:
+        session.info.setdefault(OFFLINE_USE, []).extend((line, dict(counters)) for line, counters in found.items())
 
 
 @dataclass

@@ -16,13 +16,12 @@ from collections import defaultdict
 from typing import Any
 
 from mvne.charging.online.store import ChargingStore
-from mvne.charging.usage import UsageInput, UsageWindow, ingest_usage
+from mvne.charging.usage import ONLINE_SOURCE, UsageInput, UsageWindow, ingest_usage
 from mvne.infra.db import Database
 from mvne.tenants.models import Tenant
 
 log = logging.getLogger("mvne.charging.online")
 
-ONLINE_SOURCE = "online"
 # An entry a ledger took and did not acknowledge within this long is taken over by another.
 RECLAIM_AFTER_MS = 30_000
 

@@ -7,10 +7,13 @@ import threading
 from decimal import Decimal
 
 import redis
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from mvne.charging.online.credit import MICRO, OnlineCharging
-from mvne.charging.online.store import ChargingStore
-from mvne.infra.runtime import Runtime
+from mvne.charging.online.store import ChargingStore, StoreNotDurable
+from mvne.charging.usage import OFFLINE_USE
+from mvne.infra.runtime import Runtime, current_runtime_or_none
 
 log = logging.getLogger("mvne.charging.online")
 _BUILD = threading.Lock()
@@ -71,3 +74,32 @@ def cap_changed(rt: Runtime, *, line_id: str | None, customer_id: str | None, ca
         engine.store.set_cap(key, None if cap is None else int(cap[0] * MICRO), cap[1] if cap else "")
     except redis.RedisError:
         log.exception("spend cap of %s not passed to the charging store", line_id or customer_id)
+
+
+def _count_recorded_use(session: Session) -> None:
+    """After a commit that rated records: the online accounts held for their lines count what the records used.
+
+    A failure here is logged: the account then grants from what it knew until it is read again (at most the use
+    of these records too much, on a line whose usage arrives both ways at once).
+    """
+    noted = session.info.pop(OFFLINE_USE, None)
+    if not noted:
+        return
+    rt = current_runtime_or_none()
+    if rt is None or (rt.settings.charging_url.startswith("memory://") and PART not in rt.parts):
+        return  # an in-process store nobody charged through holds no account
+    try:
+        store = online_charging(rt).store
+        for line_id, counters in noted:
+            store.recorded(line_id, counters)
+    except (redis.RedisError, StoreNotDurable):
+        log.exception("use rated from records not passed to the charging store")
+
+
+def _forget_recorded_use(session: Session, *_: object) -> None:
+    session.info.pop(OFFLINE_USE, None)
+
+
+event.listen(Session, "after_commit", _count_recorded_use)
+event.listen(Session, "after_rollback", _forget_recorded_use)
+event.listen(Session, "after_soft_rollback", _forget_recorded_use)

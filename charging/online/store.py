@@ -153,6 +153,22 @@ redis.call('HINCRBY', KEYS[1], 'v', 1)
 return 1
 """
 
+# KEYS: account; ARGV: namespace, then (field, delta) pairs. Use rated from records (not asked for online) counted by
+# a line's account held here, and its spending by the customer's; 0 when no account is held.
+_RECORDED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local customer = ARGV[1] .. 'cus:' .. (redis.call('HGET', KEYS[1], 'cus') or '')
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], tonumber(ARGV[i + 1]))
+  if ARGV[i] == 'sp' and redis.call('EXISTS', customer) == 1 then
+    redis.call('HINCRBY', customer, 'sp', tonumber(ARGV[i + 1]))
+    redis.call('HINCRBY', customer, 'v', 1)
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+return 1
+"""
+
 # KEYS: an account or a customer; ARGV: the cap in micro-units ('' for none), its action. A spend cap set or removed.
 _SET_CAP = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -225,6 +241,7 @@ class ChargingStore:
         self._ack = client.register_script(_ACK)
         self._top_up = client.register_script(_TOP_UP)
         self._set_cap = client.register_script(_SET_CAP)
+        self._recorded = client.register_script(_RECORDED)
 
     def check_durable(self) -> None:
         """Raise `StoreNotDurable` unless Redis writes every change to its append-only file before answering."""
@@ -337,6 +354,13 @@ class ChargingStore:
         for entry in entries:
             args += list(entry)
         return int(self._ack(keys=[self.settled_key], args=args))
+
+    def recorded(self, line_id: str, counters: Mapping[str, int]) -> bool:
+        """Use rated from records, counted by the line's account if one is held here; False when none is."""
+        args: list[Any] = [self.namespace]
+        for name, delta in counters.items():
+            args += [name, delta]
+        return bool(self._recorded(keys=[self.account_key(line_id)], args=args))
 
     def set_cap(self, key: str, micro: int | None, action: str) -> bool:
         """A spend cap set (or removed, `micro` None) on an account or a customer held here; False when none is."""

@@ -322,3 +322,33 @@ def test_a_report_that_asks_for_nothing_more_is_charged_and_granted_nothing(
     assert (grant(report).result, grant(report).granted, grant(report).final_unit) == (Result.SUCCESS, None, None)
     # Only what was used stays held: the rest of the first grant is there for another session.
     assert grant(other).granted == 88 * MB
+
+
+def test_usage_arriving_as_records_during_a_session_is_not_granted_again(
+    runtime: Runtime, tenant: TenantHandle, charging: OnlineCharging
+) -> None:
+    sub = line_on(tenant.api, allowances=NOTHING_INCLUDED)
+    prepaid(runtime, tenant, sub, "0.50")  # 50 MB
+    session = Session(charging, sub)
+    assert grant(session.open(UnitRequest(1, requested=20 * MB))).granted == 20 * MB
+
+    # The network also reports 20 MB of other use as a record (it did not ask for it).
+    posted = tenant.api.post(
+        "/v1/usage-records",
+        {
+            "records": [
+                {
+                    "record_id": f"r-{secrets.token_hex(4)}",
+                    "subscription": sub["id"],
+                    "service": "data",
+                    "started_at": sub["activated_at"],
+                    "volume": 20 * MB,
+                }
+            ]
+        },
+    )
+    assert posted.status_code == 200, posted.json
+    more = session.update(UnitRequest(1, used=20 * MB, requested=30 * MB))
+
+    # 50 MB of money: 20 used online, 20 by the record, 10 left to grant.
+    assert (grant(more).granted, grant(more).final_unit is not None) == (10 * MB, True)
