@@ -10,7 +10,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from mvne.catalog.models import Offer
-from mvne.charging import balances, billing, rejections, rerating, spend_caps, usage
+from mvne.charging import balances, billing, rejections, rerating, spend_caps, usage, vouchers
 from mvne.charging.balances import InvalidTopUp, LineCannotTopUp, TopUpCurrencyMismatch
 from mvne.charging.errors import (
     BillingRunInProgress,
@@ -25,7 +25,15 @@ from mvne.charging.errors import (
     UsageRejectionResolved,
     UsageStillRejected,
 )
-from mvne.charging.models import BalanceMovement, BillingRun, Invoice, ReratingRun, UsageRecord, UsageRejection
+from mvne.charging.models import (
+    BalanceMovement,
+    BillingRun,
+    Invoice,
+    ReratingRun,
+    UsageRecord,
+    UsageRejection,
+    VoucherBatch,
+)
 from mvne.charging.online.service import cap_changed, money_added
 from mvne.charging.rating import Service
 from mvne.charging.schemas import (
@@ -50,6 +58,10 @@ from mvne.charging.schemas import (
     UsageRejectionSchema,
     UsageSummaryArgs,
     UsageSummarySchema,
+    VoucherBatchCreatedSchema,
+    VoucherBatchCreateSchema,
+    VoucherBatchSchema,
+    VoucherRedeemSchema,
 )
 from mvne.infra.db import utcnow
 from mvne.infra.fields import fast_dumper
@@ -86,6 +98,12 @@ customer_billing = Blueprint(
 )
 line_usage = Blueprint(
     "line_usage", __name__, url_prefix="/v1/subscriptions", description="Rated usage of a line against its allowances."
+)
+voucher_batches = Blueprint(
+    "voucher_batches",
+    __name__,
+    url_prefix="/v1/voucher-batches",
+    description="Top-up vouchers: batches of codes each worth an amount once.",
 )
 rerating_runs = Blueprint(
     "rerating_runs",
@@ -584,6 +602,104 @@ def remove_customer_spend_cap(customer_id: str) -> None:
             lambda _: cap_changed(runtime(), line_id=None, customer_id=customer.id, cap=None),
             once=True,
         )
+
+
+def _voucher_key() -> bytes:
+    return runtime().settings.secret_key.encode()
+
+
+def _batch_view(session: Session, batch: VoucherBatch, codes: list[str] | None = None) -> dict[str, Any]:
+    counts = vouchers.batch_counts(session, batch.id)
+    view: dict[str, Any] = {
+        "id": batch.id,
+        "name": batch.name,
+        "amount": batch.amount,
+        "currency": batch.currency,
+        "count": batch.count,
+        "expires_at": batch.expires_at,
+        "status": batch.status,
+        "created_at": batch.created_at,
+        **counts,
+    }
+    if codes is not None:
+        view["codes"] = codes
+    return view
+
+
+@voucher_batches.post("")
+@require("billing:write")
+@problems(vouchers.InvalidVoucherBatch)
+@voucher_batches.arguments(VoucherBatchCreateSchema, example={"name": "Shop cards", "amount": "10.00", "count": 100})
+@voucher_batches.response(201, VoucherBatchCreatedSchema)
+def create_voucher_batch(body: dict[str, Any]) -> dict[str, Any]:
+    """Make a batch of top-up vouchers in the tenant's currency; their codes are in this answer, and nowhere else.
+
+    Send an `Idempotency-Key`: a retried request gets the same batch and codes back, not a second batch.
+    """
+    session = db_session()
+    tenant = get_tenant(session, tenant_id())
+    made = vouchers.make_batch(
+        session,
+        _voucher_key(),
+        name=body["name"],
+        amount=body["amount"],
+        currency=tenant.currency,
+        count=body["count"],
+        expires_at=body["expires_at"],
+    )
+    return _batch_view(session, made.batch, made.codes)
+
+
+@voucher_batches.get("")
+@require("billing:read")
+@voucher_batches.arguments(PageArgs, location="query")
+@voucher_batches.response(200, page_schema(VoucherBatchSchema, "VoucherBatchPage"))
+def list_voucher_batches(args: dict[str, Any]) -> dict[str, Any]:
+    """The tenant's voucher batches, oldest first (without their counts; read one batch for them)."""
+    return paginate(db_session(), select(VoucherBatch), VoucherBatch.id, args)
+
+
+@voucher_batches.get("/<batch_id>")
+@require("billing:read")
+@problems(vouchers.VoucherBatchNotFound)
+@voucher_batches.response(200, VoucherBatchSchema)
+def get_voucher_batch(batch_id: str) -> dict[str, Any]:
+    """A voucher batch, with how many of its vouchers are unused and redeemed."""
+    session = db_session()
+    return _batch_view(session, vouchers.get_batch(session, batch_id))
+
+
+@voucher_batches.post("/<batch_id>/cancel")
+@require("billing:write")
+@problems(vouchers.VoucherBatchNotFound)
+@voucher_batches.response(200, VoucherBatchSchema)
+def cancel_voucher_batch(batch_id: str) -> dict[str, Any]:
+    """Cancel a batch (lost or stolen cards): its unused vouchers can no longer be redeemed."""
+    session = db_session()
+    return _batch_view(session, vouchers.cancel_batch(session, batch_id))
+
+
+@line_usage.post("/<subscription_id>/voucher-redemptions")
+@require("usage:write")
+@problems(
+    SubscriptionNotFound,
+    LineCannotTopUp,
+    TopUpCurrencyMismatch,
+    vouchers.VoucherNotFound,
+    vouchers.VoucherUsed,
+    vouchers.VoucherExpired,
+    vouchers.VoucherCancelled,
+)
+@line_usage.arguments(VoucherRedeemSchema, example={"code": "1234-5678-9012-3456"})
+@line_usage.response(201, BalanceMovementSchema)
+def redeem_voucher(body: dict[str, Any], subscription_id: str) -> BalanceMovement:
+    """Top up a line's prepaid balance with a voucher code (spaces and dashes ignored); each voucher works once."""
+    session = db_session()
+    subscription = get_subscription(session, subscription_id)
+    movement = vouchers.redeem(session, _voucher_key(), subscription.id, body["code"])
+    amount = movement.amount
+    event.listen(session, "after_commit", lambda _: money_added(runtime(), subscription.id, amount), once=True)
+    return movement
 
 
 @line_usage.get("/<subscription_id>/balance-movements")

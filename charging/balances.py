@@ -9,20 +9,23 @@ next top-up pays that back first.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from mvne.charging.models import BalanceMovement, MoneyBalance, UsageRecord
-from mvne.infra.db import one_of, utcnow
+from mvne.infra.db import one_of, pg_array, utcnow
 from mvne.infra.errors import Conflict, InvalidInput
+from mvne.infra.fields import money_str
 from mvne.infra.ids import new_id, new_ids
 from mvne.provisioning.errors import SubscriptionNotFound
 from mvne.provisioning.models import Subscription
-from mvne.tenants.service import record_event
+from mvne.tenants.service import record_event, record_events
 
 MAX_TOP_UP = Decimal("100000")
 MICRO = Decimal("0.000001")
@@ -123,13 +126,15 @@ def pay_usage(session: Session, tenant_id: str, rated: Iterable[tuple[str, str, 
     paid: set[str] = set()
     now = utcnow()
     movements = []
+    afters: list[tuple[str, Decimal]] = []
+    exhausted: list[tuple[str, dict[str, Any]]] = []
     for (balance_id, line_id, amount, currency), movement_id in zip(
         balances, new_ids("bmv", len(balances)), strict=True
     ):
         records = by_line[line_id]
         total = sum((a for _, a in records), Decimal(0))
         after = (amount - total).quantize(MICRO)
-        session.execute(update(MoneyBalance).where(MoneyBalance.id == balance_id).values(amount=after, updated_at=now))
+        afters.append((balance_id, after))
         paid.update(usage_id for usage_id, _ in records)
         count = len(records)
         movements.append(
@@ -147,6 +152,12 @@ def pay_usage(session: Session, tenant_id: str, rated: Iterable[tuple[str, str, 
                 "created_at": now,
             }
         )
+        if amount > 0 >= after:
+            exhausted.append(
+                (movement_id, {"subscription": line_id, "balance": money_str(after), "currency": currency})
+            )
+    _write_amounts(session, afters, now)
+    record_events(session, "balance.money_exhausted", exhausted, tenant_id=tenant_id)
     session.execute(insert(BalanceMovement), movements)
     session.execute(
         update(UsageRecord)
@@ -154,6 +165,28 @@ def pay_usage(session: Session, tenant_id: str, rated: Iterable[tuple[str, str, 
         .values(prepaid=True)
     )
     return paid
+
+
+def _write_amounts(session: Session, afters: list[tuple[str, Decimal]], now: dt.datetime) -> None:
+    """New amounts of several balances in one statement (a batch may pay for thousands of lines)."""
+    if not afters:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "UPDATE money_balances SET amount = v.amount, updated_at = :now "
+                "FROM unnest(CAST(:ids AS VARCHAR(40)[]), CAST(:amounts AS NUMERIC[])) AS v(id, amount) "
+                "WHERE money_balances.id = v.id"
+            ),
+            {"ids": pg_array([i for i, _ in afters]), "amounts": pg_array([a for _, a in afters]), "now": now},
+        )
+        return
+    # Elsewhere (SQLite) one cached Core statement for every balance, sent as the driver's executemany.
+    table = cast(Table, MoneyBalance.__table__)
+    session.connection().execute(
+        update(table).where(table.c.id == bindparam("balance_id")).values(amount=bindparam("after"), updated_at=now),
+        [{"balance_id": i, "after": a} for i, a in afters],
+    )
 
 
 def movements(session: Session, subscription_id: str, limit: int = 100) -> list[BalanceMovement]:

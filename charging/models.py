@@ -219,6 +219,40 @@ class SpendCap(TenantOwned, Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class VoucherBatch(TenantOwned, Base):
+    """Top-up vouchers made together (printed on cards, sold in shops): each is worth `amount` once."""
+
+    __tablename__ = "voucher_batches"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[Decimal] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime | None] = mapped_column()
+    # active | cancelled (its unused vouchers can no longer be redeemed)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Voucher(TenantOwned, Base):
+    """One voucher: only a keyed digest of its code is kept (the code is shown once, when its batch is made)."""
+
+    __tablename__ = "vouchers"
+    tenant_id_index = False  # (tenant_id, code_digest) leads with the tenant
+    __table_args__ = (UniqueConstraint("tenant_id", "code_digest"), Index("ix_vouchers_batch", "batch_id", "status"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("voucher_batches.id"))
+    code_digest: Mapped[str] = mapped_column(String(64))
+    last4: Mapped[str] = mapped_column(String(4))
+    # unused | redeemed
+    status: Mapped[str] = mapped_column(String(20), default="unused")
+    subscription_id: Mapped[str | None] = mapped_column(String(40))
+    movement_id: Mapped[str | None] = mapped_column(String(40))
+    redeemed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class BalanceMovement(TenantOwned, Base):
     """One change of a money balance: a top-up, usage paid from it, a refund; `reference` makes it happen once."""
 

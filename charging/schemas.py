@@ -476,6 +476,34 @@ class SpendCapSchema(Schema):
     remaining = DecimalString(allow_none=True)
 
 
+class VoucherBatchCreateSchema(Schema):
+    name = Text(required=True, min_length=1, max_length=200, metadata={"example": "Shop cards, December"})
+    amount = DecimalString(required=True, metadata={"example": "10.00", "description": "What each voucher is worth."})
+    count = Integer(required=True, validate=validate.Range(1, 10_000))
+    expires_at = DateTime(load_default=None, allow_none=True)
+
+
+class VoucherBatchSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    amount = DecimalString()
+    currency = fields.String()
+    count = fields.Integer()
+    expires_at = fields.AwareDateTime(allow_none=True)
+    status = fields.String(metadata={"enum": ["active", "cancelled"]})
+    created_at = fields.AwareDateTime()
+    unused = fields.Integer()
+    redeemed = fields.Integer()
+
+
+class VoucherBatchCreatedSchema(VoucherBatchSchema):
+    codes = fields.List(fields.String(), metadata={"description": "The vouchers' codes: shown here once, never again."})
+
+
+class VoucherRedeemSchema(Schema):
+    code = Text(required=True, min_length=1, max_length=40, metadata={"example": "1234-5678-9012-3456"})
+
+
 class TopUpCreateSchema(Schema):
     amount = DecimalString(required=True, metadata={"example": "10.00"})
     description = Text(load_default="Top-up", min_length=1, max_length=200)
@@ -484,7 +512,7 @@ class TopUpCreateSchema(Schema):
 class BalanceMovementSchema(Schema):
     id = fields.String()
     subscription = fields.String(attribute="subscription_id")
-    kind = fields.String(metadata={"enum": ["top_up", "usage", "refund"]})
+    kind = fields.String(metadata={"enum": ["top_up", "usage", "refund", "third_party"]})
     amount = DecimalString(minimum=None, metadata={"description": "Signed: a top-up adds, usage takes away."})
     balance_after = DecimalString(minimum=None)
     description = fields.String()

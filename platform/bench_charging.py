@@ -419,12 +419,36 @@ def _measure_http(
     log = Path(settings.var_dir) / "bench-charging-gunicorn.log"
     with gunicorn_server(env, log, workers=workers, threads=threads, request_timeout_s=60) as base:
         # Every process reads the app's terms and the lines' accounts once, before the clock runs.
-        _http_load(base, token, msisdns, clients=clients, connections=connections, sessions=sessions,
-                   seconds=min(5.0, seconds), mode="nchf")  # fmt: skip
-        nchf, errors = _http_load(base, token, msisdns, clients=clients, connections=connections, sessions=sessions,
-                                  seconds=seconds, mode="nchf")  # fmt: skip
-        empty, _ = _http_load(base, token, msisdns, clients=clients, connections=connections, sessions=sessions,
-                              seconds=seconds, mode="healthz")  # fmt: skip
+        _http_load(
+            base,
+            token,
+            msisdns,
+            clients=clients,
+            connections=connections,
+            sessions=sessions,
+            seconds=min(5.0, seconds),
+            mode="nchf",
+        )
+        nchf, errors = _http_load(
+            base,
+            token,
+            msisdns,
+            clients=clients,
+            connections=connections,
+            sessions=sessions,
+            seconds=seconds,
+            mode="nchf",
+        )
+        empty, _ = _http_load(
+            base,
+            token,
+            msisdns,
+            clients=clients,
+            connections=connections,
+            sessions=sessions,
+            seconds=seconds,
+            mode="healthz",
+        )
     ratio = nchf["per_s"] / empty["per_s"] if empty["per_s"] else 0.0
     figures.phases["nchf_http"] = {
         **nchf,
@@ -447,8 +471,14 @@ def _gy_process(args: tuple[int, str, list[str], int, float]) -> tuple[int, floa
     from mvne.charging.online.gy_client import GyClient, UnitReport
 
     port, origin, msisdns, threads, seconds = args
-    client = GyClient("127.0.0.1", port, origin_host=origin, origin_realm="bench.example",
-                      destination_realm="mvne.localhost", peer_host="ocs.mvne.localhost")  # fmt: skip
+    client = GyClient(
+        "127.0.0.1",
+        port,
+        origin_host=origin,
+        origin_realm="bench.example",
+        destination_realm="mvne.localhost",
+        peer_host="ocs.mvne.localhost",
+    )
     client.start()
     counts = [0] * threads
     errors = [0] * threads
@@ -606,21 +636,31 @@ def run_charging_bench(
             _prepay(owner, tenant_id, inserted, since)
             msisdns = [line.msisdn for line in inserted]
             store = ChargingStore(redis.Redis.from_url(redis_url, decode_responses=True), namespace=NAMESPACE)
-            _measure_engine(figures, (app_url, platform_url, redis_url), msisdns, processes=processes,
-                            threads=threads, seconds=seconds)  # fmt: skip
+            _measure_engine(
+                figures,
+                (app_url, platform_url, redis_url),
+                msisdns,
+                processes=processes,
+                threads=threads,
+                seconds=seconds,
+            )
             _measure_ledger(figures, rt, store, "ledger_after_engine")
             with rt.db.transaction(platform=True) as session:
-                network = issue_api_client(session, tenant_id=None, name="bench core", scopes=["charging:network"],
-                                           allowed=OPERATOR_SCOPES)  # fmt: skip
+                network = issue_api_client(
+                    session, tenant_id=None, name="bench core", scopes=["charging:network"], allowed=OPERATOR_SCOPES
+                )
             token = _token(client, network.client_id, network.client_secret)["Authorization"].split()[1]
             settings = settings.with_overrides(public_url=rt.settings.public_url)
-            _measure_http(figures, rt.settings, token, msisdns, workers=http_workers, threads=http_threads,
-                          seconds=seconds)  # fmt: skip
-            _measure_ledger(figures, rt, ChargingStore(redis.Redis.from_url(redis_url), namespace="bench:chg:"),
-                            "ledger_after_http")  # fmt: skip
+            _measure_http(
+                figures, rt.settings, token, msisdns, workers=http_workers, threads=http_threads, seconds=seconds
+            )
+            _measure_ledger(
+                figures, rt, ChargingStore(redis.Redis.from_url(redis_url), namespace="bench:chg:"), "ledger_after_http"
+            )
             _measure_gy(figures, rt.settings, msisdns, clients=gy_clients, seconds=seconds)
-            _measure_ledger(figures, rt, ChargingStore(redis.Redis.from_url(redis_url), namespace="bench:chg:"),
-                            "ledger_after_gy")  # fmt: skip
+            _measure_ledger(
+                figures, rt, ChargingStore(redis.Redis.from_url(redis_url), namespace="bench:chg:"), "ledger_after_gy"
+            )
         finally:
             rt.db.dispose()
             set_runtime(previous)
@@ -640,8 +680,11 @@ def render(figures: Figures) -> str:
     def row(label: str, phase: dict[str, Any], target: str) -> None:
         out.append(f"{label:34}{phase['per_s']:>10,.0f}{phase['p50_ms']:>9.2f}{phase['p99_ms']:>9.2f}{target:>10}")
 
-    row(f"engine ({ph['engine']['processes']} proc x {ph['engine']['threads']} thr)", ph["engine"],
-        f"{TARGET_ENGINE_OPS:,}")  # fmt: skip
+    row(
+        f"engine ({ph['engine']['processes']} proc x {ph['engine']['threads']} thr)",
+        ph["engine"],
+        f"{TARGET_ENGINE_OPS:,}",
+    )
     row("ceiling: the store's round trips", ph["engine_ceiling"], "")
     out.append(f"{'engine / ceiling':34}{ph['engine']['ratio_to_store_ceiling']:>10.1%}")
     row(f"Nchf over HTTP ({ph['nchf_http']['sessions']} sessions)", ph["nchf_http"], f"{TARGET_HTTP_RPS:,}")
@@ -654,8 +697,10 @@ def render(figures: Figures) -> str:
     out.append(f"{'':34}(errors {ph['gy']['errors']}; p99 target over HTTP {TARGET_HTTP_P99_MS:g} ms)")
     for name in ("ledger_after_engine", "ledger_after_http", "ledger_after_gy"):
         phase = ph[name]
-        out.append(f"{'ledger: ' + name.removeprefix('ledger_'):34}{phase['per_s']:>10,.0f}  records/s "
-                   f"({phase['records']:,} settled sessions' records into PostgreSQL)")  # fmt: skip
+        out.append(
+            f"{'ledger: ' + name.removeprefix('ledger_'):34}{phase['per_s']:>10,.0f}  records/s "
+            f"({phase['records']:,} settled sessions' records into PostgreSQL)"
+        )
     out.extend(["", *figures.notes])
     return "\n".join(out)
 

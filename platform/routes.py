@@ -16,6 +16,7 @@ def register_api(api: Api) -> None:
         tenant_market,
         usage_records,
         usage_rejections,
+        voucher_batches,
     )
     from mvne.charging.carrier_api import carrier_billing_policy, carrier_charges, line_carrier_billing, merchants
     from mvne.charging.catalog_api import line_purchases, public_catalog
@@ -74,6 +75,7 @@ def register_api(api: Api) -> None:
         usage_rejections,
         line_usage,
         rerating_runs,
+        voucher_batches,
         billing_runs,
         invoices,
         events,

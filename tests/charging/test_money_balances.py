@@ -72,6 +72,9 @@ def test_usage_reported_as_records_is_paid_from_the_balance_and_never_invoiced(
     assert balances["money"]["amount"] == "-0.80"
     assert [(m["kind"], m["amount"], m["records"]) for m in movements] == [("top_up", "1.00", 0), ("usage", "-1.80", 2)]
     assert all(r.prepaid for r in records_of(runtime, tenant, sub))
+    events = tenant.api.get("/v1/events", limit=100).json["data"]
+    exhausted = [e["data"] for e in events if e["type"] == "balance.money_exhausted"]
+    assert exhausted == [{"subscription": sub["id"], "balance": "-0.80", "currency": "EUR"}]
     assert upcoming.status_code == 200, upcoming.json
     assert [line["kind"] for line in upcoming.json["lines"] if line["kind"].startswith("overage")] == []
 

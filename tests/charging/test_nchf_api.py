@@ -34,13 +34,16 @@ def body(sequence: int, sub: dict[str, Any] | None = None, **units: Any) -> dict
             entry["usedUnitContainer"] = [{"totalVolume": used, "localSequenceNumber": 1}]
         usage.append(entry)
     found: dict[str, Any] = {
-        "nfConsumerIdentification": {"nodeFunctionality": "SMF", "nFName": "smf-test", "nFPLMNID": {"mcc": "001",
-                                                                                                   "mnc": "01"}},
+        "nfConsumerIdentification": {
+            "nodeFunctionality": "SMF",
+            "nFName": "smf-test",
+            "nFPLMNID": {"mcc": "001", "mnc": "01"},
+        },
         "invocationTimeStamp": dt.datetime.now(dt.UTC).isoformat(),
         "invocationSequenceNumber": sequence,
         "multipleUnitUsage": usage,
         "someFieldOfALaterRelease": {"ignored": True},
-    }  # fmt: skip
+    }
     if sub is not None:
         found["subscriberIdentifier"] = f"msisdn-{sub['msisdn'].lstrip('+')}"
         found["pDUSessionChargingInformation"] = {"chargingId": secrets.randbelow(2**31)}
@@ -98,8 +101,11 @@ def test_refusals_are_problems_with_the_specifications_cause(
     hostile = body(0, {"msisdn": "+33600000000"}, rg1=(MB, None))
     hostile["invocationSequenceNumber"] = "1\x00"
 
-    assert (unknown.status_code, unknown.json["cause"], unknown.json["code"]) == (403, "USER_UNKNOWN",
-                                                                                  "charging_user_unknown")  # fmt: skip
+    assert (unknown.status_code, unknown.json["cause"], unknown.json["code"]) == (
+        403,
+        "USER_UNKNOWN",
+        "charging_user_unknown",
+    )
     assert (gone.status_code, gone.json["cause"]) == (404, "SESSION_NOT_FOUND")
     assert (no_subscriber.status_code, no_subscriber.json["code"]) == (400, "charging_request_invalid")
     assert api.post(BASE, hostile).status_code == 422

@@ -86,6 +86,7 @@ class World:
     rerating_run_id: str
     merchant_id: str
     carrier_charge_id: str
+    voucher_batch_id: str
 
     def object_ids(self) -> dict[str, str]:
         """Every identifier of this tenant's objects that another tenant must never see (line number and SIM too)."""
@@ -117,6 +118,7 @@ class World:
             "rerating_run": self.rerating_run_id,
             "merchant": self.merchant_id,
             "carrier_charge": self.carrier_charge_id,
+            "voucher_batch": self.voucher_batch_id,
         }
 
     def subscriber_ids(self) -> dict[str, str]:
@@ -329,6 +331,17 @@ def _carrier_billing(app: Flask, handle: TenantHandle, subscription_id: str) -> 
     return made.json["id"], charged.json["id"]
 
 
+def _voucher_batch(handle: TenantHandle, subscription_id: str) -> str:
+    """A batch of two top-up vouchers, one redeemed on the line."""
+    made = handle.api.post("/v1/voucher-batches", {"name": f"Cards of {handle.slug}", "amount": "2.00", "count": 2})
+    assert made.status_code == 201, made.json
+    redeemed = handle.api.post(
+        f"/v1/subscriptions/{subscription_id}/voucher-redemptions", {"code": made.json["codes"][0]}
+    )
+    assert redeemed.status_code == 201, redeemed.json
+    return str(made.json["id"])
+
+
 @dataclass(frozen=True)
 class Staff:
     user_id: str
@@ -416,13 +429,14 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
         assert topped.status_code == 201, topped.json
         cap = handle.api.request("PUT", f"/v1/subscriptions/{sub['id']}/spend-cap", {"amount": "50.00"})
         assert cap.status_code == 200, cap.json
+    voucher_batches = [_voucher_batch(h, s["id"]) for h, s in zip(handles, subs, strict=True)]
     carrier = [_carrier_billing(app, h, s["id"]) for h, s in zip(handles, subs, strict=True)]
     worlds = []
-    extras = list(zip(promotions, purchases, carrier, strict=True))
+    extras = list(zip(promotions, purchases, carrier, voucher_batches, strict=True))
     for handle, offer, cust, sub, period, run, endpoint, staff, (card_id, version_id), (
         usage_record_id,
         usage_rejection_id,
-    ), (promo, purchase_id, (merchant_id, carrier_charge_id)) in zip(
+    ), (promo, purchase_id, (merchant_id, carrier_charge_id), voucher_batch_id) in zip(
         handles, offers, customers, subs, periods, runs, endpoints, staffs, rate_cards, usage_ids, extras, strict=True
     ):
         assert run["invoices_created"] == 1, run
@@ -468,6 +482,7 @@ def _build_worlds(app: Flask, runtime: Runtime, operator: Operator, receiver_url
                 rerating_run_id=_rerating_run(runtime, handle, period, usage_record_id, invoice_id),
                 merchant_id=merchant_id,
                 carrier_charge_id=carrier_charge_id,
+                voucher_batch_id=voucher_batch_id,
             )
         )
     return TwoTenants(worlds[0], worlds[1])

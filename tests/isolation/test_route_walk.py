@@ -58,6 +58,7 @@ TENANT_OBJECT_PARAMS = {
     "purchase_id": "purchase",
     "merchant_id": "merchant",
     "carrier_charge_id": "carrier_charge",
+    "batch_id": "voucher_batch",
 }
 # Path parameters of operator-only routes (they answer 403 to any tenant token).
 OPERATOR_PARAMS = {
@@ -104,6 +105,7 @@ ID_PREFIXES = {
     "purchase": "pur",
     "merchant": "mer",
     "carrier_charge": "cch",
+    "voucher_batch": "vbt",
 }
 
 # A list route and the kind of B's own object it must show (proof that it lists something).
@@ -342,6 +344,8 @@ WRITE_PROBES: dict[str, Probe] = {
     # B's policy alone: A keeps allowing carrier billing.
     "PUT /v1/tenant/carrier-billing": Probe(lambda a, b: {"mode": "barred"}, 200, _carrier_billing_is_b_only),
     "POST /v1/merchants": Probe(lambda a, b: {"name": f"Merchant of {a.tenant.slug}"}, 201, _merchant_is_b_only),
+    # A batch B makes is B's: its codes top up none of A's lines (the walk redeems nothing).
+    "POST /v1/voucher-batches": Probe(lambda a, b: {"name": a.tenant.slug, "amount": "1.00", "count": 1}, 201),
     # B's back end is no merchant: refused before A's line is looked for.
     "POST /v1/carrier-charges": Probe(
         lambda a, b: {"subscription": a.subscription_id, "amount": "1.00", "description": "Stolen"}, 403
@@ -394,6 +398,7 @@ PARAMETER_POST_BODIES: dict[str, dict[str, Any]] = {
     },
     "/v1/usage-rejections/<usage_rejection_id>": {"quantity": 1},
     "/v1/subscriptions/<subscription_id>/top-ups": {"amount": "1.00"},
+    "/v1/subscriptions/<subscription_id>/voucher-redemptions": {"code": "1234-5678-9012-3456"},
     "/v1/subscriptions/<subscription_id>/carrier-billing": {"barred": True},
     "/v1/carrier-charges/<carrier_charge_id>/refunds": {"amount": "0.10"},
     "/v1/subscriptions/<subscription_id>/spend-cap": {"amount": "1.00"},

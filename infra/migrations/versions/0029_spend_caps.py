@@ -32,9 +32,7 @@ def upgrade() -> None:
         sa.Column("created_at", mvne.infra.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", mvne.infra.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("tenant_id", sa.String(length=40), nullable=False),
-        sa.CheckConstraint(
-            "(subscription_id IS NULL) <> (customer_id IS NULL)", name=op.f("ck_spend_caps_one_holder")
-        ),
+        sa.CheckConstraint("(subscription_id IS NULL) <> (customer_id IS NULL)", name=op.f("ck_spend_caps_one_holder")),
         sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_spend_caps_customer_id_customers")),
         sa.ForeignKeyConstraint(
             ["subscription_id"], ["subscriptions.id"], name=op.f("fk_spend_caps_subscription_id_subscriptions")
