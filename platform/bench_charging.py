@@ -343,6 +343,14 @@ def _http_process(args: tuple[str, str, list[str], int, int, float, str]) -> tup
         # Each connection carries several sessions at once, each at its own step (create, update, release).
         live: list[list[Any]] = [[None, 0, mine[(index + k) % len(mine)].lstrip("+")] for k in range(per_connection)]
         start.wait()
+        if mode == "warm":
+            # Each of its lines once, a whole session each: the server reads terms and accounts before the clock.
+            for msisdn in mine:
+                state: list[Any] = [None, 0, msisdn.lstrip("+")]
+                for _ in range(3):
+                    _nchf_step(conn, state, headers)
+            conn.close()
+            return
         turn = 0
         while time.perf_counter() < deadline[0]:
             started = time.perf_counter()
@@ -418,17 +426,19 @@ def _measure_http(
     clients = 2
     log = Path(settings.var_dir) / "bench-charging-gunicorn.log"
     with gunicorn_server(env, log, workers=workers, threads=threads, request_timeout_s=60) as base:
-        # Every process reads the app's terms and the lines' accounts once, before the clock runs.
-        _http_load(
-            base,
-            token,
-            msisdns,
-            clients=clients,
-            connections=connections,
-            sessions=sessions,
-            seconds=min(5.0, seconds),
-            mode="nchf",
-        )
+        # The server processes read the lines' terms and accounts before the clock runs: every line twice, each
+        # time on connections of their own (a connection stays with one process), so most lines reach both.
+        for _ in range(2):
+            _http_load(
+                base,
+                token,
+                msisdns,
+                clients=clients,
+                connections=connections,
+                sessions=sessions,
+                seconds=0,
+                mode="warm",
+            )
         nchf, errors = _http_load(
             base,
             token,
@@ -490,7 +500,8 @@ def _gy_process(args: tuple[int, str, list[str], int, float]) -> tuple[int, floa
         mine = msisdns[index::threads] or msisdns
         start.wait()
         n = 0
-        while time.perf_counter() < deadline[0]:
+        # Warming (no time given): each of its lines once.
+        while (n < len(mine)) if seconds == 0 else (time.perf_counter() < deadline[0]):
             session = client.new_session_id()
             msisdn = mine[n % len(mine)].lstrip("+")
             n += 1
@@ -553,7 +564,7 @@ def _measure_gy(figures: Figures, settings: Settings, msisdns: list[str], *, cli
         context = multiprocessing.get_context("spawn")
         with context.Pool(clients) as pool:
             jobs = [(port, origins[i], msisdns[i::clients], 32, seconds) for i in range(clients)]
-            pool.map(_gy_process, [(p, o, m, t, min(3.0, seconds)) for p, o, m, t, _ in jobs])  # warm
+            pool.map(_gy_process, [(p, o, m, t, 0.0) for p, o, m, t, _ in jobs])  # each line once, untimed
             results = pool.map(_gy_process, jobs)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
