@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from flask import Response, current_app, url_for
@@ -491,8 +492,14 @@ def create_top_up(body: dict[str, Any], subscription_id: str) -> BalanceMovement
         description=body["description"],
     )
     # The engine's account of the line, if it holds one, learns of the money once it is committed.
-    event.listen(session, "after_commit", lambda _: money_added(runtime(), subscription.id, body["amount"]), once=True)
+    _tell_online_charging(session, money_added, runtime(), subscription.id, body["amount"])
     return movement
+
+
+def _tell_online_charging(session: Session, news: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Pass a change to the online charging accounts held in Redis once the request's transaction has committed
+    (never before: an account must not grant money or room that a rollback takes back)."""
+    event.listen(session, "after_commit", lambda _: news(*args, **kwargs), once=True)
 
 
 def _spend_cap_of_line(session: Session, subscription_id: str) -> dict[str, Any]:
@@ -516,12 +523,7 @@ def set_line_spend_cap(body: dict[str, Any], subscription_id: str) -> dict[str, 
     subscription = get_subscription(session, subscription_id)
     spend_caps.set_spend_cap(session, amount=body["amount"], action=body["action"], subscription_id=subscription.id)
     cap = (body["amount"], body["action"])
-    event.listen(
-        session,
-        "after_commit",
-        lambda _: cap_changed(runtime(), line_id=subscription.id, customer_id=None, cap=cap),
-        once=True,
-    )
+    _tell_online_charging(session, cap_changed, runtime(), line_id=subscription.id, customer_id=None, cap=cap)
     return _spend_cap_of_line(session, subscription.id)
 
 
@@ -543,12 +545,7 @@ def remove_line_spend_cap(subscription_id: str) -> None:
     session = db_session()
     subscription = get_subscription(session, subscription_id)
     if spend_caps.remove_spend_cap(session, subscription_id=subscription.id):
-        event.listen(
-            session,
-            "after_commit",
-            lambda _: cap_changed(runtime(), line_id=subscription.id, customer_id=None, cap=None),
-            once=True,
-        )
+        _tell_online_charging(session, cap_changed, runtime(), line_id=subscription.id, customer_id=None, cap=None)
 
 
 def _spend_cap_of_customer(session: Session, customer_id: str) -> dict[str, Any]:
@@ -569,12 +566,7 @@ def set_customer_spend_cap(body: dict[str, Any], customer_id: str) -> dict[str, 
     customer = get_customer(session, customer_id)
     spend_caps.set_spend_cap(session, amount=body["amount"], action=body["action"], customer_id=customer.id)
     cap = (body["amount"], body["action"])
-    event.listen(
-        session,
-        "after_commit",
-        lambda _: cap_changed(runtime(), line_id=None, customer_id=customer.id, cap=cap),
-        once=True,
-    )
+    _tell_online_charging(session, cap_changed, runtime(), line_id=None, customer_id=customer.id, cap=cap)
     return _spend_cap_of_customer(session, customer.id)
 
 
@@ -596,12 +588,7 @@ def remove_customer_spend_cap(customer_id: str) -> None:
     session = db_session()
     customer = get_customer(session, customer_id)
     if spend_caps.remove_spend_cap(session, customer_id=customer.id):
-        event.listen(
-            session,
-            "after_commit",
-            lambda _: cap_changed(runtime(), line_id=None, customer_id=customer.id, cap=None),
-            once=True,
-        )
+        _tell_online_charging(session, cap_changed, runtime(), line_id=None, customer_id=customer.id, cap=None)
 
 
 def _voucher_key() -> bytes:
@@ -698,7 +685,7 @@ def redeem_voucher(body: dict[str, Any], subscription_id: str) -> BalanceMovemen
     subscription = get_subscription(session, subscription_id)
     movement = vouchers.redeem(session, _voucher_key(), subscription.id, body["code"])
     amount = movement.amount
-    event.listen(session, "after_commit", lambda _: money_added(runtime(), subscription.id, amount), once=True)
+    _tell_online_charging(session, money_added, runtime(), subscription.id, amount)
     return movement
 
 

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,12 @@ def _percentile(samples: list[float], share: float) -> float:
         return 0.0
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
+
+
+def _merged(results: list[tuple[int, float, list[float], int]]) -> dict[str, Any]:
+    """Processes' results as one figure: requests per second over the longest, latencies, errors."""
+    count, seconds = sum(r[0] for r in results), max(r[1] for r in results)
+    return {**_timing(count, seconds, [s for r in results for s in r[2]]), "errors": sum(r[3] for r in results)}
 
 
 def _timing(count: int, seconds: float, latencies: list[float]) -> dict[str, Any]:
@@ -153,41 +159,33 @@ def _prepay(owner_url: str, tenant_id: str, lines: list[Line], since: dt.datetim
 # The engine, without HTTP ---------------------------------------------------------------------------------
 
 
-def _session_cycle(engine: OnlineCharging, msisdn: str, latencies: list[float]) -> int:
-    """One session: open, report and ask again, release; the operations it took."""
-    session_id = f"bench;{secrets.token_hex(8)}"
-    steps = (
-        (RequestKind.INITIAL, UnitRequest(1, requested=MB), msisdn),
-        (RequestKind.UPDATE, UnitRequest(1, used=MB, requested=MB), ""),
-        (RequestKind.TERMINATION, UnitRequest(1, used=MB // 2), ""),
-    )
-    for sequence, (kind, unit, subscriber) in enumerate(steps):
-        started = time.perf_counter()
-        engine.handle(ChargingRequest(session_id, kind, sequence, Service.DATA, subscriber, units=(unit,)))
-        latencies.append(time.perf_counter() - started)
-    return len(steps)
+@dataclass
+class Tally:
+    """What one load thread did: requests, those answered badly, and how long each took (seconds)."""
+
+    count: int = 0
+    errors: int = 0
+    samples: list[float] = field(default_factory=list)
+
+    def took(self, started: float, *, ok: bool = True) -> None:
+        self.samples.append(time.perf_counter() - started)
+        self.count += 1
+        self.errors += 0 if ok else 1
 
 
-def _engine_process(args: tuple[str, str, str, list[str], int, float]) -> tuple[int, float, list[float]]:
-    app_url, platform_url, redis_url, msisdns, threads, seconds = args
-    db = Database(app_url, platform_url=platform_url)
-    store = ChargingStore(redis.Redis.from_url(redis_url, decode_responses=True), namespace=NAMESPACE)
-    engine = OnlineCharging(db, store)
-    warm: list[float] = []
-    for msisdn in msisdns:  # each line's account read from PostgreSQL once, before the clock runs
-        _session_cycle(engine, msisdn, warm)
-    counts = [0] * threads
-    samples: list[list[float]] = [[] for _ in range(threads)]
+Result = tuple[int, float, list[float], int]
+
+
+def run_threads(threads: int, seconds: float, work: Callable[[int, Tally, Callable[[], bool]], None]) -> Result:
+    """`work(index, tally, running)` on `threads` threads started together, `running()` true for `seconds`: the
+    requests, the time they took in all, their latencies, the errors."""
+    tallies = [Tally() for _ in range(threads)]
     start = threading.Barrier(threads + 1)
     deadline = [0.0]
 
     def run(index: int) -> None:
-        mine = msisdns[index::threads] or msisdns
         start.wait()
-        n = 0
-        while time.perf_counter() < deadline[0]:
-            counts[index] += _session_cycle(engine, mine[n % len(mine)], samples[index])
-            n += 1
+        work(index, tallies[index], lambda: time.perf_counter() < deadline[0])
 
     workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     for worker in workers:
@@ -197,9 +195,43 @@ def _engine_process(args: tuple[str, str, str, list[str], int, float]) -> tuple[
     start.wait()
     for worker in workers:
         worker.join()
-    elapsed = time.perf_counter() - began
+    samples = [sample for tally in tallies for sample in tally.samples]
+    return sum(t.count for t in tallies), time.perf_counter() - began, samples, sum(t.errors for t in tallies)
+
+
+def _session_cycle(engine: OnlineCharging, msisdn: str, tally: Tally) -> None:
+    """One session: open, report and ask again, release."""
+    session_id = f"bench;{secrets.token_hex(8)}"
+    steps = (
+        (RequestKind.INITIAL, UnitRequest(1, requested=MB), msisdn),
+        (RequestKind.UPDATE, UnitRequest(1, used=MB, requested=MB), ""),
+        (RequestKind.TERMINATION, UnitRequest(1, used=MB // 2), ""),
+    )
+    for sequence, (kind, unit, subscriber) in enumerate(steps):
+        started = time.perf_counter()
+        engine.handle(ChargingRequest(session_id, kind, sequence, Service.DATA, subscriber, units=(unit,)))
+        tally.took(started)
+
+
+def _engine_process(args: tuple[str, str, str, list[str], int, float]) -> Result:
+    app_url, platform_url, redis_url, msisdns, threads, seconds = args
+    db = Database(app_url, platform_url=platform_url)
+    store = ChargingStore(redis.Redis.from_url(redis_url, decode_responses=True), namespace=NAMESPACE)
+    engine = OnlineCharging(db, store)
+    warm = Tally()
+    for msisdn in msisdns:  # each line's account read from PostgreSQL once, before the clock runs
+        _session_cycle(engine, msisdn, warm)
+
+    def work(index: int, tally: Tally, running: Callable[[], bool]) -> None:
+        mine = msisdns[index::threads] or msisdns
+        n = 0
+        while running():
+            _session_cycle(engine, mine[n % len(mine)], tally)
+            n += 1
+
+    result = run_threads(threads, seconds, work)
     db.dispose()
-    return sum(counts), elapsed, [s for sample in samples for s in sample[::10]]
+    return result
 
 
 # The store's own ceiling: per operation the same two round trips to the same Redis (a read of a line's hash, a
@@ -213,38 +245,24 @@ return 1
 """
 
 
-def _ceiling_process(args: tuple[str, list[str], int, float]) -> tuple[int, float, list[float]]:
+def _ceiling_process(args: tuple[str, list[str], int, float]) -> Result:
     redis_url, msisdns, threads, seconds = args
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     read, write = client.register_script(_CEILING_READ), client.register_script(_CEILING_WRITE)
     payload = json.dumps({"c": {"1": {"s": "2026-12-01T10:00:00+00:00", "u": MB, "g": MB, "p": {}, "m": 10000}}})
-    counts = [0] * threads
-    samples: list[list[float]] = [[] for _ in range(threads)]
-    start = threading.Barrier(threads + 1)
-    deadline = [0.0]
 
-    def run(index: int) -> None:
+    def work(index: int, tally: Tally, running: Callable[[], bool]) -> None:
         mine = msisdns[index::threads] or msisdns
-        start.wait()
         n = 0
-        while time.perf_counter() < deadline[0]:
+        while running():
             key = f"bench:ceiling:{mine[n % len(mine)]}"
             n += 1
             started = time.perf_counter()
             read(keys=[key])
             write(keys=[key, "bench:ceiling:stream"], args=[payload])
-            samples[index].append(time.perf_counter() - started)
-            counts[index] += 1
+            tally.took(started)
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    deadline[0] = time.perf_counter() + seconds
-    began = time.perf_counter()
-    start.wait()
-    for worker in workers:
-        worker.join()
-    return sum(counts), time.perf_counter() - began, [s for sample in samples for s in sample[::10]]
+    return run_threads(threads, seconds, work)
 
 
 def _measure_engine(
@@ -253,22 +271,16 @@ def _measure_engine(
     slices = [msisdns[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
-        results = pool.map(_engine_process, [(*urls, part, threads, seconds) for part in slices])
-    count = sum(r[0] for r in results)
-    elapsed = max(r[1] for r in results)
-    latencies = [s for r in results for s in r[2]]
+        engine = _merged(pool.map(_engine_process, [(*urls, part, threads, seconds) for part in slices]))
     with context.Pool(processes) as pool:
-        ceiling = pool.map(_ceiling_process, [(urls[2], part, threads, seconds) for part in slices])
-    figures.phases["engine_ceiling"] = _timing(
-        sum(r[0] for r in ceiling), max(r[1] for r in ceiling), [s for r in ceiling for s in r[2]]
-    )
-    engine_rate = count / elapsed if elapsed else 0.0
+        ceiling = _merged(pool.map(_ceiling_process, [(urls[2], part, threads, seconds) for part in slices]))
+    figures.phases["engine_ceiling"] = ceiling
     figures.phases["engine"] = {
-        **_timing(count, elapsed, latencies),
+        **engine,
         "processes": processes,
         "threads": threads,
         "target_per_s": TARGET_ENGINE_OPS,
-        "ratio_to_store_ceiling": round(engine_rate / figures.phases["engine_ceiling"]["per_s"], 3),
+        "ratio_to_store_ceiling": round(engine["per_s"] / ceiling["per_s"], 3) if ceiling["per_s"] else 0.0,
     }
 
 
@@ -325,34 +337,28 @@ def _nchf_step(conn: http.client.HTTPConnection, state: list[Any], headers: dict
     return ok
 
 
-def _http_process(args: tuple[str, str, list[str], int, int, float, str]) -> tuple[int, float, list[float], int]:
-    """Threads over keep-alive connections, each carrying its share of the sessions; `mode` nchf or healthz."""
+def _http_process(args: tuple[str, str, list[str], int, int, float, str]) -> Result:
+    """Threads over keep-alive connections, each carrying its share of the sessions; `mode` nchf, healthz or warm
+    (each line once, a whole session each, untimed: the server reads terms and accounts before the clock)."""
     base, token, msisdns, connections, sessions, seconds, mode = args
     host = urlsplit(base)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    counts = [0] * connections
-    errors = [0] * connections
-    samples: list[list[float]] = [[] for _ in range(connections)]
-    start = threading.Barrier(connections + 1)
-    deadline = [0.0]
     per_connection = max(1, sessions // connections)
 
-    def run(index: int) -> None:
+    def work(index: int, tally: Tally, running: Callable[[], bool]) -> None:
         conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port, timeout=60)
         mine = msisdns[index::connections] or msisdns
-        # Each connection carries several sessions at once, each at its own step (create, update, release).
-        live: list[list[Any]] = [[None, 0, mine[(index + k) % len(mine)].lstrip("+")] for k in range(per_connection)]
-        start.wait()
         if mode == "warm":
-            # Each of its lines once, a whole session each: the server reads terms and accounts before the clock.
             for msisdn in mine:
                 state: list[Any] = [None, 0, msisdn.lstrip("+")]
                 for _ in range(3):
                     _nchf_step(conn, state, headers)
             conn.close()
             return
+        # Each connection carries several sessions at once, each at its own step (create, update, release).
+        live: list[list[Any]] = [[None, 0, mine[(index + k) % len(mine)].lstrip("+")] for k in range(per_connection)]
         turn = 0
-        while time.perf_counter() < deadline[0]:
+        while running():
             started = time.perf_counter()
             if mode == "healthz":
                 conn.request("GET", "/healthz")
@@ -362,20 +368,10 @@ def _http_process(args: tuple[str, str, list[str], int, int, float, str]) -> tup
             else:
                 ok = _nchf_step(conn, live[turn % len(live)], headers)
                 turn += 1
-            samples[index].append(time.perf_counter() - started)
-            counts[index] += 1
-            errors[index] += 0 if ok else 1
+            tally.took(started, ok=ok)
         conn.close()
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(connections)]
-    for worker in workers:
-        worker.start()
-    deadline[0] = time.perf_counter() + seconds
-    began = time.perf_counter()
-    start.wait()
-    for worker in workers:
-        worker.join()
-    return sum(counts), time.perf_counter() - began, [s for sample in samples for s in sample], sum(errors)
+    return run_threads(connections, seconds, work)
 
 
 def _http_load(
@@ -396,9 +392,8 @@ def _http_load(
             _http_process,
             [(base, token, msisdns[i::clients], share, sessions // clients, seconds, mode) for i in range(clients)],
         )
-    count = sum(r[0] for r in results)
-    elapsed = max(r[1] for r in results)
-    return _timing(count, elapsed, [s for r in results for s in r[2]]), sum(r[3] for r in results)
+    merged = _merged(results)
+    return merged, merged.pop("errors")
 
 
 def _measure_http(
@@ -477,7 +472,9 @@ def _measure_http(
 # Diameter Gy ----------------------------------------------------------------------------------------------
 
 
-def _gy_process(args: tuple[int, str, list[str], int, float]) -> tuple[int, float, list[float], int]:
+def _gy_process(args: tuple[int, str, list[str], int, float]) -> Result:
+    """Threads sharing one python-diameter client, each running sessions (CCR-I, CCR-U, CCR-T) on its lines; with no
+    time given, each line once (warming)."""
     from mvne.charging.online.gy_client import GyClient, UnitReport
 
     port, origin, msisdns, threads, seconds = args
@@ -490,18 +487,11 @@ def _gy_process(args: tuple[int, str, list[str], int, float]) -> tuple[int, floa
         peer_host="ocs.mvne.localhost",
     )
     client.start()
-    counts = [0] * threads
-    errors = [0] * threads
-    samples: list[list[float]] = [[] for _ in range(threads)]
-    start = threading.Barrier(threads + 1)
-    deadline = [0.0]
 
-    def run(index: int) -> None:
+    def work(index: int, tally: Tally, running: Callable[[], bool]) -> None:
         mine = msisdns[index::threads] or msisdns
-        start.wait()
         n = 0
-        # Warming (no time given): each of its lines once.
-        while (n < len(mine)) if seconds == 0 else (time.perf_counter() < deadline[0]):
+        while (n < len(mine)) if seconds == 0 else running():
             session = client.new_session_id()
             msisdn = mine[n % len(mine)].lstrip("+")
             n += 1
@@ -513,21 +503,11 @@ def _gy_process(args: tuple[int, str, list[str], int, float]) -> tuple[int, floa
             for number, (kind, units, subscriber) in enumerate(steps):
                 started = time.perf_counter()
                 answer = client.credit_control(session, kind, number, subscriber=subscriber, units=units, timeout=30)
-                samples[index].append(time.perf_counter() - started)
-                counts[index] += 1
-                errors[index] += 0 if answer.result_code == 2001 else 1
+                tally.took(started, ok=answer.result_code == 2001)
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    deadline[0] = time.perf_counter() + seconds
-    began = time.perf_counter()
-    start.wait()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - began
+    result = run_threads(threads, seconds, work)
     client.stop()
-    return sum(counts), elapsed, [s for sample in samples for s in sample], sum(errors)
+    return result
 
 
 def _measure_gy(figures: Figures, settings: Settings, msisdns: list[str], *, clients: int, seconds: float) -> None:
@@ -569,11 +549,8 @@ def _measure_gy(figures: Figures, settings: Settings, msisdns: list[str], *, cli
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    count = sum(r[0] for r in results)
-    elapsed = max(r[1] for r in results)
     figures.phases["gy"] = {
-        **_timing(count, elapsed, [s for r in results for s in r[2]]),
-        "errors": sum(r[3] for r in results),
+        **_merged(results),
         "client_processes": clients,
         "target_per_s": TARGET_GY_ANSWERS,
     }

@@ -14,6 +14,7 @@ What freeDiameter 1.2.1 (Debian) needs here, found by trying:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -114,18 +115,14 @@ def write_config(folder: Path, port: int, ocs_port: int) -> Path:
     return config
 
 
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[Relay]:
+@contextlib.contextmanager
+def freediameter_relay(folder: Path, server: GyServer) -> Iterator[tuple[int, Path]]:
+    """freeDiameterd relaying to `server` (once it has connected to it): its port and its log."""
     if FREEDIAMETERD is None:
         skip_or_fail("needs freeDiameterd (Debian packages freediameter, freediameter-extensions)")
-    engine = Engine()
-    server = GyServer(
-        engine, host="127.0.0.1", port=free_port(), origin_host=OCS_HOST, origin_realm=OCS_REALM, peers=[DRA_HOST]
-    )
-    server.start()
     port = free_port()
-    log = tmp_path / "freeDiameterd.log"
-    config = write_config(tmp_path, port, server.port)
+    log = folder / "freeDiameterd.log"
+    config = write_config(folder, port, server.port)
     with log.open("wb") as out:
         daemon = subprocess.Popen([str(FREEDIAMETERD), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -135,7 +132,7 @@ def relay(tmp_path: Path) -> Iterator[Relay]:
             threading.Event().wait(0.1)
         if DRA_HOST not in server.connected_peers():
             pytest.fail(f"freeDiameterd did not connect to the Gy server:\n{log.read_text()[-3000:]}")
-        yield Relay(engine, server, port, log)
+        yield port, log
     finally:
         daemon.terminate()
         try:
@@ -143,6 +140,19 @@ def relay(tmp_path: Path) -> Iterator[Relay]:
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[Relay]:
+    engine = Engine()
+    server = GyServer(
+        engine, host="127.0.0.1", port=free_port(), origin_host=OCS_HOST, origin_realm=OCS_REALM, peers=[DRA_HOST]
+    )
+    server.start()
+    try:
+        with freediameter_relay(tmp_path, server) as (port, log):
+            yield Relay(engine, server, port, log)
+    finally:
         server.stop()
 
 

@@ -3,8 +3,6 @@ freeDiameter as a relay, and what ends in the database."""
 
 from __future__ import annotations
 
-import subprocess
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,14 +20,13 @@ from tests.charging.test_diameter_relay import (
     CLIENT_HOST,
     CLIENT_REALM,
     DRA_HOST,
-    FREEDIAMETERD,
     OCS_HOST,
     OCS_REALM,
-    write_config,
+    freediameter_relay,
 )
 from tests.charging.test_online_charging import MB, balance_of, prepaid, records_of
 from tests.charging.test_rating_scenarios import NOTHING_INCLUDED, line_on
-from tests.conftest import free_port, skip_or_fail
+from tests.conftest import free_port
 from tests.support.api import TenantHandle
 
 SUCCESS, CREDIT_LIMIT_REACHED, UNKNOWN_SESSION, USER_UNKNOWN = 2001, 4012, 5002, 5030
@@ -124,28 +121,8 @@ def test_a_gateway_charges_a_session_over_gy_and_one_group_runs_out_of_credit(
 
 @pytest.fixture
 def relay_port(tmp_path: Path, gy_server: GyServer) -> Iterator[int]:
-    if FREEDIAMETERD is None:
-        skip_or_fail("needs freeDiameterd (Debian packages freediameter, freediameter-extensions)")
-    port = free_port()
-    log = tmp_path / "freeDiameterd.log"
-    config = write_config(tmp_path, port, gy_server.port)
-    with log.open("wb") as out:
-        daemon = subprocess.Popen([str(FREEDIAMETERD), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(150):
-            if DRA_HOST in gy_server.connected_peers() or daemon.poll() is not None:
-                break
-            threading.Event().wait(0.1)
-        if DRA_HOST not in gy_server.connected_peers():
-            pytest.fail(f"freeDiameterd did not connect to the Gy server:\n{log.read_text()[-3000:]}")
+    with freediameter_relay(tmp_path, gy_server) as (port, _):
         yield port
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
 
 
 def test_the_same_session_through_freediameter_as_a_relay_is_charged_the_same(
