@@ -243,6 +243,52 @@ class _Cache:
         self.contexts: dict[str, tuple[float, RatingContext]] = {}
 
 
+class _Written:
+    """Per process: each session's and each line's account as this process last wrote them (bounded)."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sessions: dict[str, Snapshot] = {}
+        self.accounts: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+
+    def get(self, session_key: str, line_id: str | None) -> Snapshot | None:
+        found = self.sessions.get(session_key)
+        if found is not None:
+            return found
+        if line_id is not None and (held := self.accounts.get(line_id)) is not None:
+            return Snapshot({}, held[0], held[1])
+        return None
+
+    def put(self, session_key: str, line_id: str, snap: Snapshot) -> None:
+        with self.lock:
+            if len(self.sessions) >= self.LIMIT:
+                self.sessions.clear()
+            if len(self.accounts) >= self.LIMIT:
+                self.accounts.clear()
+            self.sessions[session_key] = snap
+            self.accounts[line_id] = (snap.account, snap.customer)
+
+
+def written(snap: Snapshot, change: Change, line_id: str) -> Snapshot:
+    """The session, the account and the customer as the apply script leaves them, from what they were."""
+    account, customer = dict(snap.account), dict(snap.customer)
+    for name, delta in change.counters.items():
+        held, field = (customer, name[2:]) if name.startswith("c:") else (account, name)
+        held[field] = str(int(held.get(field, 0)) + delta)
+    opened = {"open": 1 if change.mode == "open" else (-1 if change.mode == "close" and change.session_seq else 0)}
+    for held in (account, customer):
+        held["v"] = str(int(held["v"]) + 1)
+        held["open"] = str(int(held.get("open", 0)) + opened["open"])
+        held["pend"] = str(int(held.get("pend", 0)) + len(change.settled))
+    session = {**snap.session, "seq": str(change.sequence), "ans": change.answer, "state": change.state}
+    session["line"] = line_id
+    if change.mode == "close":
+        session["closed"] = "1"
+    return Snapshot(session, account, customer)
+
+
 def answer_json(answer: ChargingAnswer) -> str:
     return json.dumps(
         {
@@ -292,6 +338,7 @@ class OnlineCharging:
         self.grace_s = grace_s
         self.clock = clock
         self._cache = _Cache()
+        self._written = _Written()
 
     # The request ---------------------------------------------------------------------------------------------
 
@@ -312,8 +359,11 @@ class OnlineCharging:
                 return self._refuse(request, Result.USER_UNKNOWN, "No line has this subscriber identity.")
             if line.status != "active":
                 return self._refuse(request, Result.SERVICE_DENIED, f"The line is {line.status}.", line.id)
-        for _ in range(MAX_ROUNDS):
-            snap = self.store.read(key, line.id if line else None)
+        for attempt in range(MAX_ROUNDS):
+            # First what this process wrote last for the session (or the line): right, unless another process has
+            # changed them since, which the script applying the changes sees (then they are read).
+            cached = self._written.get(key, line.id if line else None) if attempt == 0 else None
+            snap = cached or self.store.read(key, line.id if line else None)
             if snap.session.get("seq") == str(request.sequence) and "ans" in snap.session:
                 return answer_of(snap.session["ans"], request.session_id, request.sequence)
             refusal = _session_refusal(request, snap)
@@ -329,6 +379,7 @@ class OnlineCharging:
                 return self._refuse(request, Result.NOT_APPLICABLE, "The line has no terms to charge it by.", line_id)
             answer, change = worked
             if self.store.apply(key, line_id, snap.account["cus"], change):
+                self._written.put(key, line_id, written(snap, change, line_id))
                 return answer
         raise EngineBusy(f"the account of line {line.id if line else '?'} kept changing")
 

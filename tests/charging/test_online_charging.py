@@ -352,3 +352,19 @@ def test_usage_arriving_as_records_during_a_session_is_not_granted_again(
 
     # 50 MB of money: 20 used online, 20 by the record, 10 left to grant.
     assert (grant(more).granted, grant(more).final_unit is not None) == (10 * MB, True)
+
+
+def test_two_processes_charging_one_line_each_see_what_the_other_granted(
+    runtime: Runtime, tenant: TenantHandle, charging: OnlineCharging
+) -> None:
+    # Each engine remembers what it wrote last; the other's writes make that stale, and it must notice.
+    other = OnlineCharging(runtime.db, charging.store)
+    sub = line_on(tenant.api, allowances=NOTHING_INCLUDED)
+    prepaid(runtime, tenant, sub, "1.00")  # 100 MB
+    here, there = Session(charging, sub), Session(other, sub)
+
+    assert grant(here.open(UnitRequest(1, requested=50 * MB))).granted == 50 * MB
+    assert grant(there.open(UnitRequest(1, requested=30 * MB))).granted == 30 * MB
+    more = here.update(UnitRequest(1, used=50 * MB, requested=30 * MB))
+
+    assert (grant(more).granted, grant(more).final_unit is not None) == (20 * MB, True)
