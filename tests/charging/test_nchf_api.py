@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Flask
+from joserfc.jwk import RSAKey
 
 from mvne.charging.online.api import SCOPE, STANDING_TTL_S
 from mvne.charging.online.ledger import drain
@@ -18,6 +19,7 @@ from mvne.platform.auth import OPERATOR_SCOPES
 from mvne.tenants.service import issue_api_client
 from tests.charging.test_online_charging import balance_of, prepaid, records_of
 from tests.charging.test_rating_scenarios import NOTHING_INCLUDED, line_on
+from tests.platform.test_auth import decoded, resigned
 from tests.support.api import ApiCaller, Operator, TenantHandle, token_for
 
 MB = 1_000_000
@@ -135,3 +137,24 @@ def test_a_revoked_network_client_is_refused_within_a_second(
 
     refused = network.post(BASE, body(0, sub, rg1=(MB, None)))
     assert refused.status_code == 401
+
+
+def test_a_network_token_the_process_remembers_is_refused_once_expired_and_never_when_altered(
+    api: ApiCaller, runtime: Runtime, tenant: TenantHandle, operator: Operator
+) -> None:
+    now = int(time.time())
+    ours = RSAKey.import_key(runtime.settings.jwt_private_key)
+    short = resigned(decoded(api, operator.api.token or ""), ours, iat=now, exp=now + 2)
+    assert short is not None
+    sub = line_on(tenant.api)
+
+    first = api.with_token(short).post(BASE, body(0, sub, rg1=(MB, None)))
+    altered = api.with_token(short[:-2] + ("AA" if not short.endswith("AA") else "BB")).post(
+        BASE, body(0, sub, rg1=(MB, None))
+    )
+    time.sleep(2.5)
+    late = api.with_token(short).post(BASE, body(0, sub, rg1=(MB, None)))
+
+    assert first.status_code == 201, first.json
+    assert altered.status_code == 401
+    assert late.status_code == 401
