@@ -144,12 +144,15 @@ def test_settled_usage_written_before_a_kill_is_not_lost_and_counts_once(
     assert session.send(RequestKind.UPDATE, UnitRequest(1, used=MB)).result == Result.UNKNOWN_SESSION
 
 
-def test_a_redis_that_keeps_nothing_is_refused(redis_server_url: str) -> None:
-    volatile = redis.Redis.from_url(redis_server_url)
-    if (
-        volatile.config_get("appendfsync").get("appendfsync") == "always"
-        and volatile.config_get("appendonly").get("appendonly") == "yes"
-    ):
-        pytest.skip("this Redis keeps every change")
-    with pytest.raises(StoreNotDurable, match="appendfsync always"):
-        ChargingStore(volatile, namespace="volatile:").check_durable()
+def test_a_redis_that_does_not_write_every_change_before_answering_is_refused(durable_redis: RedisProcess) -> None:
+    client = redis.Redis(port=durable_redis.port)
+    store = ChargingStore(client, namespace="durability:")
+    store.check_durable()  # appendonly yes, appendfsync always
+
+    client.config_set("appendfsync", "everysec")
+    with pytest.raises(StoreNotDurable, match="appendfsync everysec"):
+        store.check_durable()
+    client.config_set("appendfsync", "always")
+    client.config_set("appendonly", "no")
+    with pytest.raises(StoreNotDurable, match="appendonly no"):
+        store.check_durable()
