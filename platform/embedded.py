@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import click
+from waitress import wasyncore
 from waitress.server import create_server
 
 from mvne.infra.logging import configure_logging
@@ -42,9 +43,19 @@ class EmbeddedServer:
     ) -> None:
         # Jobs first, while the simulators they call (served here) still answer; then the web.
         self.runtime.stop_background()
-        self._server.close()
-        self._thread.join(timeout=5)
+        self._stop_web()
         self.runtime.stop()
+
+    def _stop_web(self) -> None:
+        """Finish the requests in flight (up to 5 s), then close every socket, idle keep-alive ones included.
+
+        Closing only the listening socket leaves the loop serving the open connections until their
+        `channel_timeout`; the sockets are closed by the loop's own thread, through its trigger.
+        """
+        server = self._server
+        server.task_dispatcher.shutdown(timeout=5)
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        self._thread.join(timeout=5)
 
 
 def run_embedded(settings: Settings, *, seed: bool = True) -> None:
