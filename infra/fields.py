@@ -16,7 +16,7 @@ from typing import Any
 
 from apispec import BasePlugin
 from babel import Locale
-from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing, validate
 from marshmallow.decorators import POST_DUMP, POST_LOAD, PRE_DUMP, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
 
 # re.ASCII throughout: as in ECMA-262, \d is 0-9 only (Python's \d also matches other scripts' digits).
@@ -344,16 +344,68 @@ def _date_time_value(value: Any) -> Any:
         return missing
 
 
+def _nested_converter(field: fields.Nested) -> Callable[[Any], Any]:
+    if field.validators or field.many or field.unknown is not None:
+        raise TypeError(f"{field!r}: only a plain nested record is checked fast")
+    load = fast_loader(field.schema)
+
+    def convert(value: Any) -> Any:
+        loaded = load(value)
+        return missing if loaded is None else loaded
+
+    return convert
+
+
+def _list_converter(field: fields.List) -> Callable[[Any], Any]:
+    low, high = 0, None
+    for rule in field.validators:
+        if not isinstance(rule, validate.Length) or rule.equal is not None:
+            raise TypeError(f"{field!r}: only its length is checked fast")
+        low, high = max(low, rule.min or 0), rule.max if high is None else min(high, rule.max or high)
+    inner = field.inner
+    item: Callable[[Any], Any]
+    if type(inner) is fields.Nested:
+        item = _nested_converter(inner)
+    elif type(inner) is fields.Dict and inner.key_field is None and inner.value_field is None and not inner.validators:
+        item = _dict_value
+    else:
+        raise TypeError(f"{field!r}: a list of {type(inner).__name__} is not checked fast")
+
+    def convert(value: Any) -> Any:
+        if type(value) is not list or len(value) < low or (high is not None and len(value) > high):
+            return missing
+        items = []
+        for one in value:
+            converted = item(one)
+            if converted is missing:
+                return missing
+            items.append(converted)
+        return items
+
+    return convert
+
+
+def _dict_value(value: Any) -> Any:
+    return dict(value) if type(value) is dict else missing
+
+
 def fast_loader(schema: Schema) -> FastLoad:
-    """A loader that gives, for a flat record of Text, Integer and DateTime fields, the same dict as
-    `schema.load`, checking the same rules without marshmallow's machinery (ten times faster).
+    """A loader that gives, for a record of Text, Integer and DateTime fields, nested records of the same and
+    lists of them, the same dict as `schema.load`, checking the same rules without marshmallow's machinery
+    (three to ten times faster).
 
     It answers None for anything it would refuse, and for anything it is unsure of: the caller then loads
     with the schema, which gives the errors. Schema-level validators run on its result as `load` runs them.
-    A schema it cannot check the same way (nested fields, other validators, load hooks) is refused here.
+    Unknown fields are refused or dropped as the schema says (RAISE or EXCLUDE). A schema it cannot check the
+    same way (other fields or validators, load hooks) is refused here.
     """
-    if schema.unknown != RAISE or schema._hooks[PRE_LOAD] or schema._hooks[POST_LOAD] or schema._hooks[VALIDATES]:
-        raise TypeError(f"{schema!r}: unknown fields, load hooks and field validators are not checked fast")
+    if (
+        schema.unknown not in (RAISE, EXCLUDE)
+        or schema._hooks[PRE_LOAD]
+        or schema._hooks[POST_LOAD]
+        or schema._hooks[VALIDATES]
+    ):
+        raise TypeError(f"{schema!r}: unknown fields kept, load hooks and field validators are not checked fast")
     if any(many or kwargs.get("pass_original") for _, many, kwargs in schema._hooks[VALIDATES_SCHEMA]):
         raise TypeError(f"{schema!r}: its schema validators are not checked fast")
     whole = [getattr(schema, name) for name, _, _ in schema._hooks[VALIDATES_SCHEMA]]
@@ -366,13 +418,18 @@ def fast_loader(schema: Schema) -> FastLoad:
             convert = _integer_converter(field)
         elif type(field) is DateTime and not field.validators and field.default_timezone is None:
             convert = _date_time_value
+        elif type(field) is fields.Nested:
+            convert = _nested_converter(field)
+        elif type(field) is fields.List:
+            convert = _list_converter(field)
         else:
             raise TypeError(f"{name}: {type(field).__name__} is not checked fast")
         plan.append((field.data_key or name, name, convert, field.required, field.allow_none, field.load_default))
     keys = frozenset(key for key, *_ in plan)
+    strict = schema.unknown == RAISE
 
     def load(item: Any) -> dict[str, Any] | None:
-        if type(item) is not dict or not keys.issuperset(item):
+        if type(item) is not dict or (strict and not keys.issuperset(item)):
             return None
         loaded: dict[str, Any] = {}
         for key, name, convert, required, allow_none, default in plan:

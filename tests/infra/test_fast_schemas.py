@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from marshmallow import Schema, ValidationError, fields, post_dump, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from mvne.charging.online.api import ChargingDataRequestSchema
 from mvne.charging.schemas import (
     CALLED_PATTERN,
     MSISDN_PATTERN,
@@ -24,7 +25,7 @@ from mvne.charging.schemas import (
     UsageRecordInSchema,
 )
 from mvne.charging.usage import IngestResult, RecordOutcome
-from mvne.infra.fields import Country, Integer, LocalDate, Text, fast_dumper, fast_loader
+from mvne.infra.fields import Country, DateTime, Integer, LocalDate, Text, fast_dumper, fast_loader
 
 SCHEMA = UsageRecordInSchema()
 LOAD = fast_loader(SCHEMA)
@@ -251,3 +252,97 @@ def test_a_schema_the_fast_dumper_cannot_dump_the_same_way_is_refused() -> None:
     for schema in (Dated(), Defaulted(), Renamed(), Counted(), Reshaped(), Single()):
         with pytest.raises(TypeError):
             fast_dumper(schema)
+
+
+# Nested documents: a 5G core's ChargingDataRequest, whose unknown fields are dropped (EXCLUDE).
+NCHF = ChargingDataRequestSchema()
+LOAD_NCHF = fast_loader(NCHF)
+SAFE_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20)
+
+
+def _valid(field: fields.Field) -> st.SearchStrategy[Any]:
+    """Values the field accepts."""
+    if isinstance(field, fields.Nested):
+        return _documents(field.schema, hostile=False)
+    if isinstance(field, fields.List):
+        inner = field.inner
+        items = _documents(inner.schema, hostile=False) if isinstance(inner, fields.Nested) else ODD_DICTS
+        return st.lists(items, max_size=3)
+    if isinstance(field, Integer):
+        low, high = next(((r.min, r.max) for r in field.validators if isinstance(r, validate.Range)), (None, None))
+        return st.integers(low, high)
+    if isinstance(field, DateTime):
+        return valid_instants()
+    assert isinstance(field, Text)
+    if field._regex is not None:
+        return st.from_regex(field._regex, fullmatch=True)
+    return SAFE_TEXT
+
+
+def _hostile(field: fields.Field) -> st.SearchStrategy[Any]:
+    """Values the field may refuse, beside ones it accepts."""
+    if isinstance(field, fields.Nested):
+        return _documents(field.schema, hostile=True) | ODD
+    if isinstance(field, fields.List):
+        inner = field.inner
+        items = _documents(inner.schema, hostile=True) if isinstance(inner, fields.Nested) else ODD_DICTS | ODD
+        return st.lists(items, max_size=3) | st.lists(st.just({}), min_size=49, max_size=52) | ODD
+    if isinstance(field, Integer):
+        return _valid(field) | st.integers(-3, 2**33) | ODD
+    if isinstance(field, DateTime):
+        return valid_instants() | instants() | TEXTS | ODD
+    return _valid(field) | TEXTS | ODD
+
+
+ODD_DICTS = st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=2)
+
+
+def _documents(schema: Schema, *, hostile: bool) -> st.SearchStrategy[dict[str, Any]]:
+    value = _hostile if hostile else _valid
+    required = {name: value(field) for name, field in schema.fields.items() if field.required}
+    optional = {name: value(field) for name, field in schema.fields.items() if not field.required}
+    optional["fieldOfALaterRelease"] = ODD
+    if hostile:
+        # A required field is sometimes missing.
+        return st.fixed_dictionaries({}, optional={**required, **optional}) | st.fixed_dictionaries(
+            required, optional=optional
+        )
+    return st.fixed_dictionaries(required, optional=optional)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents(NCHF, hostile=True))
+def test_a_nested_document_is_loaded_as_the_schema_loads_it_or_left_to_the_schema(document: dict[str, Any]) -> None:
+    try:
+        expected: dict[str, Any] | None = NCHF.load(document)
+    except ValidationError:
+        expected = None
+    fast = LOAD_NCHF(document)
+    if expected is None:
+        assert fast is None, f"the schema refuses {document!r}, the fast loader took it as {fast!r}"
+    else:
+        assert fast is None or fast == expected
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents(NCHF, hostile=False))
+def test_a_well_formed_nested_document_is_taken_by_the_fast_loader(document: dict[str, Any]) -> None:
+    assert LOAD_NCHF(document) == NCHF.load(document)
+
+
+def test_a_nested_field_the_fast_loader_cannot_check_the_same_way_is_refused() -> None:
+    class Inner(Schema):
+        name = Text()
+
+    class Many(Schema):
+        inner = fields.Nested(Inner, many=True)
+
+    class Floats(Schema):
+        values = fields.List(fields.Float())
+
+    class Counted(Schema):
+        inner = fields.List(fields.Nested(Inner), validate=validate.Length(equal=2))
+
+    for schema in (Many(), Floats(), Counted()):
+        with pytest.raises(TypeError):
+            fast_loader(schema)
