@@ -218,9 +218,19 @@ def _engine_process(args: tuple[str, str, str, list[str], int, float]) -> Result
     db = Database(app_url, platform_url=platform_url)
     store = ChargingStore(redis.Redis.from_url(redis_url, decode_responses=True), namespace=NAMESPACE)
     engine = OnlineCharging(db, store)
-    warm = Tally()
-    for msisdn in msisdns:  # each line's account read from PostgreSQL once, before the clock runs
-        _session_cycle(engine, msisdn, warm)
+
+    def warm(index: int) -> None:
+        tally = Tally()
+        for msisdn in msisdns[index::threads]:
+            _session_cycle(engine, msisdn, tally)
+
+    # Each line's account and terms read from PostgreSQL once, before the clock runs, by the threads that will run
+    # (one thread alone can take longer than the terms are kept, and the clock would then time their reading).
+    warmers = [threading.Thread(target=warm, args=(i,)) for i in range(threads)]
+    for warmer in warmers:
+        warmer.start()
+    for warmer in warmers:
+        warmer.join()
 
     def work(index: int, tally: Tally, running: Callable[[], bool]) -> None:
         mine = msisdns[index::threads] or msisdns
