@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from sqlalchemy.exc import IntegrityError
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from mvne.charging.online.api import BASE_PATH as NCHF_BASE_PATH
+from mvne.charging.online.front import NchfFront
 from mvne.infra.fields import SchemaExtrasPlugin
 from mvne.infra.ids import new_id
 from mvne.infra.logging import bind_context, clear_context, configure_logging
@@ -21,6 +23,7 @@ from mvne.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from mvne.infra.runtime import Runtime
 from mvne.infra.settings import Settings, load_settings
 from mvne.infra.web import idempotency
+from mvne.infra.web.auth import AUTH_EXTENSION
 from mvne.infra.web.guard import register_guard
 from mvne.infra.web.limits import exempt, init_rate_limits
 from mvne.infra.web.problems import ProblemApi, problem, register_error_handlers
@@ -80,9 +83,9 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     app.register_blueprint(files_blueprint)
     app.register_blueprint(console_pages)
     app.register_blueprint(es2plus)
-    # Not limited: probes and scrapes, the documentation, the SM-DP+'s notifications (mutual TLS), and the host
-    # network's charging requests (a core refused for a rate would stop its subscribers' service). Said before
-    # the API is registered: its document tells which operations are limited.
+    # Not limited: probes and scrapes, the documentation, and the SM-DP+'s notifications (mutual TLS). Said before
+    # the API is registered: its document tells which operations are limited. (The host network's charging
+    # requests are served beside the app, unlimited: a core refused for a rate would stop its subscribers.)
     exempt(
         app,
         "healthz",
@@ -90,15 +93,25 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         "metrics",
         "docs_page",
         "docs_asset",
-        blueprints=("api-docs", es2plus.name, "nchf"),
+        blueprints=("api-docs", es2plus.name),
     )
     register_api(api)
+    openapi.document_nchf(api, app)
 
     if settings.mail_url == MAILBOX:
         _register_mailbox(app, rt)
         exempt(app, "dev_mailbox")
+    mounts: dict[str, Any] = {
+        NCHF_BASE_PATH: NchfFront(
+            rt,
+            app.extensions[AUTH_EXTENSION],
+            max_body_bytes=settings.max_body_bytes,
+            max_json_depth=settings.max_json_depth,
+        )
+    }
     if settings.embedded_simulators:
-        _mount_simulators(app, rt)
+        mounts.update(_simulators(rt))
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
     return app
 
 
@@ -185,7 +198,8 @@ def _register_health(app: Flask, rt: Runtime) -> None:
         return Response(generate_latest(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
-def _mount_simulators(app: Flask, rt: Runtime) -> None:
+def _simulators(rt: Runtime) -> dict[str, Any]:
+    """The simulators' WSGI apps by base path (embedded mode)."""
     from mvne.esim.simulator import create_smdp_simulator
     from mvne.provisioning.simulator import create_network_simulator
 
@@ -199,4 +213,4 @@ def _mount_simulators(app: Flask, rt: Runtime) -> None:
         ),
         "/sim/network": create_network_simulator(storage=rt.storage, state_path=sim_dir / "network.json"),
     }
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
+    return mounts

@@ -20,6 +20,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import and_, exists, select
 
+from mvne.infra.db import Database
 from mvne.infra.web.auth import AUTH_EXTENSION, SESSION_CLAIM, SUBSCRIBER_CLAIM, CallerStanding
 from mvne.infra.web.context import runtime
 from mvne.infra.web.problems import ProblemError
@@ -96,7 +97,7 @@ class TokenValidator(JWTBearerTokenValidator):
 
 
 def caller_standing(
-    client_id: str, *, subscriber: str | None = None, session: str | None = None
+    client_id: str, *, subscriber: str | None = None, session: str | None = None, db: Database | None = None
 ) -> CallerStanding | None:
     """One lookup per request: the client (None if unknown), whether it is revoked, and its tenant's status.
 
@@ -118,8 +119,8 @@ def caller_standing(
         )
         revoked = exists().where(and_(RefreshToken.family_id == session, RefreshToken.revoked_at.is_not(None)))
         stmt = stmt.add_columns(account_active.label("account_active"), revoked.label("session_revoked"))
-    with runtime().db.transaction(platform=True) as db:
-        row = db.execute(stmt).first()
+    with (db or runtime().db).transaction(platform=True) as found:
+        row = found.execute(stmt).first()
     if row is None:
         return None
     refused = subscriber is not None and (session is None or not row.account_active or bool(row.session_revoked))

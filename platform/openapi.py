@@ -19,6 +19,7 @@ from typing import Any
 from apispec import APISpec, BasePlugin
 from flask import Flask, Response, render_template_string, send_from_directory, url_for
 from flask_smorest import Api
+from werkzeug.routing import Map, Rule
 
 from mvne.infra.errors import DomainError
 from mvne.infra.web import limits
@@ -834,3 +835,128 @@ def register_docs_page(app: Flask, *, spec_url: str = "/v1/openapi.json") -> Non
 
     app.add_url_rule("/v1/docs", "docs_page", page, methods=["GET"])
     app.add_url_rule("/v1/docs/assets/<path:name>", "docs_asset", docs_asset, methods=["GET"])
+
+
+NCHF_TAG = "nchf"
+# Each Nchf refusal the engine can answer, by route: (status, code, cause, what it means).
+NCHF_REFUSALS: tuple[tuple[int, str, str, str], ...] = (
+    (400, "charging_request_invalid", "CHARGING_FAILED", "The request names no subscriber, or cannot be charged."),
+    (403, "charging_user_unknown", "USER_UNKNOWN", "No line of the platform has this subscriber identifier."),
+    (403, "charging_service_denied", "END_USER_REQUEST_DENIED", "The line may not use this service now."),
+    (403, "charging_not_applicable", "CHARGING_NOT_APPLICABLE", "The service is not charged for this line."),
+    (503, "charging_busy", "", "The line's balance kept changing under the request; send it again."),
+)
+
+
+def document_nchf(api: Api, app: Flask) -> None:
+    """Add the Nchf_ConvergedCharging operations (served by `NchfFront`, beside the Flask app) to the document."""
+    from mvne.charging.online import api as nchf
+    from mvne.charging.online.front import CREATE_ROUTE, RELEASE_ROUTE, UPDATE_ROUTE
+
+    spec: APISpec = api.spec
+    spec.tag(
+        {
+            "name": NCHF_TAG,
+            "description": "Online charging for a host network's 5G core (3GPP TS 32.291 Nchf_ConvergedCharging). "
+            "Fields follow the specification's names; fields this platform does not use are accepted and ignored.",
+        }
+    )
+    docs = OperationDocs(app)
+    reference = {
+        "name": "reference",
+        "in": "path",
+        "required": True,
+        "description": "The session's ChargingDataRef, the last segment of the Location its create answered.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~-]{1,100}$"},
+    }
+    routes = (
+        (
+            CREATE_ROUTE,
+            nchf.CREATE_EXAMPLE,
+            201,
+            "Open a charging data session: units granted per rating group; the Location names the session.",
+        ),
+        (
+            UPDATE_ROUTE,
+            nchf.UPDATE_EXAMPLE,
+            200,
+            "Report the units used since the last request and get more, per rating group.",
+        ),
+        (
+            RELEASE_ROUTE,
+            nchf.RELEASE_EXAMPLE,
+            204,
+            "End the session: the units used are charged, what was granted and not used goes back.",
+        ),
+    )
+    for route, example, status, summary in routes:
+        path = route.replace("<reference>", "{reference}")
+        answer: dict[str, Any] = {"description": {201: "Created", 200: "OK", 204: "No Content"}[status]}
+        if status != 204:
+            answer["content"] = {"application/json": {"schema": nchf.ChargingDataResponseSchema}}
+        if status == 201:
+            answer["headers"] = {
+                "Location": {
+                    "description": "The session's URL; its last segment is the reference.",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            }
+        by_status: dict[int, list[dict[str, Any]]] = {}
+        kit = [
+            "malformed_body",
+            "unauthenticated",
+            "insufficient_scope",
+            "operator_required",
+            "payload_too_large",
+            "validation_failed",
+            "json_too_deep",
+        ]
+        for code in kit:
+            code_status, detail = KIT_PROBLEMS[code]
+            fields = (
+                {"invocationSequenceNumber": ["Missing data for required field."]}
+                if code == "validation_failed"
+                else None
+            )
+            by_status.setdefault(code_status, []).append(
+                problem_example(code_status, code, detail=detail, errors=fields)
+            )
+        by_status.setdefault(415, []).append(
+            problem_example(
+                415, "unsupported_media_type", detail="The body must be JSON (Content-Type: application/json)."
+            )
+        )
+        refusals = [r for r in NCHF_REFUSALS if route == CREATE_ROUTE or r[1] != "charging_request_invalid"]
+        if route != CREATE_ROUTE:
+            refusals.append(
+                (404, "charging_session_not_found", "SESSION_NOT_FOUND", "No open session has this reference.")
+            )
+        for code_status, code, cause, detail in refusals:
+            refusal = problem_example(code_status, code, detail=detail)
+            if cause:
+                refusal["cause"] = cause
+            by_status.setdefault(code_status, []).append(refusal)
+        operation: dict[str, Any] = {
+            "tags": [NCHF_TAG],
+            "summary": summary.split(":")[0],
+            "description": f"{summary}\n\nNeeds a token of a platform operator's client with the scope `{nchf.SCOPE}`. "
+            "Refusals carry 3GPP's `cause` beside the `code`.",
+            "operationId": {CREATE_ROUTE: "nchf_create", UPDATE_ROUTE: "nchf_update", RELEASE_ROUTE: "nchf_release"}[
+                route
+            ],
+            "security": [{"oauth2": [nchf.SCOPE]}, {"bearer": [nchf.SCOPE]}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": nchf.ChargingDataRequestSchema, "example": example}},
+            },
+            "responses": {
+                str(status): answer,
+                **{str(s): docs.problem_response(s, examples) for s, examples in sorted(by_status.items())},
+            },
+        }
+        for response in operation["responses"].values():
+            if PROBLEM_JSON in response.get("content", {}):
+                response["content"][PROBLEM_JSON]["schema"] = nchf.ChargingProblemSchema
+        # Not the app's own rule: a rule of a map of its own, for the document's path and its parameter.
+        rule = next(Map([Rule(route, methods=["POST"], endpoint=operation["operationId"], defaults={})]).iter_rules())
+        spec.path(rule=rule, operations={"post": operation}, parameters=[reference] if "{reference}" in path else [])

@@ -20,7 +20,6 @@ def register_api(api: Api) -> None:
     )
     from mvne.charging.carrier_api import carrier_billing_policy, carrier_charges, line_carrier_billing, merchants
     from mvne.charging.catalog_api import line_purchases, public_catalog
-    from mvne.charging.online.api import nchf
     from mvne.charging.ratecard_api import rate_cards
     from mvne.platform.me_api import me
     from mvne.platform.operator_api import (
@@ -62,7 +61,6 @@ def register_api(api: Api) -> None:
         api_clients_blp,
         audit_events_blp,
         usage_files_blp,
-        nchf,
         offers,
         promotions,
         public_catalog,

@@ -5,6 +5,9 @@
 Fields follow the specification's names; fields this platform does not use are accepted and ignored, as a
 consumer from another release sends them. The caller is a host network's function, with a client of the
 platform holding the `charging:network` scope.
+
+Here: the messages' schemas (which the API document publishes), and the mapping between a message and the
+engine's request and answer. `front.NchfFront` serves the routes.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from typing import Any, cast
+from typing import Any
 
-from flask import Response, current_app, url_for
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from mvne.charging.online.credit import EngineBusy
@@ -29,10 +30,9 @@ from mvne.charging.online.messages import (
     UnitRequest,
 )
 from mvne.charging.online.service import online_charging
-from mvne.infra.fields import DateTime, Integer, Text
-from mvne.infra.web.auth import require
-from mvne.infra.web.context import runtime
-from mvne.infra.web.problems import ProblemError
+from mvne.infra.fields import DateTime, Integer, Text, fast_loader
+from mvne.infra.runtime import Runtime
+from mvne.infra.web.problems import ProblemError, ProblemSchema
 
 SCOPE = "charging:network"
 # A network client's standing (revoked or not) is read from the database once a second per process, not on
@@ -40,12 +40,7 @@ SCOPE = "charging:network"
 STANDING_TTL_S = 1.0
 UNIT_MAX = 10**13
 
-nchf = Blueprint(
-    "nchf",
-    __name__,
-    url_prefix="/nchf-convergedcharging/v3",
-    description="Online charging for a host network's 5G core (3GPP TS 32.291 Nchf_ConvergedCharging).",
-)
+BASE_PATH = "/nchf-convergedcharging/v3"
 
 
 class _Open(Schema):
@@ -119,6 +114,12 @@ class ChargingDataRequestSchema(_Open):
     sMSChargingInformation = fields.Nested(SmsChargingInformationSchema)
 
 
+class ChargingProblemSchema(ProblemSchema):
+    """A refusal of the charging routes: a problem, with 3GPP's cause where the specification has one."""
+
+    cause = fields.String(metadata={"description": "TS 29.500's ProblemDetails cause, e.g. SESSION_NOT_FOUND."})
+
+
 class FinalUnitIndicationSchema(Schema):
     finalUnitAction = fields.String(metadata={"enum": ["TERMINATE", "RESTRICT_ACCESS"]})
 
@@ -142,8 +143,18 @@ class ChargingDataResponseSchema(Schema):
     multipleUnitInformation = fields.List(fields.Nested(MultipleUnitInformationSchema))
 
 
-# One instance for every request: given the class, the parser would build it (and its nested schemas) each time.
 REQUEST_SCHEMA = ChargingDataRequestSchema()
+_FAST_REQUEST = fast_loader(REQUEST_SCHEMA)
+
+
+def load_request(body: Any) -> dict[str, Any]:
+    """A ChargingDataRequest loaded as `REQUEST_SCHEMA` loads it (raising its `ValidationError`): by the fast
+    loader when it is sure, by the schema otherwise."""
+    loaded = _FAST_REQUEST(body)
+    if loaded is None:
+        loaded = REQUEST_SCHEMA.load(body)
+    return loaded
+
 
 # TS 32.291's result codes, per rating group.
 RESULT_CODES = {
@@ -230,7 +241,18 @@ def _digits(address: str | None) -> str | None:
     return digits[:15] or None
 
 
-def _request(body: dict[str, Any], session_id: str, kind: RequestKind) -> ChargingRequest:
+def charging_request(body: dict[str, Any], session_id: str, kind: RequestKind) -> ChargingRequest:
+    """The engine's request for a validated ChargingDataRequest (a create must name its subscriber)."""
+    if kind == RequestKind.INITIAL and not (
+        body.get("subscriberIdentifier")
+        or ((body.get("pDUSessionChargingInformation") or {}).get("userInformation") or {}).get("servedGPSI")
+    ):
+        raise ProblemError(
+            400,
+            "charging_request_invalid",
+            "No subscriberIdentifier or servedGPSI.",
+            extra={"cause": "CHARGING_FAILED"},
+        )
     service = _service(body)
     pdu = body.get("pDUSessionChargingInformation") or {}
     gpsi = (pdu.get("userInformation") or {}).get("servedGPSI")
@@ -267,7 +289,8 @@ def _request(body: dict[str, Any], session_id: str, kind: RequestKind) -> Chargi
     )
 
 
-def _answer(answer: ChargingAnswer, service: Service) -> dict[str, Any]:
+def answer_document(answer: ChargingAnswer, service: Service) -> dict[str, Any]:
+    """The ChargingDataResponse for the engine's answer; a refusal as a whole is raised as its problem."""
     if answer.result != Result.SUCCESS:
         status, cause, code = REFUSALS.get(answer.result, (400, "CHARGING_FAILED", "charging_request_invalid"))
         raise ProblemError(status, code, answer.detail or cause, extra={"cause": cause})
@@ -289,14 +312,15 @@ def _answer(answer: ChargingAnswer, service: Service) -> dict[str, Any]:
     }
 
 
-def _handle(request: ChargingRequest) -> ChargingAnswer:
+def handle(rt: Runtime, request: ChargingRequest) -> ChargingAnswer:
+    """The engine's answer; 503 `charging_busy` when the line's balance kept changing under it."""
     try:
-        return online_charging(runtime()).handle(request)
+        return online_charging(rt).handle(request)
     except EngineBusy:
         raise ProblemError(503, "charging_busy", "The line's balance is changing; try again.") from None
 
 
-def _reference(body: dict[str, Any]) -> str:
+def session_reference(body: dict[str, Any]) -> str:
     """The session's ChargingDataRef: from the consumer's name and charging id when given, so a create sent
     again names the same session (and gets the same answer); random otherwise."""
     pdu = body.get("pDUSessionChargingInformation") or {}
@@ -306,50 +330,3 @@ def _reference(body: dict[str, Any]) -> str:
     consumer = body["nfConsumerIdentification"]
     seed = f"{consumer.get('nFName') or consumer['nodeFunctionality']}|{charging_id}|{body.get('subscriberIdentifier')}"
     return hashlib.blake2b(seed.encode(), digest_size=16).hexdigest()
-
-
-@nchf.route("/chargingdata", methods=["POST"])
-@require(SCOPE, tenant=False, standing_ttl_s=STANDING_TTL_S)
-@nchf.arguments(REQUEST_SCHEMA, example=CREATE_EXAMPLE)
-@nchf.response(201, ChargingDataResponseSchema)
-def create_charging_data(body: dict[str, Any]) -> Response:
-    """Open a charging data session: units granted per rating group; the Location names the session."""
-    reference = _reference(body)
-    if not body.get("subscriberIdentifier") and not (
-        (body.get("pDUSessionChargingInformation") or {}).get("userInformation") or {}
-    ).get("servedGPSI"):
-        raise ProblemError(
-            400,
-            "charging_request_invalid",
-            "No subscriberIdentifier or servedGPSI.",
-            extra={"cause": "CHARGING_FAILED"},
-        )
-    request = _request(body, f"nchf:{reference}", RequestKind.INITIAL)
-    result = _answer(_handle(request), request.service)
-    response = cast(Response, current_app.json.response(result))
-    response.status_code = 201
-    response.headers["Location"] = url_for("nchf.update_charging_data", reference=reference, _external=True).rsplit(
-        "/update", 1
-    )[0]
-    return response
-
-
-@nchf.route("/chargingdata/<reference>/update", methods=["POST"])
-@require(SCOPE, tenant=False, standing_ttl_s=STANDING_TTL_S)
-@nchf.arguments(REQUEST_SCHEMA, example=UPDATE_EXAMPLE)
-@nchf.response(200, ChargingDataResponseSchema)
-def update_charging_data(body: dict[str, Any], reference: str) -> Response:
-    """Report the units used since the last request and get more, per rating group."""
-    request = _request(body, f"nchf:{reference[:100]}", RequestKind.UPDATE)
-    return cast(Response, current_app.json.response(_answer(_handle(request), request.service)))
-
-
-@nchf.route("/chargingdata/<reference>/release", methods=["POST"])
-@require(SCOPE, tenant=False, standing_ttl_s=STANDING_TTL_S)
-@nchf.arguments(REQUEST_SCHEMA, example=RELEASE_EXAMPLE)
-@nchf.response(204)
-def release_charging_data(body: dict[str, Any], reference: str) -> Response:
-    """End the session: the units used are charged, what was granted and not used goes back."""
-    request = _request(body, f"nchf:{reference[:100]}", RequestKind.TERMINATION)
-    _answer(_handle(request), request.service)
-    return Response(status=204)

@@ -98,18 +98,28 @@ class _StandingCache:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.reading = threading.Lock()
         self.found: dict[str, tuple[float, CallerStanding | None]] = {}
 
-    def get(self, auth: Any, client_id: str, ttl_s: float) -> CallerStanding | None:
+    def get(self, auth: Any, client_id: str, ttl_s: float, db: Any = None) -> CallerStanding | None:
         now = time.monotonic()
         hit = self.found.get(client_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        standing: CallerStanding | None = auth.standing(client_id)
+        # One thread reads a standing gone stale; the others believe the last one until it has (a few ms more).
+        if hit is not None and not self.reading.acquire(blocking=False):
+            return hit[1]
+        try:
+            standing: CallerStanding | None = (
+                auth.standing(client_id) if db is None else auth.standing(client_id, db=db)
+            )
+        finally:
+            if hit is not None:
+                self.reading.release()
         with self.lock:
             if len(self.found) >= self.LIMIT:
                 self.found.clear()
-            self.found[client_id] = (now + ttl_s, standing)
+            self.found[client_id] = (time.monotonic() + ttl_s, standing)
         return standing
 
 
@@ -207,6 +217,57 @@ def authenticate(scope: str | None, *, standing_ttl_s: float = 0) -> Principal:
     if principal.tenant_id is not None and kind != KIND_SUBSCRIBER:
         refuse_if_suspended(standing)
     return _remember(principal)
+
+
+@dataclass(frozen=True)
+class _HeadersOnly:
+    """What Authlib's protector reads of a request: its headers."""
+
+    headers: dict[str, str]
+
+
+def bearer_principal(auth: Any, db: Any, authorization: str, scope: str, *, standing_ttl_s: float) -> Principal:
+    """The caller of a request served beside the Flask app (a protocol's front), from its `Authorization` header.
+
+    The same checks as `authenticate` for a machine caller: the bearer token verified (remembered until it
+    expires), its client's standing read from `db` (believed `standing_ttl_s`), then `scope`; a suspended
+    tenant's client is refused. Raises the same 401 and 403 problems. Console sessions and subscribers' tokens
+    have no place here.
+    """
+    from mvne.infra.web.problems import ProblemError
+
+    try:
+        token = _TOKENS.get(authorization)
+        if token is None:
+            token = auth.protector.validate_request(None, _HeadersOnly({"Authorization": authorization}))
+            _TOKENS.put(authorization, token)
+        standing = _STANDINGS.get(auth, str(token["client_id"]), standing_ttl_s, db)
+        if standing is None or standing.client_revoked:
+            raise InvalidTokenError()
+    except OAuth2Error:
+        challenge = 'Bearer realm="mvne"' + (', error="invalid_token"' if authorization else "")
+        raise ProblemError(
+            401, "unauthenticated", "A valid bearer token is required.", headers={"WWW-Authenticate": challenge}
+        ) from None
+    scopes = frozenset(str(token.get("scope") or "").split())
+    if token.get(SUBSCRIBER_CLAIM) or scope not in scopes:
+        raise ProblemError(
+            403,
+            "insufficient_scope",
+            f"The token lacks the scope this operation needs: {scope}.",
+            headers={"WWW-Authenticate": f'Bearer realm="mvne", error="insufficient_scope", scope="{scope}"'},
+        )
+    tenant_id = token.get("tenant_id")
+    principal = Principal(
+        client_id=str(token["client_id"]),
+        tenant_id=tenant_id,
+        scopes=scopes,
+        kind=KIND_OPERATOR if tenant_id is None else KIND_CLIENT,
+    )
+    if tenant_id is not None:
+        refuse_if_suspended(standing)
+    bind_context(tenant_id=tenant_id, client_id=principal.client_id)
+    return principal
 
 
 def _remember(principal: Principal) -> Principal:

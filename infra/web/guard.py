@@ -172,20 +172,26 @@ def _check_body(max_body_bytes: int, max_json_depth: int) -> None:
             raise too_large
         if not data.strip():
             return
-        if json_nesting_exceeds(data, max_json_depth):
-            raise ProblemError(
-                422,
-                "json_too_deep",
-                f"The request body nests arrays and objects deeper than {max_json_depth} levels.",
-                errors={"_body": [f"Nested deeper than {max_json_depth} levels."]},
-            )
-        try:
-            parsed = json.loads(data)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and too-long integers included
-            raise ProblemError(400, "malformed_body", f"The request body is not valid JSON: {exc}") from None
-        found = list(_forbidden_strings(parsed)) if may_hold_forbidden_strings(data) else []
-        if found:
-            raise _refuse(_nest(found))
+        parse_json_body(data, max_json_depth=max_json_depth)
+
+
+def parse_json_body(data: bytes, *, max_json_depth: int) -> Any:
+    """The JSON body `data` parsed, once it passed the checks above (too deep, not JSON, a forbidden string)."""
+    if json_nesting_exceeds(data, max_json_depth):
+        raise ProblemError(
+            422,
+            "json_too_deep",
+            f"The request body nests arrays and objects deeper than {max_json_depth} levels.",
+            errors={"_body": [f"Nested deeper than {max_json_depth} levels."]},
+        )
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and too-long integers included
+        raise ProblemError(400, "malformed_body", f"The request body is not valid JSON: {exc}") from None
+    found = list(_forbidden_strings(parsed)) if may_hold_forbidden_strings(data) else []
+    if found:
+        raise _refuse(_nest(found))
+    return parsed
 
 
 def _check_form() -> Response | None:

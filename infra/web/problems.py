@@ -51,6 +51,26 @@ def problem(
     extra: dict[str, Any] | None = None,
 ) -> Response:
     """A problem+json response; `extra` adds members a protocol's own problem details carry (3GPP's `cause`)."""
+    body = problem_document(
+        status, code, title, detail, errors=errors, extra=extra, request_id=getattr(g, "request_id", None)
+    )
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def problem_document(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    errors: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """A problem's members, for `problem` and for the fronts served beside the app."""
     body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "code": code}
     if detail:
         body["detail"] = detail
@@ -58,13 +78,16 @@ def problem(
         body.update({k: v for k, v in extra.items() if k not in body})
     if errors:
         body["errors"] = errors
-    request_id = getattr(g, "request_id", None)
     if request_id:
         body["request_id"] = request_id
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    return body
+
+
+def problem_title(status: int) -> str:
+    """The problem's `title`: the status's reason phrase."""
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    return HTTP_STATUS_CODES.get(status, "Error")
 
 
 class ProblemError(HTTPException):
@@ -174,7 +197,7 @@ def problem_example(
     status: int, code: str, title: str | None = None, detail: str | None = None, errors: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A problem body as the API sends it, for the document's examples."""
-    body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title or _title(status), "status": status}
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title or problem_title(status), "status": status}
     body["code"] = code
     if detail:
         body["detail"] = detail
@@ -191,7 +214,7 @@ def http_exception_to_problem(error: HTTPException) -> Response:
         return problem(
             status,
             error.problem_code,
-            _title(status),
+            problem_title(status),
             error.detail,
             errors=error.errors,
             headers=headers,
@@ -205,13 +228,7 @@ def http_exception_to_problem(error: HTTPException) -> Response:
     detail = error.description if status != 422 else "The request has invalid fields; see errors."
     if status == 400 and errors and "_body" in errors:
         code, detail = "malformed_body", "The request body is not valid JSON: " + " ".join(errors.pop("_body"))
-    return problem(status, code, _title(status), detail, errors=errors or None, headers=headers)
-
-
-def _title(status: int) -> str:
-    from werkzeug.http import HTTP_STATUS_CODES
-
-    return HTTP_STATUS_CODES.get(status, "Error")
+    return problem(status, code, problem_title(status), detail, errors=errors or None, headers=headers)
 
 
 def register_error_handlers(app: Flask) -> None:

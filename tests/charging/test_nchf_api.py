@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import time
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any
 
 from flask import Flask
 from joserfc.jwk import RSAKey
+from prometheus_client import REGISTRY
 
 from mvne.charging.online.api import SCOPE, STANDING_TTL_S
 from mvne.charging.online.ledger import drain
@@ -158,3 +160,56 @@ def test_a_network_token_the_process_remembers_is_refused_once_expired_and_never
     assert first.status_code == 201, first.json
     assert altered.status_code == 401
     assert late.status_code == 401
+
+
+def test_the_front_refuses_what_it_cannot_serve_with_problems_and_counts_each_request(
+    app: Flask, runtime: Runtime, tenant: TenantHandle, operator: Operator
+) -> None:
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {operator.api.token}"}
+    sub = line_on(tenant.api)
+    good = body(0, sub, rg1=(MB, None))
+    limit = runtime.settings.max_body_bytes
+
+    def sent(method: str, path: str, data: bytes | str = b"", **headers: str) -> Any:
+        return client.open(path, method=method, data=data, headers={**auth, **headers})
+
+    as_text = sent("POST", BASE, json.dumps(good), **{"Content-Type": "text/plain"})
+    fetched = sent("GET", BASE)
+    elsewhere = sent("POST", "/nchf-convergedcharging/v3/other", json.dumps(good), **{"Content-Type": JSON})
+    not_json = sent("POST", BASE, b'{"invocationSequenceNumber": ', **{"Content-Type": JSON})
+    deep = sent("POST", BASE, "[" * 40 + "]" * 40, **{"Content-Type": JSON})
+    large = sent("POST", BASE, b" " * (limit + 1), **{"Content-Type": JSON})
+    odd_reference = sent("POST", f"{BASE}/a%20b/update", json.dumps(body(1, rg1=(MB, 0))), **{"Content-Type": JSON})
+    before = _counted("/nchf-convergedcharging/v3/chargingdata", "201")
+    created = sent("POST", BASE, json.dumps(good), **{"Content-Type": JSON, "X-Request-Id": "core-4711"})
+
+    answers = [(r.status_code, r.json["code"]) for r in (as_text, fetched, elsewhere, not_json, deep, large)]
+    assert answers == [
+        (415, "unsupported_media_type"),
+        (405, "method_not_allowed"),
+        (404, "not_found"),
+        (400, "malformed_body"),
+        (422, "json_too_deep"),
+        (413, "payload_too_large"),
+    ]
+    assert all(r.mimetype == "application/problem+json" and r.json["request_id"] for r in (as_text, deep, large))
+    assert fetched.headers["Allow"] == "POST"
+    assert (odd_reference.status_code, odd_reference.json["cause"]) == (404, "SESSION_NOT_FOUND")
+    assert created.status_code == 201, created.json
+    assert created.headers["X-Request-Id"] == "core-4711"
+    reference = created.headers["Location"].rsplit("/", 1)[-1]
+    assert created.headers["Location"] == f"http://localhost{BASE}/{reference}"
+    assert _counted("/nchf-convergedcharging/v3/chargingdata", "201") == before + 1
+    released = sent(
+        "POST", f"{BASE}/{reference}/release", json.dumps(body(1, rg1=(None, MB // 2))), **{"Content-Type": JSON}
+    )
+    assert released.status_code == 204, released.data
+
+
+JSON = "application/json"
+
+
+def _counted(route: str, status: str) -> float:
+    value = REGISTRY.get_sample_value("mvne_http_requests_total", {"route": route, "method": "POST", "status": status})
+    return value or 0.0

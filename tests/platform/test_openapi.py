@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from mvne.charging.online.front import ROUTES as NCHF_ROUTES
 from mvne.infra.web.limits import rate_limits
 from mvne.platform.auth import OPERATOR_SCOPES, SUBSCRIBER_SCOPES, TENANT_SCOPES
 from tests.support.api import OFFER, ApiCaller, TenantHandle
@@ -120,6 +121,9 @@ def test_every_v1_route_of_the_app_is_documented_and_nothing_else(api: ApiCaller
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         served |= {(path, method.lower()) for method in rule.methods or () if method not in ("HEAD", "OPTIONS")}
+
+    # Served beside the app, by a WSGI app of its own mounted at its base path.
+    served |= {(re.sub(r"<([^>]+)>", r"{\1}", route), method.lower()) for route, method in NCHF_ROUTES}
 
     documented = {
         (path, method)
