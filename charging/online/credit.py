@@ -74,6 +74,8 @@ CLOCK_SKEW = dt.timedelta(minutes=15)
 MAX_ROUNDS = 50
 # Terms and rate cards are read again after this long (a new offer version, a published card).
 TERMS_TTL_S = 30.0
+# The most lines whose terms one read brings up to date.
+TERMS_BATCH = 500
 MICRO = Decimal(1_000_000)
 
 
@@ -239,7 +241,8 @@ class _Cache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.lines: dict[tuple[str, str], tuple[float, Line | None]] = {}
-        self.terms: dict[str, tuple[float, TermsTimeline | None]] = {}
+        # line -> (read at, its terms, its tenant), oldest read first
+        self.terms: dict[str, tuple[float, TermsTimeline | None, str]] = {}
         self.contexts: dict[str, tuple[float, RatingContext]] = {}
 
 
@@ -501,17 +504,37 @@ class OnlineCharging:
         return found
 
     def _terms(self, tenant_id: str, line_id: str) -> TermsTimeline | None:
+        """The line's terms, as this process read them less than `TERMS_TTL_S` ago.
+
+        Read again, they are read with the other lines whose terms expired here (the oldest first, up to
+        `TERMS_BATCH`, one query per tenant): a process serving many lines would otherwise query once per line
+        every `TERMS_TTL_S`.
+        """
         now = time.monotonic()
         hit = self._cache.terms.get(line_id)
         if hit is not None and now - hit[0] < TERMS_TTL_S:
             return hit[1]
-        with self.db.session(tenant_id=tenant_id) as session:
-            timeline = line_terms(session, [line_id]).get(line_id)
+        wanted: dict[str, list[str]] = {tenant_id: [line_id]}
+        with self._cache.lock:
+            count = 1
+            for other, (read_at, _, other_tenant) in self._cache.terms.items():
+                if now - read_at < TERMS_TTL_S or count >= TERMS_BATCH:
+                    break  # read oldest first: the rest are fresher
+                if other != line_id:
+                    wanted.setdefault(other_tenant, []).append(other)
+                    count += 1
+        found: dict[str, tuple[TermsTimeline | None, str]] = {}
+        for tenant, lines in wanted.items():
+            with self.db.session(tenant_id=tenant) as session:
+                timelines = line_terms(session, lines)
+            found.update((line, (timelines.get(line), tenant)) for line in lines)
         with self._cache.lock:
             if len(self._cache.terms) > 200_000:
                 self._cache.terms.clear()
-            self._cache.terms[line_id] = (now, timeline)
-        return timeline
+            for line, (timeline, tenant) in found.items():
+                self._cache.terms.pop(line, None)  # to the end: the order stays oldest read first
+                self._cache.terms[line] = (now, timeline, tenant)
+        return found[line_id][0]
 
     def _context(self, tenant_id: str, timeline: TermsTimeline) -> RatingContext:
         cards = tuple(sorted({t.rate_card_id for t in timeline.terms if t.rate_card_id}))

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from mvne.catalog.terms import line_terms
 from mvne.charging.balances import money_balance, top_up
 from mvne.charging.models import UsageRecord
+from mvne.charging.online import credit
 from mvne.charging.online.credit import OnlineCharging
 from mvne.charging.online.ledger import drain
 from mvne.charging.online.messages import (
@@ -368,3 +370,30 @@ def test_two_processes_charging_one_line_each_see_what_the_other_granted(
     more = here.update(UnitRequest(1, used=50 * MB, requested=30 * MB))
 
     assert (grant(more).granted, grant(more).final_unit is not None) == (20 * MB, True)
+
+
+def test_expired_terms_are_read_again_for_every_expired_line_in_one_query(
+    runtime: Runtime, tenant: TenantHandle, charging: OnlineCharging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subs = [line_on(tenant.api) for _ in range(3)]
+    for sub in subs:
+        assert Session(charging, sub).open(UnitRequest(1, requested=MB)).result == Result.SUCCESS
+    # Every line's terms expire at once, as they do in a process that read them TERMS_TTL_S ago.
+    with charging._cache.lock:
+        charging._cache.terms = {line: (0.0, *rest) for line, (_, *rest) in charging._cache.terms.items()}
+    reads: list[list[str]] = []
+
+    def counted(session: Any, lines: Any) -> Any:
+        reads.append(sorted(lines))
+        return line_terms(session, lines)
+
+    monkeypatch.setattr(credit, "line_terms", counted)
+    first = Session(charging, subs[0]).open(UnitRequest(1, requested=MB)).result
+    read_by_the_first = len(reads)
+    others = [Session(charging, sub).open(UnitRequest(1, requested=MB)).result for sub in subs[1:]]
+
+    assert [first, *others] == [Result.SUCCESS] * 3
+    ours = {sub["id"] for sub in subs}
+    # One query for this tenant's lines (the process may hold other tenants' lines, each tenant read apart).
+    assert [lines for lines in reads if ours & set(lines)] == [sorted(ours)]
+    assert len(reads) == read_by_the_first
